@@ -1,0 +1,27 @@
+-- Least-privilege role for pgvigil.
+--
+-- pg_monitor is the only grant pgvigil needs: it bundles pg_read_all_stats
+-- (other sessions' states and query texts), pg_read_all_settings
+-- (data_directory and friends) and pg_stat_scan_tables. No superuser, no
+-- write access to any table.
+--
+-- Run as a superuser, then set the password without it landing in your
+-- shell history or the server log, e.g. in psql:  \password pgvigil
+-- Idempotent: safe to run again.
+
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'pgvigil') THEN
+    CREATE ROLE pgvigil LOGIN;
+  END IF;
+END
+$$;
+
+ALTER ROLE pgvigil WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION CONNECTION LIMIT 10;
+GRANT pg_monitor TO pgvigil;
+
+-- Every pgvigil session starts with these limits; the agent also sets them
+-- itself, so this is a second line of defence.
+ALTER ROLE pgvigil SET statement_timeout = '10s';
+ALTER ROLE pgvigil SET lock_timeout = '1s';
+ALTER ROLE pgvigil SET idle_in_transaction_session_timeout = '30s';

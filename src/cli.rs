@@ -1,0 +1,87 @@
+//! The command line (SPEC §2), as clap definitions only.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// pgvigil watches PostgreSQL servers and publishes what matters as
+/// Prometheus metrics.
+#[derive(Debug, Parser)]
+#[command(name = "pgvigil", version = crate::cli::VERSION, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log filter (tracing's EnvFilter syntax); RUST_LOG works too.
+    #[arg(long, global = true, env = "PGVIGIL_LOG")]
+    pub log: Option<String>,
+}
+
+/// `--version` text: version and git revision.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PGVIGIL_GIT_REVISION"), ")");
+
+/// Where the targets come from.
+#[derive(Debug, clap::Args)]
+pub struct Source {
+    /// Config file (TOML); without it, one target from --dsn.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// libpq connection string or URI; else PGVIGIL_DSN, else libpq's PG* variables and defaults.
+    #[arg(long, env = "PGVIGIL_DSN", hide_env_values = true, value_name = "DSN", conflicts_with = "config")]
+    pub dsn: Option<String>,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: collect on schedule and serve /metrics.
+    Run {
+        /// Targets.
+        #[command(flatten)]
+        source: Source,
+        /// HTTP listen address (default 0.0.0.0:9932, or `listen` from the config).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+    },
+    /// Run every collector once, print the result and exit.
+    Once {
+        /// Targets.
+        #[command(flatten)]
+        source: Source,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OnceFormat::Table)]
+        format: OnceFormat,
+        /// Gap between the two samples of collectors that report changes.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+        interval: Duration,
+    },
+    /// Validate a config file and print every problem with its key path.
+    CheckConfig {
+        /// The config file.
+        file: PathBuf,
+    },
+}
+
+/// Output formats of `pgvigil once`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnceFormat {
+    /// Prometheus text exposition 0.0.4.
+    Prometheus,
+    /// JSON: targets, collector health and every series.
+    Json,
+    /// A readable summary for humans.
+    Table,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

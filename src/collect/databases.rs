@@ -1,0 +1,117 @@
+//! Databases: pg_stat_database counters, sizes and transaction ID age.
+//!
+//! Privilege: pg_monitor. pg_database_size needs CONNECT on the database or
+//! pg_read_all_stats; databases the role may not size get no size series.
+
+use async_trait::async_trait;
+
+use super::{col, query_err, CollectError, Collector, Context};
+use crate::desc;
+use crate::metric::{Desc, Family};
+use crate::stats::counter::Totals;
+
+static XACT_COMMIT: Desc = desc!(Counter "pg_database_xact_commit", ["datname"], "Transactions committed.");
+static XACT_ROLLBACK: Desc = desc!(Counter "pg_database_xact_rollback", ["datname"], "Transactions rolled back.");
+static BLKS_HIT: Desc = desc!(Counter "pg_database_blks_hit", ["datname"], "Blocks found in shared buffers.");
+static BLKS_READ: Desc = desc!(Counter "pg_database_blks_read", ["datname"], "Blocks read from disk or the OS cache.");
+static TUP_RETURNED: Desc = desc!(Counter "pg_database_tup_returned", ["datname"], "Rows returned by sequential and bitmap scans.");
+static TUP_FETCHED: Desc = desc!(Counter "pg_database_tup_fetched", ["datname"], "Rows fetched by index scans.");
+static TUP_INSERTED: Desc = desc!(Counter "pg_database_tup_inserted", ["datname"], "Rows inserted.");
+static TUP_UPDATED: Desc = desc!(Counter "pg_database_tup_updated", ["datname"], "Rows updated.");
+static TUP_DELETED: Desc = desc!(Counter "pg_database_tup_deleted", ["datname"], "Rows deleted.");
+static TEMP_BYTES: Desc = desc!(Counter "pg_database_temp", unit = Bytes, ["datname"], "Bytes written to temporary files by queries.");
+static DEADLOCKS: Desc = desc!(Counter "pg_database_deadlocks", ["datname"], "Deadlocks detected.");
+static CHECKSUM_FAILURES: Desc = desc!(Counter "pg_database_checksum_failures", ["datname"], "Data page checksum failures (0 when checksums are off).");
+static SIZE: Desc = desc!(Gauge "pg_database_size", unit = Bytes, ["datname"], "Disk space used by the database.",
+    only_when = "the role may size the database (CONNECT or pg_read_all_stats)");
+static FROZEN_XID_AGE: Desc = desc!(Gauge "pg_database_frozen_xid_age", ["datname"],
+    "Transactions since the database's oldest unfrozen XID; wraparound protection starts near 2^31.");
+
+/// Counter columns of pg_stat_database and the family each feeds.
+const COUNTERS: [(&str, &Desc); 12] = [
+    ("xact_commit", &XACT_COMMIT),
+    ("xact_rollback", &XACT_ROLLBACK),
+    ("blks_hit", &BLKS_HIT),
+    ("blks_read", &BLKS_READ),
+    ("tup_returned", &TUP_RETURNED),
+    ("tup_fetched", &TUP_FETCHED),
+    ("tup_inserted", &TUP_INSERTED),
+    ("tup_updated", &TUP_UPDATED),
+    ("tup_deleted", &TUP_DELETED),
+    ("temp_bytes", &TEMP_BYTES),
+    ("deadlocks", &DEADLOCKS),
+    ("checksum_failures", &CHECKSUM_FAILURES),
+];
+
+/// This collector's metric families.
+pub static METRICS: &[&Desc] = &[
+    &XACT_COMMIT, &XACT_ROLLBACK, &BLKS_HIT, &BLKS_READ, &TUP_RETURNED, &TUP_FETCHED, &TUP_INSERTED,
+    &TUP_UPDATED, &TUP_DELETED, &TEMP_BYTES, &DEADLOCKS, &CHECKSUM_FAILURES, &SIZE, &FROZEN_XID_AGE,
+];
+
+/// The `databases` collector. It keeps running totals so a
+/// `pg_stat_reset()` never shows as a counter going backwards.
+#[derive(Debug, Default)]
+pub struct Databases {
+    totals: Totals<(String, &'static str)>,
+}
+
+const WHAT: &str = "pg_stat_database";
+
+#[async_trait]
+impl Collector for Databases {
+    fn name(&self) -> &'static str {
+        "databases"
+    }
+
+    async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Vec<Family>, CollectError> {
+        // Every database, templates included: template0's frozen XID age
+        // matters for wraparound even though nobody connects to it.
+        let rows = cx
+            .client
+            .query(
+                "SELECT d.datname::text AS datname,
+                        coalesce(s.xact_commit, 0)::float8 AS xact_commit,
+                        coalesce(s.xact_rollback, 0)::float8 AS xact_rollback,
+                        coalesce(s.blks_hit, 0)::float8 AS blks_hit,
+                        coalesce(s.blks_read, 0)::float8 AS blks_read,
+                        coalesce(s.tup_returned, 0)::float8 AS tup_returned,
+                        coalesce(s.tup_fetched, 0)::float8 AS tup_fetched,
+                        coalesce(s.tup_inserted, 0)::float8 AS tup_inserted,
+                        coalesce(s.tup_updated, 0)::float8 AS tup_updated,
+                        coalesce(s.tup_deleted, 0)::float8 AS tup_deleted,
+                        coalesce(s.temp_bytes, 0)::float8 AS temp_bytes,
+                        coalesce(s.deadlocks, 0)::float8 AS deadlocks,
+                        coalesce(s.checksum_failures, 0)::float8 AS checksum_failures,
+                        CASE WHEN pg_catalog.has_database_privilege(d.oid, 'CONNECT')
+                               OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE')
+                             THEN pg_catalog.pg_database_size(d.oid)::float8 END AS size,
+                        pg_catalog.age(d.datfrozenxid)::float8 AS frozen_xid_age
+                   FROM pg_catalog.pg_database d
+                   LEFT JOIN pg_catalog.pg_stat_database s ON s.datid = d.oid
+                  ORDER BY d.datname",
+                &[],
+            )
+            .await
+            .map_err(query_err(WHAT))?;
+
+        let mut counters: Vec<Family> = COUNTERS.iter().map(|(_, desc)| Family::new(desc)).collect();
+        let mut size = Family::new(&SIZE);
+        let mut age = Family::new(&FROZEN_XID_AGE);
+        for row in &rows {
+            let datname: String = col(row, WHAT, "datname")?;
+            for ((column, _), family) in COUNTERS.iter().zip(counters.iter_mut()) {
+                let raw: f64 = col(row, WHAT, column)?;
+                let total = self.totals.observe((datname.clone(), *column), raw);
+                family.push(&[&datname], total);
+            }
+            if let Some(bytes) = col::<Option<f64>>(row, WHAT, "size")? {
+                size.push(&[&datname], bytes);
+            }
+            age.push(&[&datname], col(row, WHAT, "frozen_xid_age")?);
+        }
+        self.totals.sweep();
+        counters.extend([size, age]);
+        Ok(counters)
+    }
+}

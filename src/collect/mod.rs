@@ -1,0 +1,154 @@
+//! Collectors: one file per view family, one shape for all.
+//!
+//! A collector is a small stateful type with a name and an async
+//! [`Collector::collect`] that reads PostgreSQL through the target's session
+//! and returns metric [`Family`] values. It never knows about HTTP or the
+//! schedule; [`crate::schedule`] runs it and stores what it returns. Each
+//! file declares its metric descriptors in a `METRICS` table, from which
+//! `docs/metrics.md` is generated.
+
+use async_trait::async_trait;
+use tokio_postgres::Client;
+
+use crate::config::Config;
+use crate::metric::{Desc, Family};
+use crate::target::caps::Capabilities;
+use crate::target::session::{describe, ConnectError};
+
+pub mod connections;
+pub mod databases;
+pub mod process;
+pub mod server;
+
+/// What a collector may use during one run.
+pub struct Context<'a> {
+    /// The target's monitoring connection.
+    pub client: &'a Client,
+    /// What was detected about the server; collectors may update
+    /// `in_recovery`.
+    pub caps: &'a mut Capabilities,
+}
+
+/// Why a collector run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    /// The server could not be reached.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// A query failed.
+    #[error("{what}: {}", describe(source))]
+    Query {
+        /// Which query, in words ("pg_stat_activity").
+        what: &'static str,
+        /// The driver error.
+        source: tokio_postgres::Error,
+    },
+    /// A column had an unexpected type or was missing.
+    #[error("{what}: column {column}: {}", describe(source))]
+    Column {
+        /// Which query.
+        what: &'static str,
+        /// The column.
+        column: &'static str,
+        /// The driver error.
+        source: tokio_postgres::Error,
+    },
+    /// The run exceeded its time budget and was cancelled.
+    #[error("did not finish within its {budget:?} budget; the query was cancelled")]
+    Timeout {
+        /// The budget.
+        budget: std::time::Duration,
+    },
+    /// Something the collector needs is not there (an extension, a
+    /// privilege); it says what to do.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl CollectError {
+    /// Whether the connection is unusable afterwards and must be rebuilt.
+    pub fn connection_lost(&self) -> bool {
+        match self {
+            CollectError::Connect(_) => true,
+            CollectError::Query { source, .. } | CollectError::Column { source, .. } => {
+                if source.is_closed() {
+                    return true;
+                }
+                // 57P01..57P05 (admin/crash shutdown, cannot connect now,
+                // idle session timeout) and class 08 (connection exception).
+                match source.code() {
+                    Some(code) => {
+                        let code = code.code();
+                        code.starts_with("08") || (code.starts_with("57P") && code != "57P04")
+                    }
+                    // No SQLSTATE: the error came from the socket, not the server.
+                    None => source.as_db_error().is_none(),
+                }
+            }
+            CollectError::Timeout { .. } | CollectError::Unavailable(_) => false,
+        }
+    }
+}
+
+/// Attaches the query name to a driver error.
+pub fn query_err(what: &'static str) -> impl Fn(tokio_postgres::Error) -> CollectError {
+    move |source| CollectError::Query { what, source }
+}
+
+/// Reads a column, naming it in the error.
+pub fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    what: &'static str,
+    column: &'static str,
+) -> Result<T, CollectError> {
+    row.try_get(column).map_err(|source| CollectError::Column { what, column, source })
+}
+
+/// One family of views, collected on its own schedule.
+#[async_trait]
+pub trait Collector: Send + Sync {
+    /// The `collector` label value and config key.
+    fn name(&self) -> &'static str;
+
+    /// Whether a single run says little because the collector reports
+    /// changes between runs; `pgvigil once` then runs it twice.
+    fn wants_two_samples(&self) -> bool {
+        false
+    }
+
+    /// Reads the server and returns this cycle's families.
+    async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Vec<Family>, CollectError>;
+}
+
+/// A collector and how often it runs.
+pub struct Scheduled {
+    /// The collector.
+    pub collector: Box<dyn Collector>,
+    /// Its interval.
+    pub interval: std::time::Duration,
+}
+
+/// The enabled collectors of one target, per the config.
+pub fn for_target(config: &Config) -> Vec<Scheduled> {
+    let c = &config.collectors;
+    let all: [(Option<std::time::Duration>, Box<dyn Collector>); 3] = [
+        (c.server, Box::new(server::Server)),
+        (c.connections, Box::new(connections::Connections)),
+        (c.databases, Box::new(databases::Databases::default())),
+    ];
+    all.into_iter()
+        .filter_map(|(interval, collector)| interval.map(|interval| Scheduled { collector, interval }))
+        .collect()
+}
+
+/// Every metric family pgvigil can publish, grouped by collector, for the
+/// metrics reference.
+pub fn catalog() -> Vec<(&'static str, &'static [&'static Desc])> {
+    vec![
+        ("agent", crate::snapshot::HEALTH_METRICS),
+        ("process", process::METRICS),
+        ("server", server::METRICS),
+        ("connections", connections::METRICS),
+        ("databases", databases::METRICS),
+    ]
+}

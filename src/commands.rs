@@ -1,0 +1,85 @@
+//! What each subcommand does, on top of the library.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::agent::Agent;
+use crate::cli::{OnceFormat, Source};
+use crate::config::{Config, Environment};
+use crate::exposition::Format;
+use crate::{http, report, shutdown};
+
+/// How long a stop may take before remaining work is abandoned.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Loads the config from a file, or builds the one-target config from the
+/// DSN and libpq's environment.
+pub fn load(source: &Source) -> Result<Config, crate::config::ConfigError> {
+    let env = Environment::process();
+    match &source.config {
+        Some(path) => Config::load(path, &env),
+        None => Config::from_dsn(source.dsn.as_deref(), &env),
+    }
+}
+
+/// `pgvigil run`.
+pub async fn run(mut config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    let listener = http::bind(config.listen).await?;
+    tracing::info!(listen = %listener.local_addr()?, version = crate::cli::VERSION, "pgvigil started");
+    let token = CancellationToken::new();
+    shutdown::on_signal(token.clone());
+    let tracker = TaskTracker::new();
+    let mut agent = Agent::new(&config);
+    agent.start(&tracker, &token);
+    let agent = Arc::new(agent);
+    let server = tracker.spawn(http::serve(listener, agent, token.clone(), SHUTDOWN_DEADLINE));
+    token.cancelled().await;
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait()).await.is_err() {
+        tracing::warn!("some tasks did not stop within {SHUTDOWN_DEADLINE:?}; exiting anyway");
+        server.abort();
+    }
+    tracing::info!("pgvigil stopped");
+    Ok(())
+}
+
+/// `pgvigil once`: prints to stdout; errors when a target is unreachable.
+pub async fn once(config: Config, format: OnceFormat, interval: Duration) -> anyhow::Result<()> {
+    let mut agent = Agent::new(&config);
+    agent.collect_once(interval).await?;
+    let out = match format {
+        OnceFormat::Prometheus => agent.metrics(Format::Prometheus),
+        OnceFormat::Json => {
+            let mut text = serde_json::to_string_pretty(&report::json(&agent.store.view(None)))?;
+            text.push('\n');
+            text
+        }
+        OnceFormat::Table => report::table(&agent.store.view(None)),
+    };
+    use std::io::Write as _;
+    std::io::stdout().lock().write_all(out.as_bytes()).context("could not write to stdout")?;
+    Ok(())
+}
+
+/// `pgvigil check-config`: true when the file is valid. Problems go to
+/// stderr, one per line with its key path.
+pub fn check_config(path: &Path) -> bool {
+    match Config::load(path, &Environment::process()) {
+        Ok(config) => {
+            println!("{}: ok ({} target{})", path.display(), config.targets.len(), if config.targets.len() == 1 { "" } else { "s" });
+            true
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            false
+        }
+    }
+}

@@ -1,0 +1,630 @@
+//! The configuration file (SPEC §3): raw values as written, then a validated
+//! form.
+//!
+//! Stage one deserializes strictly (`deny_unknown_fields`) but does not stop
+//! at the first mistake: each serde error is recorded with its key path, the
+//! offending key is taken out (so its default applies) and deserialization is
+//! retried. Stage two checks meaning (addresses, DSNs, secrets) and again
+//! reports every problem. A config therefore always yields either a
+//! [`Config`] or the full list of [`Problem`]s, never just the first.
+//!
+//! Every field's doc comment is also its documentation in
+//! `packaging/pgvigil.toml`, which a test parses.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+use crate::target::dsn::ConnParams;
+
+/// How often a collector runs, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interval {
+    /// The collector does not run.
+    Off,
+    /// The collector runs this often.
+    Every(Duration),
+}
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        parse_interval(&text).map_err(de::Error::custom)
+    }
+}
+
+fn parse_interval(text: &str) -> Result<Interval, String> {
+    if text.trim() == "off" {
+        return Ok(Interval::Off);
+    }
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d.is_zero() => Err("an interval must be longer than zero (or \"off\")".into()),
+        Ok(d) => Ok(Interval::Every(d)),
+        Err(e) => Err(format!("invalid interval {text:?}: {e} (write e.g. \"15s\", \"2m\" or \"off\")")),
+    }
+}
+
+/// Settings shared by every collector table: `name = { interval = "30s" }`,
+/// or the shorthand `name = "30s"` / `name = "off"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CollectorSettings {
+    /// How often this collector runs; `collectors.default_interval` when unset, `"off"` disables it.
+    pub interval: Option<Interval>,
+}
+
+impl<'de> Deserialize<'de> for Setting {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Setting;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an interval such as \"30s\", \"off\", or a table like { interval = \"30s\" }")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Setting, E> {
+                let interval = parse_interval(v).map_err(E::custom)?;
+                Ok(Setting(CollectorSettings { interval: Some(interval) }))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Setting, A::Error> {
+                CollectorSettings::deserialize(de::value::MapAccessDeserializer::new(map)).map(Setting)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A collector's settings as written, in either spelling.
+#[derive(Debug, Clone, Default)]
+pub struct Setting(pub CollectorSettings);
+
+/// `[collectors]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCollectors {
+    /// Interval of every collector without its own.
+    #[serde(with = "humantime_serde")]
+    pub default_interval: Duration,
+    /// Time budget of one collector run; also the session's statement_timeout.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// lock_timeout of the collector session: a catalog lock held by someone else fails fast instead of queueing.
+    #[serde(with = "humantime_serde")]
+    pub lock_timeout: Duration,
+    /// Server identity and role: pg_server_info, pg_in_recovery, start time, max_connections.
+    pub server: Setting,
+    /// pg_stat_activity and pg_locks: connections by state, blocked sessions, long transactions, locks.
+    pub connections: Setting,
+    /// pg_stat_database counters, database sizes and frozen XID age.
+    pub databases: Setting,
+}
+
+impl Default for RawCollectors {
+    fn default() -> Self {
+        RawCollectors {
+            default_interval: Duration::from_secs(15),
+            timeout: Duration::from_secs(10),
+            lock_timeout: Duration::from_secs(1),
+            server: Setting::default(),
+            connections: Setting::default(),
+            databases: Setting::default(),
+        }
+    }
+}
+
+/// One `[[target]]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTarget {
+    /// Becomes the `target` label when there are several targets; defaults to "main".
+    pub name: Option<String>,
+    /// libpq connection string (URI or key=value); a password here works but password_file or password_env is better.
+    pub dsn: String,
+    /// File holding the password (first line); read at start-up.
+    pub password_file: Option<PathBuf>,
+    /// Name of an environment variable holding the password.
+    pub password_env: Option<String>,
+}
+
+/// The whole file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    /// Address and port of the HTTP server (/metrics, /healthz, /readyz).
+    pub listen: String,
+    /// The PostgreSQL servers to watch.
+    #[serde(rename = "target")]
+    pub targets: Vec<RawTarget>,
+    /// Collector schedule.
+    pub collectors: RawCollectors,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig { listen: DEFAULT_LISTEN.into(), targets: Vec::new(), collectors: RawCollectors::default() }
+    }
+}
+
+/// The default HTTP listen address (SPEC §2).
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9932";
+
+/// One problem in a config, with the key path it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, e.g. `target[0].dsn`; empty for the file as a whole.
+    pub path: String,
+    /// What is wrong, in one line.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("could not read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config has problems; all of them are listed.
+    #[error("{} problem{} in {origin}:\n{}", problems.len(), if problems.len() == 1 { "" } else { "s" }, list(problems))]
+    Invalid {
+        /// Where the config came from (a file name, or "the command line").
+        origin: String,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Collector intervals after validation; `None` means off.
+#[derive(Debug, Clone)]
+pub struct Collectors {
+    /// Time budget of one run, also the session statement_timeout.
+    pub timeout: Duration,
+    /// Session lock_timeout.
+    pub lock_timeout: Duration,
+    /// Interval of the server collector.
+    pub server: Option<Duration>,
+    /// Interval of the connections collector.
+    pub connections: Option<Duration>,
+    /// Interval of the databases collector.
+    pub databases: Option<Duration>,
+}
+
+/// One validated target.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Its name (the `target` label with several targets).
+    pub name: String,
+    /// Connection parameters, password resolved, defaults applied.
+    pub conn: ConnParams,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// The targets, in file order.
+    pub targets: Vec<Target>,
+    /// The collector schedule.
+    pub collectors: Collectors,
+}
+
+/// What validation may look up outside the file: environment variables and
+/// the OS user (for libpq's defaults). Tests pass their own.
+pub struct Environment<'a> {
+    /// Reads an environment variable.
+    pub var: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Environment<'_> {
+    /// The process environment.
+    pub fn process() -> Environment<'static> {
+        Environment { var: &|name| std::env::var(name).ok() }
+    }
+
+    fn os_user(&self) -> Option<String> {
+        (self.var)("USER").or_else(|| (self.var)("LOGNAME"))
+    }
+
+    fn home(&self) -> Option<PathBuf> {
+        (self.var)("HOME").map(PathBuf::from)
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path, env: &Environment) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Config::parse(&text, &path.display().to_string(), env)
+    }
+
+    /// Validates config text; `origin` names it in messages.
+    pub fn parse(text: &str, origin: &str, env: &Environment) -> Result<Config, ConfigError> {
+        let invalid = |problems| ConfigError::Invalid { origin: origin.to_string(), problems };
+        let (raw, mut problems) = match deserialize_all(text) {
+            Ok(pair) => pair,
+            Err(problem) => return Err(invalid(vec![problem])),
+        };
+        let config = validate(raw, env, &mut problems);
+        match config {
+            Some(config) if problems.is_empty() => Ok(config),
+            _ => Err(invalid(problems)),
+        }
+    }
+
+    /// The config used without a file: one target from `dsn` (the `--dsn`
+    /// flag or `PGVIGIL_DSN`), completed from libpq's environment variables
+    /// and defaults, like psql.
+    pub fn from_dsn(dsn: Option<&str>, env: &Environment) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let raw = RawConfig {
+            targets: vec![RawTarget { dsn: dsn.unwrap_or("").to_string(), ..RawTarget::default() }],
+            ..RawConfig::default()
+        };
+        let config = validate_with(raw, env, &mut problems, true);
+        // There is no file: name the flag, not a key path.
+        for p in &mut problems {
+            if p.path == "target[0].dsn" {
+                p.path = "--dsn (or PGVIGIL_DSN)".into();
+            }
+        }
+        match config {
+            Some(config) if problems.is_empty() => Ok(config),
+            _ => Err(ConfigError::Invalid { origin: "the command line".into(), problems }),
+        }
+    }
+}
+
+/// Stage one: strict serde, repeated until every problem is known.
+fn deserialize_all(text: &str) -> Result<(RawConfig, Vec<Problem>), Problem> {
+    let mut value: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| Problem { path: String::new(), message: one_line(&e.to_string()) })?;
+    let mut problems = Vec::new();
+    // Each round removes one offending key, so this ends; the bound only
+    // guards against a key we fail to remove.
+    for _ in 0..256 {
+        let attempt: Result<RawConfig, _> = serde_path_to_error::deserialize(toml::Value::Table(value.clone()));
+        match attempt {
+            Ok(raw) => return Ok((raw, problems)),
+            Err(err) => {
+                let mut segments = path_segments(err.path());
+                let message = err.inner().to_string();
+                // Make sure an unknown key's path ends with the key itself.
+                if let Some(key) = unknown_field(&message)
+                    && !matches!(segments.last(), Some(Segment::Key(k)) if *k == key) {
+                        segments.push(Segment::Key(key));
+                    }
+                problems.push(Problem { path: render(&segments), message: one_line(&message) });
+                if !remove(&mut value, &segments) {
+                    return Ok((RawConfig::default(), problems));
+                }
+            }
+        }
+    }
+    Ok((RawConfig::default(), problems))
+}
+
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+fn path_segments(path: &serde_path_to_error::Path) -> Vec<Segment> {
+    path.iter()
+        .filter_map(|s| match s {
+            serde_path_to_error::Segment::Map { key } => Some(Segment::Key(key.clone())),
+            serde_path_to_error::Segment::Seq { index } => Some(Segment::Index(*index)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn render(segments: &[Segment]) -> String {
+    let mut out = String::new();
+    for s in segments {
+        match s {
+            Segment::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                // Our own `[[target]]` array is renamed in serde; show it as written.
+                out.push_str(k);
+            }
+            Segment::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+fn unknown_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_string())
+}
+
+/// Flattens a serde message to one line and drops the "in `key`" suffix
+/// the TOML deserializer adds, since the path already says where.
+fn one_line(message: &str) -> String {
+    let flat = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.rfind(" in `") {
+        Some(at) if flat.ends_with('`') => flat[..at].to_string(),
+        _ => flat,
+    }
+}
+
+/// Removes the value at `segments`; false when nothing could be removed.
+fn remove(table: &mut toml::Table, segments: &[Segment]) -> bool {
+    fn remove_in(value: &mut toml::Value, segments: &[Segment]) -> bool {
+        match (segments, value) {
+            ([Segment::Key(k)], toml::Value::Table(t)) => t.remove(k).is_some(),
+            ([Segment::Index(i)], toml::Value::Array(a)) if *i < a.len() => {
+                // Keep indexes of later entries stable: blank the entry instead.
+                a[*i] = toml::Value::Table(toml::Table::new());
+                true
+            }
+            ([Segment::Key(k), rest @ ..], toml::Value::Table(t)) => t.get_mut(k).is_some_and(|v| remove_in(v, rest)),
+            ([Segment::Index(i), rest @ ..], toml::Value::Array(a)) => a.get_mut(*i).is_some_and(|v| remove_in(v, rest)),
+            _ => false,
+        }
+    }
+    let mut root = toml::Value::Table(std::mem::take(table));
+    let removed = !segments.is_empty() && remove_in(&mut root, segments);
+    if let toml::Value::Table(t) = root {
+        *table = t;
+    }
+    removed
+}
+
+/// Stage two for a config file.
+fn validate(raw: RawConfig, env: &Environment, problems: &mut Vec<Problem>) -> Option<Config> {
+    validate_with(raw, env, problems, false)
+}
+
+fn validate_with(raw: RawConfig, env: &Environment, problems: &mut Vec<Problem>, libpq_env: bool) -> Option<Config> {
+    let mut problem = |path: String, message: String| problems.push(Problem { path, message });
+
+    let listen = match raw.listen.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problem("listen".into(), format!("{:?} is not an address and port such as \"0.0.0.0:9932\"", raw.listen));
+            None
+        }
+    };
+
+    if raw.targets.is_empty() {
+        problem("target".into(), "no [[target]] configured: add one with at least a dsn".into());
+    }
+    let mut names = BTreeSet::new();
+    let several = raw.targets.len() > 1;
+    let mut targets = Vec::new();
+    for (i, t) in raw.targets.into_iter().enumerate() {
+        let path = |key: &str| format!("target[{i}].{key}");
+        let name = match t.name {
+            Some(n) => n,
+            None if several => {
+                problem(path("name"), "required when there are several targets".into());
+                format!("target{i}")
+            }
+            None => "main".to_string(),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
+            problem(path("name"), format!("{name:?} must be non-empty and use only letters, digits, '_', '.' and '-'"));
+        } else if !names.insert(name.clone()) {
+            problem(path("name"), format!("{name:?} is used by another target"));
+        }
+        let mut conn = match ConnParams::parse(&t.dsn) {
+            Ok(c) => c,
+            Err(e) => {
+                problem(path("dsn"), e.to_string());
+                continue;
+            }
+        };
+        if libpq_env
+            && let Err(e) = conn.fill_from_env(|name| (env.var)(name)) {
+                problem(String::new(), format!("environment: {e}"));
+            }
+        match (&t.password_file, &t.password_env) {
+            (Some(_), Some(_)) => problem(path("password_file"), "set either password_file or password_env, not both".into()),
+            (Some(file), None) => match read_password_file(file) {
+                Ok(pw) if conn.password.is_some() => {
+                    drop(pw);
+                    problem(path("password_file"), "the dsn already contains a password; keep only one".into())
+                }
+                Ok(pw) => conn.password = Some(pw),
+                Err(message) => problem(path("password_file"), message),
+            },
+            (None, Some(var)) => match (env.var)(var) {
+                Some(_) if conn.password.is_some() => {
+                    problem(path("password_env"), "the dsn already contains a password; keep only one".into())
+                }
+                Some(pw) => conn.password = Some(pw),
+                None => problem(path("password_env"), format!("environment variable {var} is not set")),
+            },
+            (None, None) => {}
+        }
+        conn.fill_defaults(env.os_user());
+        if conn.password.is_none() {
+            conn.password = conn.pgpass_password(env.home().as_deref());
+        }
+        targets.push(Target { name, conn });
+    }
+
+    let c = &raw.collectors;
+    for (key, value) in [("default_interval", c.default_interval), ("timeout", c.timeout)] {
+        if value.is_zero() {
+            problem(format!("collectors.{key}"), "must be longer than zero".into());
+        }
+    }
+    let interval = |s: &Setting| match s.0.interval {
+        None => Some(c.default_interval),
+        Some(Interval::Off) => None,
+        Some(Interval::Every(d)) => Some(d),
+    };
+    let collectors = Collectors {
+        timeout: c.timeout,
+        lock_timeout: c.lock_timeout,
+        server: interval(&c.server),
+        connections: interval(&c.connections),
+        databases: interval(&c.databases),
+    };
+    Some(Config { listen: listen?, targets, collectors })
+}
+
+fn read_password_file(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("could not read {}: {e}", path.display()))?;
+    let first = text.lines().next().unwrap_or("").to_string();
+    if first.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    fn problems(text: &str) -> Vec<String> {
+        let var = env(&[("USER", "tester")]);
+        match Config::parse(text, "test.toml", &Environment { var: &var }) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid { problems, .. }) => problems.iter().map(|p| p.to_string()).collect(),
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    #[test]
+    fn a_minimal_config_gets_every_default() {
+        let var = env(&[("USER", "tester")]);
+        let config = Config::parse("[[target]]\ndsn = \"host=db1\"\n", "t", &Environment { var: &var }).unwrap();
+        assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(config.targets[0].name, "main");
+        assert_eq!(config.targets[0].conn.user.as_deref(), Some("tester"));
+        assert_eq!(config.collectors.server, Some(Duration::from_secs(15)));
+        assert_eq!(config.collectors.timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let text = r#"
+listen = "nowhere"
+bogus = 1
+[collectors]
+default_interval = "soon"
+databases = { interval = "off", colour = "red" }
+[[target]]
+dsn = "host=a port=notaport"
+[[target]]
+name = "b"
+dsn = "host=b"
+password_env = "PGVIGIL_TEST_UNSET_VAR"
+unknown_key = true
+"#;
+        let got = problems(text);
+        let want = [
+            "bogus: unknown field `bogus`",
+            "collectors.default_interval: invalid value",
+            "collectors.databases.colour: unknown field `colour`",
+            "target[1].unknown_key: unknown field `unknown_key`",
+            "listen: \"nowhere\" is not an address",
+            "target[0].name: required when there are several targets",
+            "target[1].password_env: environment variable PGVIGIL_TEST_UNSET_VAR is not set",
+            "target[0].dsn: invalid value \"notaport\" for connection parameter \"port\"",
+        ];
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+        for w in want {
+            assert!(got.iter().any(|g| g.starts_with(w)), "missing {w:?} in {got:#?}");
+        }
+    }
+
+    #[test]
+    fn intervals_accept_shorthand_tables_and_off() {
+        let var = env(&[]);
+        let text = r#"
+[collectors]
+default_interval = "20s"
+server = "off"
+connections = { interval = "1m" }
+[[target]]
+dsn = "postgresql://u@h/d"
+"#;
+        let c = Config::parse(text, "t", &Environment { var: &var }).unwrap().collectors;
+        assert_eq!(c.server, None);
+        assert_eq!(c.connections, Some(Duration::from_secs(60)));
+        assert_eq!(c.databases, Some(Duration::from_secs(20)));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases = [
+            ("[collectors]\nserver = \"0s\"\n[[target]]\ndsn=''", "collectors.server: an interval must be longer than zero"),
+            ("[collectors]\ntimeout = 5\n[[target]]\ndsn=''", "collectors.timeout: invalid type"),
+            ("[[target]]\ndsn = 'x' \n", "target[0].dsn:"),
+            ("listen = ", "TOML parse error"),
+            ("", "target: no [[target]] configured"),
+            ("[[target]]\nname='a b'\ndsn=''", "target[0].name: \"a b\" must be non-empty"),
+            ("[[target]]\nname='a'\ndsn=''\n[[target]]\nname='a'\ndsn=''", "target[1].name: \"a\" is used by another target"),
+            ("[[target]]\ndsn=''\npassword_file='/nonexistent/pw'", "target[0].password_file: could not read /nonexistent/pw"),
+        ];
+        for (text, want) in cases {
+            let got = problems(text);
+            assert!(got.iter().any(|g| g.starts_with(want)), "{text:?}: want {want:?}, got {got:#?}");
+        }
+    }
+
+    #[test]
+    fn secrets_come_from_a_file_or_a_named_variable_never_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret\nignored\n").unwrap();
+        let var = env(&[("MY_PW", "fromenv")]);
+        let e = Environment { var: &var };
+        let text = format!("[[target]]\ndsn='host=h'\npassword_file='{}'", file.display());
+        assert_eq!(Config::parse(&text, "t", &e).unwrap().targets[0].conn.password.as_deref(), Some("s3cret"));
+        let text = "[[target]]\ndsn='host=h'\npassword_env='MY_PW'";
+        assert_eq!(Config::parse(text, "t", &e).unwrap().targets[0].conn.password.as_deref(), Some("fromenv"));
+        let text = "[[target]]\ndsn='host=h password=x'\npassword_env='MY_PW'";
+        let err = Config::parse(text, "t", &e).unwrap_err().to_string();
+        assert!(err.contains("already contains a password") && !err.contains("fromenv"), "{err}");
+    }
+
+    #[test]
+    fn without_a_file_libpq_environment_fills_the_gaps() {
+        let var = env(&[("PGHOST", "envhost"), ("PGPORT", "6000"), ("PGUSER", "envuser"), ("USER", "os")]);
+        let e = Environment { var: &var };
+        let c = Config::from_dsn(Some("postgresql://explicit@/db"), &e).unwrap();
+        let conn = &c.targets[0].conn;
+        assert_eq!(conn.user.as_deref(), Some("explicit"));
+        assert_eq!(conn.ports, [6000]);
+        assert_eq!(conn.dbname.as_deref(), Some("db"));
+        let c = Config::from_dsn(None, &e).unwrap();
+        assert_eq!(c.targets[0].conn.user.as_deref(), Some("envuser"));
+        assert_eq!(c.targets[0].conn.dbname.as_deref(), Some("envuser"));
+    }
+}

@@ -1,0 +1,260 @@
+//! Snapshots to Prometheus text 0.0.4 and OpenMetrics 1.0.
+//!
+//! Both formats come from prometheus-client: since 0.26 the crate has a
+//! 0.0.4 text encoder beside its OpenMetrics one, so we feed both from the
+//! same [`Collector`] instead of keeping a writer of our own. Families with
+//! the same name from several targets are merged under one `# HELP`/`# TYPE`
+//! header, with a `target` label first, because a repeated header is an
+//! error to Prometheus and promtool.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, LabelSetEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit as PcUnit};
+
+use crate::metric::{Desc, Family, Kind, Series, Unit, Value};
+use crate::snapshot::TargetView;
+
+/// An output format for `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text exposition 0.0.4, the default.
+    Prometheus,
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+}
+
+impl Format {
+    /// Picks the format an `Accept` header asks for (SPEC §4).
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Prometheus,
+        }
+    }
+
+    /// The `Content-Type` of a response in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// A group of families that share an optional `target` label.
+#[derive(Debug)]
+pub struct Scoped {
+    /// The `target` label value, when series carry one.
+    pub target: Option<Arc<str>>,
+    /// The families.
+    pub families: Arc<Vec<Family>>,
+}
+
+/// Flattens target views (collector snapshots plus derived health series)
+/// and agent-wide families into encodable groups.
+pub fn scoped(views: &[TargetView], agent: Vec<Family>) -> Vec<Scoped> {
+    let mut out = vec![Scoped { target: None, families: Arc::new(agent) }];
+    for view in views {
+        let target = view.labelled.then(|| view.name.clone());
+        out.push(Scoped { target: target.clone(), families: Arc::new(view.health_families()) });
+        for (_, state) in &view.collectors {
+            out.push(Scoped { target: target.clone(), families: state.families.clone() });
+        }
+    }
+    out
+}
+
+/// Encodes the groups in the requested format.
+pub fn encode(groups: Vec<Scoped>, format: Format) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Snapshots { groups }));
+    let mut out = String::new();
+    let result = match format {
+        Format::Prometheus => prometheus_client::encoding::prometheus_text::encode(&mut out, &registry),
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
+    };
+    // Writing into a String cannot fail; an error here would be a bug in the
+    // encoder, and a partial page is still better than none for a scraper.
+    if let Err(e) = result {
+        tracing::error!(error = %e, "metrics encoding failed");
+    }
+    out
+}
+
+/// One family's descriptor and its series from every group, with the
+/// group's target label.
+type Merged<'a> = (&'static Desc, Vec<(Option<&'a str>, &'a Series)>);
+
+#[derive(Debug)]
+struct Snapshots {
+    groups: Vec<Scoped>,
+}
+
+/// The labels of one series: the optional target, then the family's own.
+struct SeriesLabels<'a> {
+    target: Option<&'a str>,
+    names: &'static [&'static str],
+    values: &'a [String],
+}
+
+impl EncodeLabelSet for SeriesLabels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        if let Some(target) = self.target {
+            ("target", target).encode(encoder.encode_label())?;
+        }
+        for (name, value) in self.names.iter().zip(self.values) {
+            (*name, value.as_str()).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+fn metric_type(kind: Kind) -> MetricType {
+    match kind {
+        Kind::Gauge => MetricType::Gauge,
+        Kind::Counter => MetricType::Counter,
+        Kind::Histogram => MetricType::Histogram,
+        Kind::Info => MetricType::Info,
+    }
+}
+
+fn unit(unit: Unit) -> PcUnit {
+    match unit {
+        Unit::Seconds => PcUnit::Seconds,
+        Unit::Bytes => PcUnit::Bytes,
+    }
+}
+
+impl Collector for Snapshots {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // Merge by name so that each family gets exactly one header.
+        let mut merged: BTreeMap<&'static str, Merged> = BTreeMap::new();
+        for group in &self.groups {
+            for family in group.families.iter() {
+                let entry = merged.entry(family.desc.name).or_insert_with(|| (family.desc, Vec::new()));
+                debug_assert!(std::ptr::eq(entry.0, family.desc), "two descriptors named {}", family.desc.name);
+                entry.1.extend(family.series.iter().map(|s| (group.target.as_deref(), s)));
+            }
+        }
+        for (desc, series) in merged.values() {
+            if series.is_empty() {
+                continue;
+            }
+            let unit = desc.unit.map(unit);
+            let mut metric = encoder.encode_descriptor(desc.name, desc.help, unit.as_ref(), metric_type(desc.kind))?;
+            for (target, s) in series {
+                let labels = SeriesLabels { target: *target, names: desc.labels, values: &s.labels };
+                match (&s.value, desc.kind) {
+                    (Value::Info, _) => metric.encode_info(&labels)?,
+                    (Value::Number(v), Kind::Counter) => {
+                        metric.encode_family(&labels)?.encode_counter::<NoLabelSet, f64, f64>(v, None)?
+                    }
+                    (Value::Number(v), _) => metric.encode_family(&labels)?.encode_gauge(v)?,
+                    (Value::Histogram(h), _) => {
+                        let buckets: Vec<(f64, u64)> = h.bounds.iter().copied().zip(h.counts.iter().copied()).collect();
+                        metric.encode_family(&labels)?.encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets, None)?
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desc;
+    use crate::metric::HistogramValue;
+
+    static CONNS: Desc = desc!(Gauge "pg_connections", ["datname", "state"], "Connections.");
+    static COMMITS: Desc = desc!(Counter "pg_database_xact_commit", ["datname"], "Commits.");
+    static INFO: Desc = desc!(Info "pg_server", ["version"], "Server.");
+    static LAT: Desc = desc!(Histogram "pg_statement_latency", unit = Seconds, [], "Latency.");
+    static EMPTY: Desc = desc!(Gauge "pg_nothing", [], "Never has series.");
+
+    fn families() -> Vec<Family> {
+        let mut conns = Family::new(&CONNS);
+        conns.push(&["app\"db", "idle in transaction"], 3.0);
+        let mut commits = Family::new(&COMMITS);
+        commits.push(&["postgres"], 42.0);
+        let mut info = Family::new(&INFO);
+        info.push_info(&["15.4"]);
+        let mut lat = Family::new(&LAT);
+        lat.push_value::<&str>(
+            &[],
+            Value::Histogram(Box::new(HistogramValue {
+                bounds: Arc::from([0.01, 0.1]),
+                counts: vec![2, 3],
+                count: 6,
+                sum: 1.5,
+            })),
+        );
+        vec![conns, commits, info, lat, Family::new(&EMPTY)]
+    }
+
+    #[test]
+    fn prometheus_text_has_full_names_and_escaped_labels() {
+        let out = encode(vec![Scoped { target: None, families: Arc::new(families()) }], Format::Prometheus);
+        let expected = [
+            "# HELP pg_connections Connections.",
+            "# TYPE pg_connections gauge",
+            "pg_connections{datname=\"app\\\"db\",state=\"idle in transaction\"} 3.0",
+            "# HELP pg_database_xact_commit_total Commits.",
+            "# TYPE pg_database_xact_commit_total counter",
+            "pg_database_xact_commit_total{datname=\"postgres\"} 42.0",
+            "# HELP pg_server_info Server.",
+            "# TYPE pg_server_info gauge",
+            "pg_server_info{version=\"15.4\"} 1",
+            "# HELP pg_statement_latency_seconds Latency.",
+            "# TYPE pg_statement_latency_seconds histogram",
+            "pg_statement_latency_seconds_bucket{le=\"0.01\"} 2",
+            "pg_statement_latency_seconds_bucket{le=\"0.1\"} 5",
+            "pg_statement_latency_seconds_bucket{le=\"+Inf\"} 6",
+            "pg_statement_latency_seconds_sum 1.5",
+            "pg_statement_latency_seconds_count 6",
+        ];
+        assert_eq!(out.lines().collect::<Vec<_>>(), expected);
+        assert!(!out.contains("pg_nothing"));
+    }
+
+    #[test]
+    fn openmetrics_ends_with_eof_and_declares_units() {
+        let out = encode(vec![Scoped { target: None, families: Arc::new(families()) }], Format::OpenMetrics);
+        assert!(out.ends_with("# EOF\n"));
+        assert!(out.contains("# UNIT pg_statement_latency_seconds seconds"));
+        assert!(out.contains("# TYPE pg_database_xact_commit counter"));
+        assert!(out.contains("pg_database_xact_commit_total{datname=\"postgres\"} 42"));
+        assert!(out.contains("# TYPE pg_server info"));
+    }
+
+    #[test]
+    fn same_family_from_two_targets_gets_one_header() {
+        let groups = vec![
+            Scoped { target: Some("a".into()), families: Arc::new(families()) },
+            Scoped { target: Some("b".into()), families: Arc::new(families()) },
+        ];
+        let out = encode(groups, Format::Prometheus);
+        assert_eq!(out.matches("# TYPE pg_connections gauge").count(), 1);
+        assert!(out.contains("pg_database_xact_commit_total{target=\"a\",datname=\"postgres\"} 42.0"));
+        assert!(out.contains("pg_database_xact_commit_total{target=\"b\",datname=\"postgres\"} 42.0"));
+    }
+
+    #[test]
+    fn accept_header_picks_the_format() {
+        let cases = [
+            (None, Format::Prometheus),
+            (Some("text/plain"), Format::Prometheus),
+            (Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5"), Format::OpenMetrics),
+        ];
+        for (accept, want) in cases {
+            assert_eq!(Format::from_accept(accept), want, "{accept:?}");
+        }
+    }
+}

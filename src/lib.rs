@@ -1,0 +1,38 @@
+//! pgvigil: a PostgreSQL observability agent.
+//!
+//! # Layout
+//!
+//! Data flows one way: collectors write snapshots; the HTTP server and the
+//! command line only read them.
+//!
+//! - [`cli`]: the command line definitions (clap); [`commands`]: what each
+//!   subcommand does. `main.rs` only wires the two.
+//! - [`config`]: the TOML config, raw then validated, every problem with its
+//!   key path.
+//! - [`agent`]: wires targets, collectors, the store and the outputs.
+//! - [`target`]: libpq-style DSNs, TLS, the monitoring session with
+//!   reconnect and backoff, capability detection.
+//! - [`schedule`]: runs each collector on its interval within a time budget.
+//! - [`collect`]: one file per view family (server, connections, databases,
+//!   the agent's own process).
+//! - [`snapshot`]: the latest result of each collector; what scrapes read.
+//! - [`metric`]: descriptors, families and series; [`exposition`]: them to
+//!   Prometheus text and OpenMetrics; [`report`]: them to JSON and tables.
+//! - [`stats`]: pure math (running totals over resettable counters).
+//! - [`http`]: the hyper server and its endpoints; [`shutdown`]: signals.
+#![deny(missing_docs)]
+
+pub mod agent;
+pub mod cli;
+pub mod collect;
+pub mod commands;
+pub mod config;
+pub mod exposition;
+pub mod http;
+pub mod metric;
+pub mod report;
+pub mod schedule;
+pub mod shutdown;
+pub mod snapshot;
+pub mod stats;
+pub mod target;

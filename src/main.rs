@@ -1,0 +1,58 @@
+//! The `pgvigil` binary: parse arguments, set up logging, hand over to the
+//! library. Errors end as one line on stderr and a non-zero exit.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use pgvigil::cli::{Cli, Command};
+use pgvigil::commands;
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(cli: &Cli) {
+    // `once` prints its result on stdout; keep its stderr for problems.
+    let default = match cli.command {
+        Command::Once { .. } => "warn",
+        _ => "info",
+    };
+    let filter = cli
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new(default));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run { source, listen } => commands::run(commands::load(&source)?, listen).await,
+            Command::Once { source, format, interval } => commands::once(commands::load(&source)?, format, interval).await,
+            Command::CheckConfig { file } => {
+                if commands::check_config(&file) { Ok(()) } else { std::process::exit(1) }
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Human and JSON renderings of the store, for `pgvigil once`.
+//!
+//! Both read the same families `/metrics` encodes, so what a developer sees
+//! on the terminal is what Prometheus would scrape.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde_json::{json, Value as Json};
+
+use crate::metric::{Family, Value};
+use crate::snapshot::TargetView;
+
+fn families(view: &TargetView) -> impl Iterator<Item = &Family> {
+    view.collectors.iter().flat_map(|(_, state)| state.families.iter())
+}
+
+fn find<'a>(view: &'a TargetView, name: &str) -> Option<&'a Family> {
+    families(view).find(|f| f.desc.name == name)
+}
+
+fn series_json(family: &Family) -> Vec<Json> {
+    family
+        .series
+        .iter()
+        .map(|s| {
+            let labels: BTreeMap<_, _> = family.desc.labels.iter().zip(&s.labels).collect();
+            let value = match &s.value {
+                Value::Number(v) => json!(v),
+                Value::Info => json!(1),
+                Value::Histogram(h) => {
+                    let mut cumulative = 0;
+                    let buckets: Vec<Json> = h
+                        .bounds
+                        .iter()
+                        .zip(&h.counts)
+                        .map(|(le, n)| {
+                            cumulative += n;
+                            json!([le, cumulative])
+                        })
+                        .collect();
+                    json!({ "buckets": buckets, "sum": h.sum, "count": h.count })
+                }
+            };
+            json!({ "labels": labels, "value": value })
+        })
+        .collect()
+}
+
+/// Targets, collector health and every series as one JSON document.
+pub fn json(views: &[TargetView]) -> Json {
+    let targets: Vec<Json> = views
+        .iter()
+        .map(|view| {
+            let collectors: Vec<Json> = view
+                .collectors
+                .iter()
+                .map(|(name, s)| {
+                    json!({
+                        "name": name,
+                        "success": s.success,
+                        "duration_seconds": s.duration.as_secs_f64(),
+                        "error": s.last_error,
+                    })
+                })
+                .collect();
+            let metrics: Vec<Json> = families(view)
+                .filter(|f| !f.series.is_empty())
+                .map(|f| {
+                    json!({
+                        "name": f.desc.exposed_name(),
+                        "type": f.desc.kind.as_str(),
+                        "help": f.desc.help,
+                        "series": series_json(f),
+                    })
+                })
+                .collect();
+            json!({ "name": &*view.name, "up": view.up, "collectors": collectors, "metrics": metrics })
+        })
+        .collect();
+    json!({ "version": crate::cli::VERSION, "targets": targets })
+}
+
+fn number(family: Option<&Family>, labels: &[&str]) -> Option<f64> {
+    family?.series.iter().find(|s| s.labels.iter().map(String::as_str).eq(labels.iter().copied())).and_then(|s| match s.value {
+        Value::Number(v) => Some(v),
+        _ => None,
+    })
+}
+
+fn bytes(n: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = n;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{value:.0} {}", UNITS[unit]) } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+/// Formats rows as aligned columns under a header.
+pub fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let _ = writeln!(out, "  {}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec(), &mut out);
+    for row in rows {
+        line(row.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+/// A readable summary of each target.
+pub fn table(views: &[TargetView]) -> String {
+    let mut out = String::new();
+    for view in views {
+        let version = find(view, "pg_server")
+            .and_then(|f| f.series.first())
+            .map(|s| format!("PostgreSQL {}", s.labels[0]))
+            .unwrap_or_else(|| "version unknown".into());
+        let role = match number(find(view, "pg_in_recovery"), &[]) {
+            Some(v) if v > 0.0 => "replica",
+            Some(_) => "primary",
+            None => "role unknown",
+        };
+        let up = match view.up {
+            Some(true) => "up",
+            Some(false) => "DOWN",
+            None => "not yet collected",
+        };
+        let _ = writeln!(out, "target {}: {up}, {version}, {role}", view.name);
+        for (name, s) in &view.collectors {
+            let status = match &s.last_error {
+                None => format!("ok in {} ms", s.duration.as_millis()),
+                Some(e) => format!("FAILED: {e}"),
+            };
+            let _ = writeln!(out, "  collector {name:<12} {status}");
+        }
+
+        let max = number(find(view, "pg_settings_max_connections"), &[]);
+        let reserved = number(find(view, "pg_connections_reserved"), &[]);
+        if let Some(conns) = find(view, "pg_connections") {
+            let used: f64 = conns.series.iter().filter_map(|s| if let Value::Number(v) = s.value { Some(v) } else { None }).sum();
+            let limit = match (max, reserved) {
+                (Some(m), Some(r)) => format!(" of {} usable ({m} max_connections - {r} reserved)", m - r),
+                _ => String::new(),
+            };
+            let _ = writeln!(out, "\nconnections: {used}{limit}");
+            let mut rows: Vec<Vec<String>> = conns
+                .series
+                .iter()
+                .map(|s| {
+                    let mut row = s.labels.clone();
+                    row.push(match s.value { Value::Number(v) => v.to_string(), _ => String::new() });
+                    row
+                })
+                .collect();
+            rows.sort();
+            out.push_str(&columns(&["DATABASE", "USER", "APPLICATION", "STATE", "COUNT"], &rows));
+        }
+
+        if let Some(commits) = find(view, "pg_database_xact_commit") {
+            let _ = writeln!(out, "\ndatabases:");
+            let get = |name: &str, db: &str| number(find(view, name), &[db]);
+            let rows: Vec<Vec<String>> = commits
+                .series
+                .iter()
+                .map(|s| {
+                    let db = s.labels[0].as_str();
+                    let hit = get("pg_database_blks_hit", db).unwrap_or(0.0);
+                    let read = get("pg_database_blks_read", db).unwrap_or(0.0);
+                    let ratio = if hit + read > 0.0 { format!("{:.1}%", 100.0 * hit / (hit + read)) } else { "-".into() };
+                    vec![
+                        db.to_string(),
+                        get("pg_database_size", db).map(bytes).unwrap_or_else(|| "-".into()),
+                        get("pg_database_xact_commit", db).map(|v| v.to_string()).unwrap_or_default(),
+                        get("pg_database_xact_rollback", db).map(|v| v.to_string()).unwrap_or_default(),
+                        ratio,
+                        get("pg_database_frozen_xid_age", db).map(|v| v.to_string()).unwrap_or_default(),
+                        get("pg_longest_transaction", db).map(|v| format!("{v:.1}s")).unwrap_or_else(|| "-".into()),
+                        get("pg_blocked_connections", db).map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            out.push_str(&columns(&["DATABASE", "SIZE", "COMMITS", "ROLLBACKS", "CACHE HIT", "XID AGE", "LONGEST XACT", "BLOCKED"], &rows));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The metrics reference (`docs/metrics.md`), generated from the
+/// descriptors so it cannot drift from the code.
+pub fn metrics_reference() -> String {
+    let mut out = String::from(
+        "# Metrics reference\n\n\
+         Generated from the metric descriptors in `src/collect/` and `src/snapshot.rs`; do not edit by hand.\n\
+         Regenerate with `PGVIGIL_BLESS=1 cargo test --test it docs::`. One test fails when this file and the\n\
+         code disagree; another checks that a real run publishes exactly these names.\n\n\
+         Conventions (SPEC §5): `pg_` is what PostgreSQL reports, `pgbouncer_` PgBouncer, `pgvigil_` the agent\n\
+         itself. Units are in the name (`_seconds`, `_bytes`), counters end in `_total` and never go backwards\n\
+         (a statistics reset in PostgreSQL is absorbed by the agent's running totals), `_info` gauges carry text\n\
+         in labels with the value 1. With several targets every series also has a `target` label.\n\
+         A failed collector's families are absent (not zero) until it succeeds again;\n\
+         `pgvigil_collector_success` says which.\n",
+    );
+    for (collector, descs) in crate::collect::catalog() {
+        let _ = write!(out, "\n## {collector}\n\n| metric | type | labels | meaning |\n|---|---|---|---|\n");
+        for d in descs {
+            let labels = d.labels.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ");
+            let when = d.only_when.map(|w| format!(" Present only when {w}.")).unwrap_or_default();
+            let _ = writeln!(out, "| `{}` | {} | {} | {}{} |", d.exposed_name(), d.kind.as_str(), labels, d.help, when);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_du() {
+        let cases = [(0.0, "0 B"), (1023.0, "1023 B"), (1536.0, "1.5 kB"), (7_700_000.0, "7.3 MB")];
+        for (n, want) in cases {
+            assert_eq!(bytes(n), want);
+        }
+    }
+
+    #[test]
+    fn columns_align() {
+        let out = columns(&["A", "LONGER"], &[vec!["xyz".into(), "1".into()]]);
+        assert_eq!(out, "  A    LONGER\n  xyz  1\n");
+    }
+}

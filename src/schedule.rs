@@ -1,0 +1,122 @@
+//! Runs each collector on its own interval and stores its snapshot.
+//!
+//! All collectors of a target share the target's one monitoring session
+//! (SPEC §1: a small fixed number of connections), taking turns through a
+//! fair mutex. Each run has a time budget; a run that exceeds it has its
+//! query cancelled server-side. Ticks missed while a run was slow are
+//! delayed, not burst (`MissedTickBehavior::Delay`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::collect::{CollectError, Collector, Context, Scheduled};
+use crate::metric::Family;
+use crate::snapshot::{Outcome, Store};
+use crate::target::session::Session;
+
+/// What the schedule needs to know about one target.
+#[derive(Clone)]
+pub struct TargetHandle {
+    /// The target's name in the store.
+    pub name: Arc<str>,
+    /// Its monitoring session, shared by its collectors.
+    pub session: Arc<Mutex<Session>>,
+    /// The store results go to.
+    pub store: Arc<Store>,
+    /// Time budget of one collector run.
+    pub budget: Duration,
+}
+
+/// Runs one collector once: connect if needed, collect within the budget,
+/// and keep the session and `pg_up` truthful about the outcome.
+pub async fn run_once(target: &TargetHandle, collector: &mut dyn Collector) -> Result<Vec<Family>, CollectError> {
+    let mut session = target.session.lock().await;
+    let result = collect_within_budget(&mut session, collector, target.budget).await;
+    let up = match &result {
+        Ok(_) => true,
+        Err(e) if e.connection_lost() => {
+            session.reset(&e.to_string());
+            false
+        }
+        Err(_) => true,
+    };
+    target.store.set_up(&target.name, up);
+    result
+}
+
+async fn collect_within_budget(
+    session: &mut Session,
+    collector: &mut dyn Collector,
+    budget: Duration,
+) -> Result<Vec<Family>, CollectError> {
+    let live = session.connect().await?;
+    let mut cx = Context { client: &live.client, caps: &mut live.caps };
+    match tokio::time::timeout(budget, collector.collect(&mut cx)).await {
+        Ok(result) => result,
+        Err(_) => {
+            // The abandoned query may still run server-side; cancel it. If
+            // even that fails, the connection is in an unknown state.
+            if !session.cancel_query().await {
+                session.reset("a query outlived its budget and could not be cancelled");
+            }
+            Err(CollectError::Timeout { budget })
+        }
+    }
+}
+
+/// Remembers the last error per collector so a persistent failure is
+/// logged once, not every cycle.
+#[derive(Default)]
+struct ErrorLog {
+    last: Option<String>,
+}
+
+impl ErrorLog {
+    fn note(&mut self, target: &str, collector: &str, result: &Result<Vec<Family>, CollectError>) {
+        match (result, &self.last) {
+            (Ok(_), Some(_)) => {
+                tracing::info!(target_name = target, collector, "collector recovered");
+                self.last = None;
+            }
+            (Err(e), last) => {
+                let text = e.to_string();
+                if last.as_deref() != Some(text.as_str()) {
+                    tracing::warn!(target_name = target, collector, error = %text, "collector failed");
+                } else {
+                    tracing::debug!(target_name = target, collector, error = %text, "collector still failing");
+                }
+                self.last = Some(text);
+            }
+            (Ok(_), None) => {}
+        }
+    }
+}
+
+/// Runs `scheduled` for `target` until `token` is cancelled.
+pub fn spawn(tracker: &TaskTracker, token: CancellationToken, target: TargetHandle, mut scheduled: Scheduled) {
+    tracker.spawn(async move {
+        let name = scheduled.collector.name();
+        let mut ticker = tokio::time::interval(scheduled.interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut errors = ErrorLog::default();
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let started = Instant::now();
+            let result = tokio::select! {
+                _ = token.cancelled() => return,
+                result = run_once(&target, scheduled.collector.as_mut()) => result,
+            };
+            errors.note(&target.name, name, &result);
+            let outcome = Outcome { result: result.map_err(|e| e.to_string()), duration: started.elapsed() };
+            target.store.record(&target.name, name, outcome);
+        }
+    });
+}

@@ -1,0 +1,232 @@
+//! The latest result of every collector: the one thing scrapes read.
+//!
+//! Collectors write here after each run; `/metrics`, `/readyz`, the JSON API
+//! and `pgvigil once` only read. A failed run replaces the collector's
+//! families with nothing (stale numbers would lie about a server that is
+//! gone) and keeps the health series that say why.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::desc;
+use crate::metric::{Desc, Family};
+
+static UP: Desc = desc!(Gauge "pg_up", [], "1 if the last attempt to reach the PostgreSQL server succeeded, else 0.");
+static SUCCESS: Desc = desc!(Gauge "pgvigil_collector_success", ["collector"], "1 if the collector's last run succeeded, else 0.");
+static DURATION: Desc = desc!(Gauge "pgvigil_collector_duration", unit = Seconds, ["collector"], "How long the collector's last run took.");
+static LAST_SUCCESS: Desc = desc!(Gauge "pgvigil_collector_last_success_timestamp", unit = Seconds, ["collector"], "When the collector last succeeded, as a Unix time.", only_when = "the collector has succeeded at least once");
+
+/// Descriptors of the health families derived from the store itself.
+pub static HEALTH_METRICS: &[&Desc] = &[&UP, &SUCCESS, &DURATION, &LAST_SUCCESS];
+
+/// What one run of a collector left behind.
+#[derive(Debug, Clone)]
+pub struct CollectorState {
+    /// Families of the last successful run; empty after a failure.
+    pub families: Arc<Vec<Family>>,
+    /// Whether the last run succeeded.
+    pub success: bool,
+    /// Wall time of the last run.
+    pub duration: Duration,
+    /// When the collector last succeeded.
+    pub last_success: Option<SystemTime>,
+    /// Why the last run failed, one line, safe to show (no secrets).
+    pub last_error: Option<String>,
+}
+
+/// The outcome of one collector run, as handed to [`Store::record`].
+#[derive(Debug)]
+pub struct Outcome {
+    /// The families, or a one-line reason for failure.
+    pub result: Result<Vec<Family>, String>,
+    /// Wall time the run took.
+    pub duration: Duration,
+}
+
+#[derive(Debug, Default)]
+struct TargetEntry {
+    up: Option<bool>,
+    expected: Vec<&'static str>,
+    collectors: BTreeMap<&'static str, CollectorState>,
+}
+
+/// Everything collected so far, per target and collector.
+#[derive(Debug)]
+pub struct Store {
+    label_targets: bool,
+    targets: RwLock<Vec<(Arc<str>, TargetEntry)>>,
+}
+
+/// One target's stored state, read in one go for encoding.
+#[derive(Debug, Clone)]
+pub struct TargetView {
+    /// The target's name.
+    pub name: Arc<str>,
+    /// Whether series get a `target` label (several targets configured).
+    pub labelled: bool,
+    /// `pg_up`, once known.
+    pub up: Option<bool>,
+    /// Each collector's state, by collector name.
+    pub collectors: Vec<(&'static str, CollectorState)>,
+}
+
+impl Store {
+    /// A store for the named targets, each expecting the listed collectors.
+    /// With more than one target every series gets a `target` label.
+    pub fn new(targets: Vec<(String, Vec<&'static str>)>) -> Store {
+        let label_targets = targets.len() > 1;
+        let targets = targets
+            .into_iter()
+            .map(|(name, expected)| {
+                let entry = TargetEntry { expected, ..TargetEntry::default() };
+                (Arc::from(name), entry)
+            })
+            .collect();
+        Store { label_targets, targets: RwLock::new(targets) }
+    }
+
+    fn with_target<R>(&self, target: &str, f: impl FnOnce(&mut TargetEntry) -> R) -> Option<R> {
+        let mut targets = self.targets.write().unwrap_or_else(|e| e.into_inner());
+        targets.iter_mut().find(|(name, _)| &**name == target).map(|(_, entry)| f(entry))
+    }
+
+    /// Records whether the target's server answered.
+    pub fn set_up(&self, target: &str, up: bool) {
+        self.with_target(target, |entry| entry.up = Some(up));
+    }
+
+    /// Stores one collector run.
+    pub fn record(&self, target: &str, collector: &'static str, outcome: Outcome) {
+        self.with_target(target, |entry| {
+            let previous = entry.collectors.get(collector).and_then(|s| s.last_success);
+            let now = SystemTime::now();
+            let state = match outcome.result {
+                Ok(families) => CollectorState {
+                    families: Arc::new(families),
+                    success: true,
+                    duration: outcome.duration,
+                    last_success: Some(now),
+                    last_error: None,
+                },
+                Err(reason) => CollectorState {
+                    families: Arc::new(Vec::new()),
+                    success: false,
+                    duration: outcome.duration,
+                    last_success: previous,
+                    last_error: Some(reason),
+                },
+            };
+            entry.collectors.insert(collector, state);
+        });
+    }
+
+    /// True once every target has run each of its collectors at least once,
+    /// whatever the result (SPEC §4 `/readyz`).
+    pub fn ready(&self) -> bool {
+        let targets = self.targets.read().unwrap_or_else(|e| e.into_inner());
+        targets.iter().all(|(_, entry)| {
+            entry.expected.iter().all(|name| entry.collectors.contains_key(name))
+        })
+    }
+
+    /// Names of all targets, in configuration order.
+    pub fn target_names(&self) -> Vec<Arc<str>> {
+        let targets = self.targets.read().unwrap_or_else(|e| e.into_inner());
+        targets.iter().map(|(name, _)| name.clone()).collect()
+    }
+
+    /// A consistent copy of the stored state, optionally of one target only.
+    /// Families are shared, not copied.
+    pub fn view(&self, only: Option<&str>) -> Vec<TargetView> {
+        let targets = self.targets.read().unwrap_or_else(|e| e.into_inner());
+        targets
+            .iter()
+            .filter(|(name, _)| only.is_none_or(|o| o == &**name))
+            .map(|(name, entry)| TargetView {
+                name: name.clone(),
+                labelled: self.label_targets,
+                up: entry.up,
+                collectors: entry.collectors.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            })
+            .collect()
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+impl TargetView {
+    /// The health families derived from this target's state: `pg_up` and the
+    /// `pgvigil_collector_*` series.
+    pub fn health_families(&self) -> Vec<Family> {
+        let mut families = Vec::with_capacity(HEALTH_METRICS.len());
+        if let Some(up) = self.up {
+            families.push(Family::single(&UP, if up { 1.0 } else { 0.0 }));
+        }
+        let mut success = Family::new(&SUCCESS);
+        let mut duration = Family::new(&DURATION);
+        let mut last = Family::new(&LAST_SUCCESS);
+        for (name, state) in &self.collectors {
+            success.push(&[name], if state.success { 1.0 } else { 0.0 });
+            duration.push(&[name], state.duration.as_secs_f64());
+            if let Some(t) = state.last_success {
+                last.push(&[name], unix_seconds(t));
+            }
+        }
+        families.extend([success, duration, last]);
+        families
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static THING: Desc = desc!(Gauge "pg_thing", [], "A thing.");
+
+    fn ok() -> Outcome {
+        Outcome { result: Ok(vec![Family::single(&THING, 1.0)]), duration: Duration::from_millis(3) }
+    }
+
+    #[test]
+    fn ready_only_after_every_collector_ran_once() {
+        let store = Store::new(vec![("a".into(), vec!["x", "y"]), ("b".into(), vec!["x"])]);
+        assert!(!store.ready());
+        store.record("a", "x", ok());
+        store.record("a", "y", Outcome { result: Err("boom".into()), duration: Duration::ZERO });
+        assert!(!store.ready());
+        store.record("b", "x", ok());
+        assert!(store.ready());
+    }
+
+    #[test]
+    fn failure_drops_families_but_keeps_last_success_time() {
+        let store = Store::new(vec![("a".into(), vec!["x"])]);
+        store.record("a", "x", ok());
+        store.record("a", "x", Outcome { result: Err("gone".into()), duration: Duration::ZERO });
+        let view = store.view(None);
+        let (_, state) = &view[0].collectors[0];
+        assert!(!state.success);
+        assert!(state.families.is_empty());
+        assert!(state.last_success.is_some());
+        assert_eq!(state.last_error.as_deref(), Some("gone"));
+        assert!(!view[0].labelled);
+    }
+
+    #[test]
+    fn health_families_report_up_and_each_collector() {
+        let store = Store::new(vec![("a".into(), vec!["x"]), ("b".into(), vec![])]);
+        store.set_up("a", false);
+        store.record("a", "x", ok());
+        let view = store.view(Some("a"));
+        assert_eq!(view.len(), 1);
+        assert!(view[0].labelled);
+        let families = view[0].health_families();
+        let names: Vec<_> = families.iter().map(|f| f.desc.name).collect();
+        assert_eq!(names, ["pg_up", "pgvigil_collector_success", "pgvigil_collector_duration", "pgvigil_collector_last_success_timestamp"]);
+        assert_eq!(families[0].series[0].value, crate::metric::Value::Number(0.0));
+        assert_eq!(families[1].series[0].labels, ["x"]);
+    }
+}

@@ -1,0 +1,7 @@
+//! Reaching a target: libpq-style connection parameters, TLS, the
+//! monitoring session (reconnect with backoff) and capability detection.
+
+pub mod caps;
+pub mod dsn;
+pub mod session;
+pub mod tls;

@@ -1,0 +1,203 @@
+//! One monitoring connection to a target, rebuilt when it breaks.
+//!
+//! A [`Session`] owns at most one PostgreSQL connection. It connects lazily,
+//! sets the session limits every agent connection must have (SPEC §1), and
+//! after a failure waits a capped, doubling backoff before trying again so a
+//! down server is not hammered.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_postgres::Client;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use super::caps::Capabilities;
+use super::dsn::ConnParams;
+use super::tls;
+
+/// Session limits applied right after connecting.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// `statement_timeout`.
+    pub statement_timeout: Duration,
+    /// `lock_timeout`.
+    pub lock_timeout: Duration,
+}
+
+/// Why a connection could not be (re)established. Displays as one line
+/// naming the address and role, never the password.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConnectError {
+    /// TLS could not be configured from the sslmode and certificate files.
+    #[error("could not connect to {addr}: {reason}")]
+    Tls {
+        /// `host:port as user`.
+        addr: String,
+        /// The TLS setup problem.
+        reason: String,
+    },
+    /// The server refused or could not be reached.
+    #[error("could not connect to {addr}: {reason}")]
+    Failed {
+        /// `host:port as user`.
+        addr: String,
+        /// What went wrong, one line.
+        reason: String,
+    },
+    /// A recent attempt failed and the backoff has not elapsed.
+    #[error("{last} (next attempt in {}s)", retry_in.as_secs().max(1))]
+    Backoff {
+        /// The last attempt's error.
+        last: Box<ConnectError>,
+        /// Time until the next attempt.
+        retry_in: Duration,
+    },
+}
+
+/// A live connection and what was detected on it.
+#[derive(Debug)]
+pub struct Live {
+    /// The client.
+    pub client: Client,
+    /// Capabilities detected at connect time.
+    pub caps: Capabilities,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// The connection state of one target.
+pub struct Session {
+    params: Arc<ConnParams>,
+    limits: Limits,
+    live: Option<Live>,
+    last_error: Option<ConnectError>,
+    next_attempt: Option<Instant>,
+    backoff: Duration,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("addr", &self.params.endpoint()).field("connected", &self.live.is_some()).finish()
+    }
+}
+
+/// Turns a driver error into one readable line: the server's message for
+/// database errors, the I/O cause otherwise.
+pub fn describe(err: &tokio_postgres::Error) -> String {
+    if let Some(db) = err.as_db_error() {
+        return db.message().to_string();
+    }
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text = format!("{text}: {s_text}");
+        }
+        source = s.source();
+    }
+    text
+}
+
+impl Session {
+    /// A disconnected session.
+    pub fn new(params: Arc<ConnParams>, limits: Limits) -> Session {
+        Session { params, limits, live: None, last_error: None, next_attempt: None, backoff: FIRST_BACKOFF }
+    }
+
+    /// `host:port as user`, safe to log.
+    pub fn addr(&self) -> String {
+        self.params.endpoint()
+    }
+
+    /// The live connection, connecting first if needed.
+    pub async fn connect(&mut self) -> Result<&mut Live, ConnectError> {
+        if self.live.as_ref().is_some_and(|l| l.client.is_closed()) {
+            self.live = None;
+        }
+        if self.live.is_none() {
+            if let (Some(at), Some(last)) = (self.next_attempt, &self.last_error) {
+                let now = Instant::now();
+                if now < at {
+                    return Err(ConnectError::Backoff { last: Box::new(last.clone()), retry_in: at - now });
+                }
+            }
+            match open(&self.params, self.limits).await {
+                Ok(live) => {
+                    if self.last_error.take().is_some() {
+                        tracing::info!(addr = %self.addr(), "reconnected");
+                    }
+                    self.next_attempt = None;
+                    self.backoff = FIRST_BACKOFF;
+                    self.live = Some(live);
+                }
+                Err(e) => {
+                    self.next_attempt = Some(Instant::now() + self.backoff);
+                    self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                    self.last_error = Some(e.clone());
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self.live.as_mut().expect("connected above"))
+    }
+
+    /// Drops the connection after an error that left it unusable; the next
+    /// [`Session::connect`] opens a new one.
+    pub fn reset(&mut self, reason: &str) {
+        if self.live.take().is_some() {
+            tracing::warn!(addr = %self.addr(), reason, "connection lost");
+            self.last_error = Some(ConnectError::Failed { addr: self.addr(), reason: reason.to_string() });
+        }
+    }
+
+    /// Asks the server to cancel whatever the live connection is running.
+    /// True when the request was delivered within two seconds.
+    pub async fn cancel_query(&mut self) -> bool {
+        let Some(live) = &self.live else { return false };
+        let Ok(connector) = tls::make_connector(&self.params) else { return false };
+        let token = live.client.cancel_token();
+        tokio::time::timeout(Duration::from_secs(2), token.cancel_query(connector))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The live connection, if any, without connecting.
+    pub fn live(&mut self) -> Option<&mut Live> {
+        self.live.as_mut()
+    }
+}
+
+/// Opens a connection, applies the session limits and detects capabilities.
+pub async fn open(params: &ConnParams, limits: Limits) -> Result<Live, ConnectError> {
+    let addr = params.endpoint();
+    let connector: MakeRustlsConnect =
+        tls::make_connector(params).map_err(|e| ConnectError::Tls { addr: addr.clone(), reason: e.to_string() })?;
+    let failed = |e: tokio_postgres::Error| ConnectError::Failed { addr: addr.clone(), reason: describe(&e) };
+    let (client, connection) = params.to_tokio_config().connect(connector).await.map_err(failed)?;
+    let driver_addr = addr.clone();
+    let driver = tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(addr = %driver_addr, error = %describe(&e), "connection ended");
+        }
+    });
+    let setup = format!(
+        "SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = {}; SET jit = off",
+        limits.statement_timeout.as_millis(),
+        limits.lock_timeout.as_millis(),
+        limits.statement_timeout.as_millis()
+    );
+    client.batch_execute(&setup).await.map_err(failed)?;
+    let caps = Capabilities::detect(&client).await.map_err(failed)?;
+    tracing::debug!(addr = %addr, version = %caps.server_version, in_recovery = caps.in_recovery, "connected");
+    Ok(Live { client, caps, driver })
+}

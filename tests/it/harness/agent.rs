@@ -1,0 +1,163 @@
+//! The pgvigil binary under test: `run` as a child process on a free port,
+//! `once` and `check-config` as commands, and a tiny HTTP client.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::metrics::Metrics;
+use super::pg::{eventually, free_port};
+
+
+/// The binary cargo built for this test run.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pgvigil"))
+}
+
+/// Runs `pgvigil ARGS` to completion with `env` added.
+pub fn pgvigil(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(binary());
+    cmd.args(args).env_remove("PGVIGIL_DSN").env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run pgvigil")
+}
+
+/// stdout and stderr of a finished command, as text.
+pub fn outputs(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A response: status code and body.
+#[derive(Debug)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers, lower-cased names.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: String,
+}
+
+impl Response {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one raw HTTP/1.0 request and reads the whole response.
+pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Ok(Response { status, headers, body: body.to_string() })
+}
+
+/// A `pgvigil run` child process, killed on drop.
+pub struct RunningAgent {
+    child: Child,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl RunningAgent {
+    /// Starts `pgvigil run --config <file> --listen 127.0.0.1:<free port>`
+    /// with `config` written to `dir`, and waits for `/healthz`.
+    pub async fn start(dir: &Path, config: &str) -> RunningAgent {
+        RunningAgent::start_with_env(dir, config, &[]).await
+    }
+
+    /// Like [`RunningAgent::start`] with extra environment variables.
+    pub async fn start_with_env(dir: &Path, config: &str, env: &[(&str, &str)]) -> RunningAgent {
+        let file = dir.join(format!("pgvigil-{}.toml", free_port()));
+        std::fs::write(&file, config).expect("write config");
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = file.with_extension("log");
+        let mut cmd = Command::new(binary());
+        cmd.args(["run", "--config"]).arg(&file).args(["--listen", &addr.to_string()]);
+        cmd.env("RUST_LOG", "info").env_remove("PGVIGIL_DSN");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.stdout(Stdio::null()).stderr(std::fs::File::create(&log).expect("agent log"));
+        let child = cmd.spawn().expect("spawn pgvigil run");
+        let mut agent = RunningAgent { child, addr, log };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = agent.child.try_wait() {
+                panic!("pgvigil exited with {status}: {}", agent.log());
+            }
+            if http(addr, "GET", "/healthz", &[]).await.is_ok_and(|r| r.status == 200) {
+                return agent;
+            }
+            assert!(std::time::Instant::now() < deadline, "pgvigil did not answer /healthz: {}", agent.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// GET `path`.
+    pub async fn get(&self, path: &str) -> Response {
+        http(self.addr, "GET", path, &[]).await.expect("http request")
+    }
+
+    /// Scrapes and parses `/metrics`.
+    pub async fn metrics(&self) -> Metrics {
+        let response = self.get("/metrics").await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        Metrics::parse(&response.body)
+    }
+
+    /// Scrapes until `f` finds what it wants in the metrics.
+    pub async fn wait_for<T>(&self, timeout: Duration, what: &str, f: impl Fn(&Metrics) -> Option<T>) -> T {
+        eventually(timeout, what, || async { f(&self.metrics().await) }).await
+    }
+
+    /// Everything the agent logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill with a valid pid and signal number.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "pgvigil did not stop after SIGTERM: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for RunningAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,63 @@
+//! The one test harness: real PostgreSQL clusters, the real pgvigil binary.
+
+pub mod agent;
+pub mod metrics;
+pub mod pg;
+
+use std::path::PathBuf;
+
+pub use agent::{http, outputs, pgvigil, RunningAgent};
+pub use metrics::Metrics;
+pub use pg::{eventually, PgOptions, PgServer};
+
+/// A cluster with the least-privilege `pgvigil` role, as a user would set
+/// it up, and a password file for it.
+pub struct Fixture {
+    /// The cluster.
+    pub pg: PgServer,
+    /// The pgvigil role's password (tests check it never leaks).
+    pub password: String,
+}
+
+impl Fixture {
+    /// A default cluster plus the monitoring role.
+    pub async fn start() -> Fixture {
+        Fixture::start_with(PgOptions::default()).await
+    }
+
+    /// A cluster with extra settings plus the monitoring role.
+    pub async fn start_with(options: PgOptions) -> Fixture {
+        let pg = PgServer::start_with(options);
+        let password = format!("pw-{}-Secret'\"x", pg.port);
+        pg.create_monitoring_role(&password).await;
+        Fixture { pg, password }
+    }
+
+    /// A file holding the password, as `password_file` expects.
+    pub fn password_file(&self) -> PathBuf {
+        let file = self.pg.scratch().join("pgvigil.password");
+        std::fs::write(&file, format!("{}\n", self.password)).expect("write password file");
+        file
+    }
+
+    /// The TCP DSN of the monitoring role without its password.
+    pub fn dsn(&self) -> String {
+        format!("postgresql://pgvigil@127.0.0.1:{}/postgres?sslmode=disable", self.pg.port)
+    }
+
+    /// An agent config for this cluster: 1 s intervals, the password from a
+    /// file, plus `extra` TOML appended to `[collectors]`.
+    pub fn config(&self, extra_collectors: &str) -> String {
+        format!(
+            "[[target]]\nname = \"main\"\ndsn = \"{}\"\npassword_file = \"{}\"\n\n[collectors]\ndefault_interval = \"1s\"\n{extra_collectors}\n",
+            self.dsn(),
+            self.password_file().display()
+        )
+    }
+
+    /// Environment for `pgvigil once --dsn …` with the password in
+    /// PGPASSWORD, like psql.
+    pub fn once_env(&self) -> Vec<(&'static str, String)> {
+        vec![("PGPASSWORD", self.password.clone())]
+    }
+}

@@ -1,0 +1,308 @@
+//! Throwaway PostgreSQL clusters on free ports in temp directories.
+//!
+//! Server binaries come from `PGVIGIL_PG_BINDIR`, else `pg_config --bindir`,
+//! else the newest `/usr/lib/postgresql/*/bin` (SPEC §7). PostgreSQL refuses
+//! to run as root, so when the tests run as root every server command runs
+//! as the `postgres` user. `initdb` runs once per binary directory into a
+//! cache; each cluster is a copy of it. A cluster is stopped and removed
+//! when its handle is dropped, also when the test panics.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+/// Bump when the cached template's initdb options change.
+const TEMPLATE_VERSION: u32 = 1;
+
+/// The server binaries in use.
+pub fn bindir() -> PathBuf {
+    static BINDIR: OnceLock<PathBuf> = OnceLock::new();
+    BINDIR
+        .get_or_init(|| {
+            if let Some(dir) = std::env::var_os("PGVIGIL_PG_BINDIR").filter(|d| !d.is_empty()) {
+                return PathBuf::from(dir);
+            }
+            if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+                let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+                if out.status.success() && dir.join("initdb").exists() {
+                    return dir;
+                }
+            }
+            let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+                .filter(|(_, p): &(u32, PathBuf)| p.join("initdb").exists())
+                .collect();
+            candidates.sort();
+            candidates.pop().map(|(_, p)| p).expect(
+                "no PostgreSQL server binaries: set PGVIGIL_PG_BINDIR or install postgresql (scripts/test.sh does)",
+            )
+        })
+        .clone()
+}
+
+/// Whether the tests run as root (then servers run as `postgres`).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs a server binary, as `postgres` when we are root. Panics with the
+/// command's output on failure: a harness failure must say why.
+fn pg_command(program: &str, args: &[&str]) -> Output {
+    let exe = bindir().join(program);
+    let mut cmd = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    cmd.args(args);
+    // The npm server packages keep their shared libraries beside bin/.
+    let lib = bindir().join("../lib");
+    if lib.exists() {
+        let existing = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
+        cmd.env("LD_LIBRARY_PATH", format!("{}:{existing}", lib.display()));
+    }
+    cmd.output().unwrap_or_else(|e| panic!("could not run {}: {e}", exe.display()))
+}
+
+fn check(out: Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Hands `path` (recursively) to the postgres user when we are root.
+pub fn chown_to_postgres(path: &Path) {
+    if is_root() {
+        let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(path).status().expect("chown");
+        assert!(status.success(), "chown {}", path.display());
+    }
+}
+
+/// Makes `dir` traversable by the postgres user.
+pub fn open_up(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).expect("chmod temp dir");
+}
+
+/// The cached, freshly initdb'ed data directory for the current binaries.
+fn template() -> PathBuf {
+    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+    TEMPLATE
+        .get_or_init(|| {
+            let key = format!("{:x}", fxhash(bindir().to_string_lossy().as_bytes()));
+            let root = std::env::temp_dir().join("pgvigil-test-templates");
+            std::fs::create_dir_all(&root).expect("template root");
+            open_up(&root);
+            let dir = root.join(format!("v{TEMPLATE_VERSION}-{key}"));
+            if dir.join("PG_VERSION").exists() {
+                return dir;
+            }
+            // initdb into a private name, then rename: concurrent test
+            // binaries never see a half-made template.
+            let staging = root.join(format!("staging-{key}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&staging);
+            std::fs::create_dir_all(&staging).expect("staging dir");
+            chown_to_postgres(&staging);
+            let data = staging.to_str().expect("utf-8 path");
+            check(
+                pg_command(
+                    "initdb",
+                    &["-D", data, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"],
+                ),
+                "initdb",
+            );
+            if std::fs::rename(&staging, &dir).is_err() {
+                // Another process won the race; use theirs.
+                let _ = std::fs::remove_dir_all(&staging);
+            }
+            dir
+        })
+        .clone()
+}
+
+fn fxhash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3))
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; the OS may reuse it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind port 0").local_addr().expect("local addr").port()
+}
+
+/// Options of a throwaway cluster.
+#[derive(Debug, Clone, Default)]
+pub struct PgOptions {
+    /// Extra postgresql.conf lines.
+    pub conf: Vec<String>,
+}
+
+/// A running throwaway cluster.
+pub struct PgServer {
+    root: tempfile::TempDir,
+    /// Its TCP port on 127.0.0.1.
+    pub port: u16,
+}
+
+impl PgServer {
+    /// A cluster with extra settings.
+    pub fn start_with(options: PgOptions) -> PgServer {
+        let root = tempfile::Builder::new().prefix("pgvigil-it-").tempdir().expect("temp dir");
+        open_up(root.path());
+        let data = root.path().join("data");
+        let sock = root.path().join("sock");
+        let status = Command::new("cp").arg("-a").arg(template()).arg(&data).status().expect("cp template");
+        assert!(status.success(), "copy template");
+        std::fs::create_dir_all(&sock).expect("socket dir");
+        chown_to_postgres(&sock);
+        let logs = root.path().join("logs");
+        std::fs::create_dir_all(&logs).expect("log dir");
+        chown_to_postgres(&logs);
+        chown_to_postgres(&data);
+        let mut server = PgServer { root, port: 0 };
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            server.port = free_port();
+            server.write_conf(&options);
+            match server.try_start() {
+                Ok(()) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("could not start PostgreSQL: {last_error}");
+    }
+
+    fn write_conf(&self, options: &PgOptions) {
+        let mut conf = vec![
+            format!("port = {}", self.port),
+            "listen_addresses = '127.0.0.1'".to_string(),
+            format!("unix_socket_directories = '{}'", self.socket_dir().display()),
+            "shared_preload_libraries = 'pg_stat_statements,auto_explain'".into(),
+            "fsync = off".into(),
+            "synchronous_commit = off".into(),
+            "full_page_writes = off".into(),
+            "max_connections = 40".into(),
+            "shared_buffers = 16MB".into(),
+        ];
+        conf.extend(options.conf.iter().cloned());
+        // postgresql.auto.conf is read last and wins, and it is ours alone.
+        let path = self.data_dir().join("postgresql.auto.conf");
+        std::fs::write(&path, conf.join("\n") + "\n").expect("write postgresql.auto.conf");
+        chown_to_postgres(&path);
+    }
+
+    fn try_start(&self) -> Result<(), String> {
+        let data = self.data_dir();
+        let log = self.log_file();
+        let out = pg_command(
+            "pg_ctl",
+            &["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "-t", "60", "start"],
+        );
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("{}\n{}", String::from_utf8_lossy(&out.stderr), std::fs::read_to_string(&log).unwrap_or_default()))
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    /// The directory holding the Unix socket.
+    pub fn socket_dir(&self) -> PathBuf {
+        self.root.path().join("sock")
+    }
+
+    /// The server log.
+    pub fn log_file(&self) -> PathBuf {
+        self.root.path().join("logs/server.log")
+    }
+
+    /// A scratch directory for the test's own files (configs, secrets).
+    pub fn scratch(&self) -> PathBuf {
+        let dir = self.root.path().join("scratch");
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        dir
+    }
+
+    /// Stops the server (fast shutdown), keeping its data.
+    pub fn stop(&self) {
+        check(pg_command("pg_ctl", &["-D", self.data_dir().to_str().unwrap(), "-m", "fast", "-w", "stop"]), "pg_ctl stop");
+    }
+
+    /// Starts a stopped server again on the same port.
+    pub fn restart_stopped(&self) {
+        if let Err(e) = self.try_start() {
+            panic!("could not start PostgreSQL again: {e}");
+        }
+    }
+
+    /// A superuser connection over the Unix socket.
+    pub async fn connect(&self) -> Client {
+        self.connect_to("postgres").await
+    }
+
+    /// A superuser connection to `dbname`.
+    pub async fn connect_to(&self, dbname: &str) -> Client {
+        let mut config = tokio_postgres::Config::new();
+        config.host_path(self.socket_dir()).port(self.port).user("postgres").dbname(dbname).application_name("pgvigil-tests");
+        let (client, connection) = config.connect(NoTls).await.expect("superuser connection");
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+
+    /// Creates the least-privilege role from `packaging/sql/pgvigil-role.sql`
+    /// with `password`, as a user would.
+    pub async fn create_monitoring_role(&self, password: &str) {
+        let sql = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/sql/pgvigil-role.sql"))
+            .expect("read pgvigil-role.sql");
+        let client = self.connect().await;
+        client.batch_execute(&sql).await.expect("pgvigil-role.sql");
+        client
+            .batch_execute(&format!("ALTER ROLE pgvigil PASSWORD '{}'", password.replace('\'', "''")))
+            .await
+            .expect("set password");
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let data = self.data_dir();
+        if data.join("postmaster.pid").exists() {
+            let _ = pg_command("pg_ctl", &["-D", data.to_str().unwrap_or(""), "-m", "immediate", "-w", "stop"]);
+        }
+    }
+}
+
+/// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

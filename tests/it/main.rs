@@ -1,0 +1,10 @@
+//! pgvigil's integration tests: one binary, one module per area, one
+//! harness that starts real servers.
+
+mod harness;
+
+mod cli;
+mod collectors;
+mod docs;
+mod http;
+mod tls;
