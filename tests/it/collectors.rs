@@ -162,3 +162,32 @@ async fn server_identity_sizes_and_limits_match_the_server() {
     assert_eq!(m.get("pgvigil_collector_success", &[("collector", "databases")]), Some(1.0));
     assert!(m.get("process_resident_memory_bytes", &[]).unwrap() > 1e6);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_collector_fails_alone_and_recovers() {
+    let fx = Fixture::start().await;
+    let admin = fx.pg.connect().await;
+    // A hardened server where the monitoring role may not size databases.
+    admin.batch_execute("REVOKE EXECUTE ON FUNCTION pg_catalog.pg_database_size(oid) FROM PUBLIC").await.unwrap();
+    let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config("")).await;
+    let m = agent
+        .wait_for(WAIT, "the databases collector to fail", |m| {
+            m.get("pgvigil_collector_success", &[("collector", "databases")]).filter(|v| *v == 0.0).map(|_| m.clone())
+        })
+        .await;
+    assert_eq!(m.get("pg_up", &[]), Some(1.0));
+    assert_eq!(m.get("pgvigil_collector_success", &[("collector", "server")]), Some(1.0));
+    assert_eq!(m.get("pgvigil_collector_success", &[("collector", "connections")]), Some(1.0));
+    assert!(m.get("pg_connections_reserved", &[]).is_some());
+    assert_eq!(m.get("pg_database_xact_commit_total", &[("datname", "postgres")]), None);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let log = agent.log();
+    assert_eq!(log.matches("permission denied for function pg_database_size").count(), 1, "logged once, not every cycle: {log}");
+    admin.batch_execute("GRANT EXECUTE ON FUNCTION pg_catalog.pg_database_size(oid) TO PUBLIC").await.unwrap();
+    agent
+        .wait_for(WAIT, "the databases collector to recover", |m| {
+            m.get("pg_database_xact_commit_total", &[("datname", "postgres")])
+        })
+        .await;
+    assert!(agent.log().contains("collector recovered"));
+}
