@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::harness::pg::flush_stats;
 use crate::harness::{Fixture, RunningAgent};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -47,6 +48,7 @@ async fn committed_transactions_raise_the_commit_counter() {
     for i in 0..50 {
         app.execute("INSERT INTO t VALUES ($1)", &[&i]).await.unwrap();
     }
+    flush_stats(&app).await;
     let after = agent
         .wait_for(WAIT, "the commit counter to grow by 51", |m| {
             m.get("pg_database_xact_commit_total", &[("datname", "appdb")]).filter(|v| *v >= before + 51.0)
@@ -64,14 +66,18 @@ async fn a_statistics_reset_never_makes_a_counter_go_backwards() {
     for _ in 0..30 {
         admin.batch_execute("SELECT 1").await.unwrap();
     }
+    flush_stats(&admin).await;
     let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config("")).await;
     let before = agent
-        .wait_for(WAIT, "commits of postgres", |m| m.get("pg_database_xact_commit_total", &[("datname", "postgres")]))
+        .wait_for(WAIT, "the 30 commits of postgres", |m| {
+            m.get("pg_database_xact_commit_total", &[("datname", "postgres")]).filter(|v| *v >= 30.0)
+        })
         .await;
     admin.batch_execute("SELECT pg_stat_reset()").await.unwrap();
     for _ in 0..5 {
         admin.batch_execute("SELECT 1").await.unwrap();
     }
+    flush_stats(&admin).await;
     // After the reset PostgreSQL's own counter restarts near zero; ours
     // keeps counting from where it was.
     let raw: i64 = admin

@@ -291,6 +291,17 @@ impl Drop for PgServer {
     }
 }
 
+/// Makes sure the session's statistics reached the cumulative views.
+///
+/// Before PostgreSQL 15 a backend sends its counts only when it goes idle
+/// and at least 500 ms have passed since its last report, with no timer to
+/// send them later: the tail of a burst waits for the next statement. So
+/// wait, then run one more statement. (15+ flushes on an idle timer.)
+pub async fn flush_stats(client: &Client) {
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    client.batch_execute("SELECT 1").await.expect("flush statement");
+}
+
 /// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
 where
