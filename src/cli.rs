@@ -20,7 +20,12 @@ pub struct Cli {
 }
 
 /// `--version` text: version and git revision.
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PGVIGIL_GIT_REVISION"), ")");
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("PGVIGIL_GIT_REVISION"),
+    ")"
+);
 
 /// Where the targets come from.
 #[derive(Debug, clap::Args)]
@@ -29,7 +34,13 @@ pub struct Source {
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// libpq connection string or URI; else PGVIGIL_DSN, else libpq's PG* variables and defaults.
-    #[arg(long, env = "PGVIGIL_DSN", hide_env_values = true, value_name = "DSN", conflicts_with = "config")]
+    #[arg(
+        long,
+        env = "PGVIGIL_DSN",
+        hide_env_values = true,
+        value_name = "DSN",
+        conflicts_with = "config"
+    )]
     pub dsn: Option<String>,
 }
 

@@ -40,10 +40,18 @@ pub async fn run(mut config: Config, listen: Option<std::net::SocketAddr>) -> an
     let mut agent = Agent::new(&config);
     agent.start(&tracker, &token);
     let agent = Arc::new(agent);
-    let server = tracker.spawn(http::serve(listener, agent, token.clone(), SHUTDOWN_DEADLINE));
+    let server = tracker.spawn(http::serve(
+        listener,
+        agent,
+        token.clone(),
+        SHUTDOWN_DEADLINE,
+    ));
     token.cancelled().await;
     tracker.close();
-    if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some tasks did not stop within {SHUTDOWN_DEADLINE:?}; exiting anyway");
         server.abort();
     }
@@ -65,7 +73,10 @@ pub async fn once(config: Config, format: OnceFormat, interval: Duration) -> any
         OnceFormat::Table => report::table(&agent.store.view(None)),
     };
     use std::io::Write as _;
-    std::io::stdout().lock().write_all(out.as_bytes()).context("could not write to stdout")?;
+    std::io::stdout()
+        .lock()
+        .write_all(out.as_bytes())
+        .context("could not write to stdout")?;
     Ok(())
 }
 
@@ -74,7 +85,12 @@ pub async fn once(config: Config, format: OnceFormat, interval: Duration) -> any
 pub fn check_config(path: &Path) -> bool {
     match Config::load(path, &Environment::process()) {
         Ok(config) => {
-            println!("{}: ok ({} target{})", path.display(), config.targets.len(), if config.targets.len() == 1 { "" } else { "s" });
+            println!(
+                "{}: ok ({} target{})",
+                path.display(),
+                config.targets.len(),
+                if config.targets.len() == 1 { "" } else { "s" }
+            );
             true
         }
         Err(e) => {

@@ -17,8 +17,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use crate::target::dsn::ConnParams;
 
@@ -45,7 +45,9 @@ fn parse_interval(text: &str) -> Result<Interval, String> {
     match humantime::parse_duration(text.trim()) {
         Ok(d) if d.is_zero() => Err("an interval must be longer than zero (or \"off\")".into()),
         Ok(d) => Ok(Interval::Every(d)),
-        Err(e) => Err(format!("invalid interval {text:?}: {e} (write e.g. \"15s\", \"2m\" or \"off\")")),
+        Err(e) => Err(format!(
+            "invalid interval {text:?}: {e} (write e.g. \"15s\", \"2m\" or \"off\")"
+        )),
     }
 }
 
@@ -58,29 +60,76 @@ pub struct CollectorSettings {
     pub interval: Option<Interval>,
 }
 
-impl<'de> Deserialize<'de> for Setting {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Setting;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an interval such as \"30s\", \"off\", or a table like { interval = \"30s\" }")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Setting, E> {
-                let interval = parse_interval(v).map_err(E::custom)?;
-                Ok(Setting(CollectorSettings { interval: Some(interval) }))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Setting, A::Error> {
-                CollectorSettings::deserialize(de::value::MapAccessDeserializer::new(map)).map(Setting)
-            }
+/// `[collectors] statements = { … }` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatementsSettings {
+    /// How often the statements collector runs; `"off"` disables it.
+    pub interval: Option<Interval>,
+    /// Statements published individually (by execution time in the interval); the rest fold into queryid="other".
+    pub top: usize,
+    /// Latency histogram bucket upper bounds, in seconds, ascending.
+    pub buckets: Vec<f64>,
+}
+
+impl Default for StatementsSettings {
+    fn default() -> Self {
+        StatementsSettings {
+            interval: Some(Interval::Every(Duration::from_secs(30))),
+            top: 100,
+            buckets: crate::stats::histogram::DEFAULT_BUCKETS.to_vec(),
         }
-        d.deserialize_any(V)
+    }
+}
+
+/// A collector's settings: a table, or an interval string as shorthand.
+trait HasInterval: Default {
+    fn with_interval(interval: Interval) -> Self;
+}
+
+impl HasInterval for CollectorSettings {
+    fn with_interval(interval: Interval) -> Self {
+        CollectorSettings {
+            interval: Some(interval),
+        }
+    }
+}
+
+impl HasInterval for StatementsSettings {
+    fn with_interval(interval: Interval) -> Self {
+        StatementsSettings {
+            interval: Some(interval),
+            ..StatementsSettings::default()
+        }
     }
 }
 
 /// A collector's settings as written, in either spelling.
 #[derive(Debug, Clone, Default)]
-pub struct Setting(pub CollectorSettings);
+pub struct Setting<T = CollectorSettings>(pub T);
+
+impl<'de, T: HasInterval + Deserialize<'de>> Deserialize<'de> for Setting<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: HasInterval + Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = Setting<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(
+                    "an interval such as \"30s\", \"off\", or a table like { interval = \"30s\" }",
+                )
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Setting<T>, E> {
+                parse_interval(v)
+                    .map(|i| Setting(T::with_interval(i)))
+                    .map_err(E::custom)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Setting<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map)).map(Setting)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
 
 /// `[collectors]` as written.
 #[derive(Debug, Deserialize)]
@@ -101,6 +150,8 @@ pub struct RawCollectors {
     pub connections: Setting,
     /// pg_stat_database counters, database sizes and frozen XID age.
     pub databases: Setting,
+    /// pg_stat_statements: per-statement counters, latency histograms and percentiles.
+    pub statements: Setting<StatementsSettings>,
 }
 
 impl Default for RawCollectors {
@@ -112,6 +163,7 @@ impl Default for RawCollectors {
             server: Setting::default(),
             connections: Setting::default(),
             databases: Setting::default(),
+            statements: Setting::default(),
         }
     }
 }
@@ -145,7 +197,11 @@ pub struct RawConfig {
 
 impl Default for RawConfig {
     fn default() -> Self {
-        RawConfig { listen: DEFAULT_LISTEN.into(), targets: Vec::new(), collectors: RawCollectors::default() }
+        RawConfig {
+            listen: DEFAULT_LISTEN.into(),
+            targets: Vec::new(),
+            collectors: RawCollectors::default(),
+        }
     }
 }
 
@@ -193,7 +249,11 @@ pub enum ConfigError {
 }
 
 fn list(problems: &[Problem]) -> String {
-    problems.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n")
+    problems
+        .iter()
+        .map(|p| format!("  {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Collector intervals after validation; `None` means off.
@@ -209,6 +269,19 @@ pub struct Collectors {
     pub connections: Option<Duration>,
     /// Interval of the databases collector.
     pub databases: Option<Duration>,
+    /// The statements collector.
+    pub statements: Statements,
+}
+
+/// The statements collector's validated settings.
+#[derive(Debug, Clone)]
+pub struct Statements {
+    /// Interval; `None` means off.
+    pub interval: Option<Duration>,
+    /// Statements published individually.
+    pub top: usize,
+    /// Histogram bucket upper bounds in seconds.
+    pub buckets: std::sync::Arc<[f64]>,
 }
 
 /// One validated target.
@@ -241,7 +314,9 @@ pub struct Environment<'a> {
 impl Environment<'_> {
     /// The process environment.
     pub fn process() -> Environment<'static> {
-        Environment { var: &|name| std::env::var(name).ok() }
+        Environment {
+            var: &|name| std::env::var(name).ok(),
+        }
     }
 
     fn os_user(&self) -> Option<String> {
@@ -256,14 +331,19 @@ impl Environment<'_> {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path, env: &Environment) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Config::parse(&text, &path.display().to_string(), env)
     }
 
     /// Validates config text; `origin` names it in messages.
     pub fn parse(text: &str, origin: &str, env: &Environment) -> Result<Config, ConfigError> {
-        let invalid = |problems| ConfigError::Invalid { origin: origin.to_string(), problems };
+        let invalid = |problems| ConfigError::Invalid {
+            origin: origin.to_string(),
+            problems,
+        };
         let (raw, mut problems) = match deserialize_all(text) {
             Ok(pair) => pair,
             Err(problem) => return Err(invalid(vec![problem])),
@@ -281,7 +361,10 @@ impl Config {
     pub fn from_dsn(dsn: Option<&str>, env: &Environment) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
         let raw = RawConfig {
-            targets: vec![RawTarget { dsn: dsn.unwrap_or("").to_string(), ..RawTarget::default() }],
+            targets: vec![RawTarget {
+                dsn: dsn.unwrap_or("").to_string(),
+                ..RawTarget::default()
+            }],
             ..RawConfig::default()
         };
         let config = validate_with(raw, env, &mut problems, true);
@@ -293,21 +376,26 @@ impl Config {
         }
         match config {
             Some(config) if problems.is_empty() => Ok(config),
-            _ => Err(ConfigError::Invalid { origin: "the command line".into(), problems }),
+            _ => Err(ConfigError::Invalid {
+                origin: "the command line".into(),
+                problems,
+            }),
         }
     }
 }
 
 /// Stage one: strict serde, repeated until every problem is known.
 fn deserialize_all(text: &str) -> Result<(RawConfig, Vec<Problem>), Problem> {
-    let mut value: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| Problem { path: String::new(), message: one_line(&e.to_string()) })?;
+    let mut value: toml::Table = text.parse().map_err(|e: toml::de::Error| Problem {
+        path: String::new(),
+        message: one_line(&e.to_string()),
+    })?;
     let mut problems = Vec::new();
     // Each round removes one offending key, so this ends; the bound only
     // guards against a key we fail to remove.
     for _ in 0..256 {
-        let attempt: Result<RawConfig, _> = serde_path_to_error::deserialize(toml::Value::Table(value.clone()));
+        let attempt: Result<RawConfig, _> =
+            serde_path_to_error::deserialize(toml::Value::Table(value.clone()));
         match attempt {
             Ok(raw) => return Ok((raw, problems)),
             Err(err) => {
@@ -315,10 +403,14 @@ fn deserialize_all(text: &str) -> Result<(RawConfig, Vec<Problem>), Problem> {
                 let message = err.inner().to_string();
                 // Make sure an unknown key's path ends with the key itself.
                 if let Some(key) = unknown_field(&message)
-                    && !matches!(segments.last(), Some(Segment::Key(k)) if *k == key) {
-                        segments.push(Segment::Key(key));
-                    }
-                problems.push(Problem { path: render(&segments), message: one_line(&message) });
+                    && !matches!(segments.last(), Some(Segment::Key(k)) if *k == key)
+                {
+                    segments.push(Segment::Key(key));
+                }
+                problems.push(Problem {
+                    path: render(&segments),
+                    message: one_line(&message),
+                });
                 if !remove(&mut value, &segments) {
                     return Ok((RawConfig::default(), problems));
                 }
@@ -385,8 +477,12 @@ fn remove(table: &mut toml::Table, segments: &[Segment]) -> bool {
                 a[*i] = toml::Value::Table(toml::Table::new());
                 true
             }
-            ([Segment::Key(k), rest @ ..], toml::Value::Table(t)) => t.get_mut(k).is_some_and(|v| remove_in(v, rest)),
-            ([Segment::Index(i), rest @ ..], toml::Value::Array(a)) => a.get_mut(*i).is_some_and(|v| remove_in(v, rest)),
+            ([Segment::Key(k), rest @ ..], toml::Value::Table(t)) => {
+                t.get_mut(k).is_some_and(|v| remove_in(v, rest))
+            }
+            ([Segment::Index(i), rest @ ..], toml::Value::Array(a)) => {
+                a.get_mut(*i).is_some_and(|v| remove_in(v, rest))
+            }
             _ => false,
         }
     }
@@ -403,19 +499,33 @@ fn validate(raw: RawConfig, env: &Environment, problems: &mut Vec<Problem>) -> O
     validate_with(raw, env, problems, false)
 }
 
-fn validate_with(raw: RawConfig, env: &Environment, problems: &mut Vec<Problem>, libpq_env: bool) -> Option<Config> {
+fn validate_with(
+    raw: RawConfig,
+    env: &Environment,
+    problems: &mut Vec<Problem>,
+    libpq_env: bool,
+) -> Option<Config> {
     let mut problem = |path: String, message: String| problems.push(Problem { path, message });
 
     let listen = match raw.listen.parse::<SocketAddr>() {
         Ok(addr) => Some(addr),
         Err(_) => {
-            problem("listen".into(), format!("{:?} is not an address and port such as \"0.0.0.0:9932\"", raw.listen));
+            problem(
+                "listen".into(),
+                format!(
+                    "{:?} is not an address and port such as \"0.0.0.0:9932\"",
+                    raw.listen
+                ),
+            );
             None
         }
     };
 
     if raw.targets.is_empty() {
-        problem("target".into(), "no [[target]] configured: add one with at least a dsn".into());
+        problem(
+            "target".into(),
+            "no [[target]] configured: add one with at least a dsn".into(),
+        );
     }
     let mut names = BTreeSet::new();
     let several = raw.targets.len() > 1;
@@ -425,13 +535,25 @@ fn validate_with(raw: RawConfig, env: &Environment, problems: &mut Vec<Problem>,
         let name = match t.name {
             Some(n) => n,
             None if several => {
-                problem(path("name"), "required when there are several targets".into());
+                problem(
+                    path("name"),
+                    "required when there are several targets".into(),
+                );
                 format!("target{i}")
             }
             None => "main".to_string(),
         };
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c)) {
-            problem(path("name"), format!("{name:?} must be non-empty and use only letters, digits, '_', '.' and '-'"));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        {
+            problem(
+                path("name"),
+                format!(
+                    "{name:?} must be non-empty and use only letters, digits, '_', '.' and '-'"
+                ),
+            );
         } else if !names.insert(name.clone()) {
             problem(path("name"), format!("{name:?} is used by another target"));
         }
@@ -442,26 +564,35 @@ fn validate_with(raw: RawConfig, env: &Environment, problems: &mut Vec<Problem>,
                 continue;
             }
         };
-        if libpq_env
-            && let Err(e) = conn.fill_from_env(|name| (env.var)(name)) {
-                problem(String::new(), format!("environment: {e}"));
-            }
+        if libpq_env && let Err(e) = conn.fill_from_env(|name| (env.var)(name)) {
+            problem(String::new(), format!("environment: {e}"));
+        }
         match (&t.password_file, &t.password_env) {
-            (Some(_), Some(_)) => problem(path("password_file"), "set either password_file or password_env, not both".into()),
+            (Some(_), Some(_)) => problem(
+                path("password_file"),
+                "set either password_file or password_env, not both".into(),
+            ),
             (Some(file), None) => match read_password_file(file) {
                 Ok(pw) if conn.password.is_some() => {
                     drop(pw);
-                    problem(path("password_file"), "the dsn already contains a password; keep only one".into())
+                    problem(
+                        path("password_file"),
+                        "the dsn already contains a password; keep only one".into(),
+                    )
                 }
                 Ok(pw) => conn.password = Some(pw),
                 Err(message) => problem(path("password_file"), message),
             },
             (None, Some(var)) => match (env.var)(var) {
-                Some(_) if conn.password.is_some() => {
-                    problem(path("password_env"), "the dsn already contains a password; keep only one".into())
-                }
+                Some(_) if conn.password.is_some() => problem(
+                    path("password_env"),
+                    "the dsn already contains a password; keep only one".into(),
+                ),
                 Some(pw) => conn.password = Some(pw),
-                None => problem(path("password_env"), format!("environment variable {var} is not set")),
+                None => problem(
+                    path("password_env"),
+                    format!("environment variable {var} is not set"),
+                ),
             },
             (None, None) => {}
         }
@@ -473,28 +604,63 @@ fn validate_with(raw: RawConfig, env: &Environment, problems: &mut Vec<Problem>,
     }
 
     let c = &raw.collectors;
-    for (key, value) in [("default_interval", c.default_interval), ("timeout", c.timeout)] {
+    for (key, value) in [
+        ("default_interval", c.default_interval),
+        ("timeout", c.timeout),
+    ] {
         if value.is_zero() {
-            problem(format!("collectors.{key}"), "must be longer than zero".into());
+            problem(
+                format!("collectors.{key}"),
+                "must be longer than zero".into(),
+            );
         }
     }
-    let interval = |s: &Setting| match s.0.interval {
+    let resolve = |i: Option<Interval>| match i {
         None => Some(c.default_interval),
         Some(Interval::Off) => None,
         Some(Interval::Every(d)) => Some(d),
     };
+    let interval = |s: &Setting| resolve(s.0.interval);
+    let st = &c.statements.0;
+    if st.top == 0 {
+        problem(
+            "collectors.statements.top".into(),
+            "must be at least 1".into(),
+        );
+    }
+    let ascending = st.buckets.windows(2).all(|w| w[0] < w[1]);
+    if st.buckets.is_empty()
+        || !ascending
+        || st.buckets.iter().any(|b| !b.is_finite() || *b <= 0.0)
+        || st.buckets.len() > 40
+    {
+        problem(
+            "collectors.statements.buckets".into(),
+            "must be 1 to 40 positive, finite, strictly ascending bounds in seconds, e.g. [0.001, 0.01, 0.1, 1]".into(),
+        );
+    }
     let collectors = Collectors {
         timeout: c.timeout,
         lock_timeout: c.lock_timeout,
         server: interval(&c.server),
         connections: interval(&c.connections),
         databases: interval(&c.databases),
+        statements: Statements {
+            interval: resolve(st.interval),
+            top: st.top,
+            buckets: st.buckets.clone().into(),
+        },
     };
-    Some(Config { listen: listen?, targets, collectors })
+    Some(Config {
+        listen: listen?,
+        targets,
+        collectors,
+    })
 }
 
 fn read_password_file(path: &Path) -> Result<String, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("could not read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("could not read {}: {e}", path.display()))?;
     let first = text.lines().next().unwrap_or("").to_string();
     if first.is_empty() {
         return Err(format!("{} is empty", path.display()));
@@ -507,14 +673,20 @@ mod tests {
     use super::*;
 
     fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     fn problems(text: &str) -> Vec<String> {
         let var = env(&[("USER", "tester")]);
         match Config::parse(text, "test.toml", &Environment { var: &var }) {
             Ok(_) => Vec::new(),
-            Err(ConfigError::Invalid { problems, .. }) => problems.iter().map(|p| p.to_string()).collect(),
+            Err(ConfigError::Invalid { problems, .. }) => {
+                problems.iter().map(|p| p.to_string()).collect()
+            }
             Err(e) => vec![e.to_string()],
         }
     }
@@ -522,7 +694,12 @@ mod tests {
     #[test]
     fn a_minimal_config_gets_every_default() {
         let var = env(&[("USER", "tester")]);
-        let config = Config::parse("[[target]]\ndsn = \"host=db1\"\n", "t", &Environment { var: &var }).unwrap();
+        let config = Config::parse(
+            "[[target]]\ndsn = \"host=db1\"\n",
+            "t",
+            &Environment { var: &var },
+        )
+        .unwrap();
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.targets[0].name, "main");
         assert_eq!(config.targets[0].conn.user.as_deref(), Some("tester"));
@@ -559,7 +736,10 @@ unknown_key = true
         ];
         assert_eq!(got.len(), want.len(), "{got:#?}");
         for w in want {
-            assert!(got.iter().any(|g| g.starts_with(w)), "missing {w:?} in {got:#?}");
+            assert!(
+                got.iter().any(|g| g.starts_with(w)),
+                "missing {w:?} in {got:#?}"
+            );
         }
     }
 
@@ -574,7 +754,9 @@ connections = { interval = "1m" }
 [[target]]
 dsn = "postgresql://u@h/d"
 "#;
-        let c = Config::parse(text, "t", &Environment { var: &var }).unwrap().collectors;
+        let c = Config::parse(text, "t", &Environment { var: &var })
+            .unwrap()
+            .collectors;
         assert_eq!(c.server, None);
         assert_eq!(c.connections, Some(Duration::from_secs(60)));
         assert_eq!(c.databases, Some(Duration::from_secs(20)));
@@ -583,18 +765,36 @@ dsn = "postgresql://u@h/d"
     #[test]
     fn bad_values_name_the_key() {
         let cases = [
-            ("[collectors]\nserver = \"0s\"\n[[target]]\ndsn=''", "collectors.server: an interval must be longer than zero"),
-            ("[collectors]\ntimeout = 5\n[[target]]\ndsn=''", "collectors.timeout: invalid type"),
+            (
+                "[collectors]\nserver = \"0s\"\n[[target]]\ndsn=''",
+                "collectors.server: an interval must be longer than zero",
+            ),
+            (
+                "[collectors]\ntimeout = 5\n[[target]]\ndsn=''",
+                "collectors.timeout: invalid type",
+            ),
             ("[[target]]\ndsn = 'x' \n", "target[0].dsn:"),
             ("listen = ", "TOML parse error"),
             ("", "target: no [[target]] configured"),
-            ("[[target]]\nname='a b'\ndsn=''", "target[0].name: \"a b\" must be non-empty"),
-            ("[[target]]\nname='a'\ndsn=''\n[[target]]\nname='a'\ndsn=''", "target[1].name: \"a\" is used by another target"),
-            ("[[target]]\ndsn=''\npassword_file='/nonexistent/pw'", "target[0].password_file: could not read /nonexistent/pw"),
+            (
+                "[[target]]\nname='a b'\ndsn=''",
+                "target[0].name: \"a b\" must be non-empty",
+            ),
+            (
+                "[[target]]\nname='a'\ndsn=''\n[[target]]\nname='a'\ndsn=''",
+                "target[1].name: \"a\" is used by another target",
+            ),
+            (
+                "[[target]]\ndsn=''\npassword_file='/nonexistent/pw'",
+                "target[0].password_file: could not read /nonexistent/pw",
+            ),
         ];
         for (text, want) in cases {
             let got = problems(text);
-            assert!(got.iter().any(|g| g.starts_with(want)), "{text:?}: want {want:?}, got {got:#?}");
+            assert!(
+                got.iter().any(|g| g.starts_with(want)),
+                "{text:?}: want {want:?}, got {got:#?}"
+            );
         }
     }
 
@@ -605,18 +805,41 @@ dsn = "postgresql://u@h/d"
         std::fs::write(&file, "s3cret\nignored\n").unwrap();
         let var = env(&[("MY_PW", "fromenv")]);
         let e = Environment { var: &var };
-        let text = format!("[[target]]\ndsn='host=h'\npassword_file='{}'", file.display());
-        assert_eq!(Config::parse(&text, "t", &e).unwrap().targets[0].conn.password.as_deref(), Some("s3cret"));
+        let text = format!(
+            "[[target]]\ndsn='host=h'\npassword_file='{}'",
+            file.display()
+        );
+        assert_eq!(
+            Config::parse(&text, "t", &e).unwrap().targets[0]
+                .conn
+                .password
+                .as_deref(),
+            Some("s3cret")
+        );
         let text = "[[target]]\ndsn='host=h'\npassword_env='MY_PW'";
-        assert_eq!(Config::parse(text, "t", &e).unwrap().targets[0].conn.password.as_deref(), Some("fromenv"));
+        assert_eq!(
+            Config::parse(text, "t", &e).unwrap().targets[0]
+                .conn
+                .password
+                .as_deref(),
+            Some("fromenv")
+        );
         let text = "[[target]]\ndsn='host=h password=x'\npassword_env='MY_PW'";
         let err = Config::parse(text, "t", &e).unwrap_err().to_string();
-        assert!(err.contains("already contains a password") && !err.contains("fromenv"), "{err}");
+        assert!(
+            err.contains("already contains a password") && !err.contains("fromenv"),
+            "{err}"
+        );
     }
 
     #[test]
     fn without_a_file_libpq_environment_fills_the_gaps() {
-        let var = env(&[("PGHOST", "envhost"), ("PGPORT", "6000"), ("PGUSER", "envuser"), ("USER", "os")]);
+        let var = env(&[
+            ("PGHOST", "envhost"),
+            ("PGPORT", "6000"),
+            ("PGUSER", "envuser"),
+            ("USER", "os"),
+        ]);
         let e = Environment { var: &var };
         let c = Config::from_dsn(Some("postgresql://explicit@/db"), &e).unwrap();
         let conn = &c.targets[0].conn;

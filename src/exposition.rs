@@ -59,12 +59,21 @@ pub struct Scoped {
 /// Flattens target views (collector snapshots plus derived health series)
 /// and agent-wide families into encodable groups.
 pub fn scoped(views: &[TargetView], agent: Vec<Family>) -> Vec<Scoped> {
-    let mut out = vec![Scoped { target: None, families: Arc::new(agent) }];
+    let mut out = vec![Scoped {
+        target: None,
+        families: Arc::new(agent),
+    }];
     for view in views {
         let target = view.labelled.then(|| view.name.clone());
-        out.push(Scoped { target: target.clone(), families: Arc::new(view.health_families()) });
+        out.push(Scoped {
+            target: target.clone(),
+            families: Arc::new(view.health_families()),
+        });
         for (_, state) in &view.collectors {
-            out.push(Scoped { target: target.clone(), families: state.families.clone() });
+            out.push(Scoped {
+                target: target.clone(),
+                families: state.families.clone(),
+            });
         }
     }
     out
@@ -76,7 +85,9 @@ pub fn encode(groups: Vec<Scoped>, format: Format) -> String {
     registry.register_collector(Box::new(Snapshots { groups }));
     let mut out = String::new();
     let result = match format {
-        Format::Prometheus => prometheus_client::encoding::prometheus_text::encode(&mut out, &registry),
+        Format::Prometheus => {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+        }
         Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
     };
     // Writing into a String cannot fail; an error here would be a bug in the
@@ -137,9 +148,17 @@ impl Collector for Snapshots {
         let mut merged: BTreeMap<&'static str, Merged> = BTreeMap::new();
         for group in &self.groups {
             for family in group.families.iter() {
-                let entry = merged.entry(family.desc.name).or_insert_with(|| (family.desc, Vec::new()));
-                debug_assert!(std::ptr::eq(entry.0, family.desc), "two descriptors named {}", family.desc.name);
-                entry.1.extend(family.series.iter().map(|s| (group.target.as_deref(), s)));
+                let entry = merged
+                    .entry(family.desc.name)
+                    .or_insert_with(|| (family.desc, Vec::new()));
+                debug_assert!(
+                    std::ptr::eq(entry.0, family.desc),
+                    "two descriptors named {}",
+                    family.desc.name
+                );
+                entry
+                    .1
+                    .extend(family.series.iter().map(|s| (group.target.as_deref(), s)));
             }
         }
         for (desc, series) in merged.values() {
@@ -147,18 +166,36 @@ impl Collector for Snapshots {
                 continue;
             }
             let unit = desc.unit.map(unit);
-            let mut metric = encoder.encode_descriptor(desc.name, desc.help, unit.as_ref(), metric_type(desc.kind))?;
+            let mut metric = encoder.encode_descriptor(
+                desc.name,
+                desc.help,
+                unit.as_ref(),
+                metric_type(desc.kind),
+            )?;
             for (target, s) in series {
-                let labels = SeriesLabels { target: *target, names: desc.labels, values: &s.labels };
+                let labels = SeriesLabels {
+                    target: *target,
+                    names: desc.labels,
+                    values: &s.labels,
+                };
                 match (&s.value, desc.kind) {
                     (Value::Info, _) => metric.encode_info(&labels)?,
                     (Value::Number(v), Kind::Counter) => {
-                        metric.encode_family(&labels)?.encode_counter::<NoLabelSet, f64, f64>(v, None)?
+                        metric
+                            .encode_family(&labels)?
+                            .encode_counter::<NoLabelSet, f64, f64>(v, None)?
                     }
                     (Value::Number(v), _) => metric.encode_family(&labels)?.encode_gauge(v)?,
                     (Value::Histogram(h), _) => {
-                        let buckets: Vec<(f64, u64)> = h.bounds.iter().copied().zip(h.counts.iter().copied()).collect();
-                        metric.encode_family(&labels)?.encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets, None)?
+                        let buckets: Vec<(f64, u64)> = h
+                            .bounds
+                            .iter()
+                            .copied()
+                            .zip(h.counts.iter().copied())
+                            .collect();
+                        metric
+                            .encode_family(&labels)?
+                            .encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets, None)?
                     }
                 }
             }
@@ -201,7 +238,13 @@ mod tests {
 
     #[test]
     fn prometheus_text_has_full_names_and_escaped_labels() {
-        let out = encode(vec![Scoped { target: None, families: Arc::new(families()) }], Format::Prometheus);
+        let out = encode(
+            vec![Scoped {
+                target: None,
+                families: Arc::new(families()),
+            }],
+            Format::Prometheus,
+        );
         let expected = [
             "# HELP pg_connections Connections.",
             "# TYPE pg_connections gauge",
@@ -226,7 +269,13 @@ mod tests {
 
     #[test]
     fn openmetrics_ends_with_eof_and_declares_units() {
-        let out = encode(vec![Scoped { target: None, families: Arc::new(families()) }], Format::OpenMetrics);
+        let out = encode(
+            vec![Scoped {
+                target: None,
+                families: Arc::new(families()),
+            }],
+            Format::OpenMetrics,
+        );
         assert!(out.ends_with("# EOF\n"));
         assert!(out.contains("# UNIT pg_statement_latency_seconds seconds"));
         assert!(out.contains("# TYPE pg_database_xact_commit counter"));
@@ -237,13 +286,23 @@ mod tests {
     #[test]
     fn same_family_from_two_targets_gets_one_header() {
         let groups = vec![
-            Scoped { target: Some("a".into()), families: Arc::new(families()) },
-            Scoped { target: Some("b".into()), families: Arc::new(families()) },
+            Scoped {
+                target: Some("a".into()),
+                families: Arc::new(families()),
+            },
+            Scoped {
+                target: Some("b".into()),
+                families: Arc::new(families()),
+            },
         ];
         let out = encode(groups, Format::Prometheus);
         assert_eq!(out.matches("# TYPE pg_connections gauge").count(), 1);
-        assert!(out.contains("pg_database_xact_commit_total{target=\"a\",datname=\"postgres\"} 42.0"));
-        assert!(out.contains("pg_database_xact_commit_total{target=\"b\",datname=\"postgres\"} 42.0"));
+        assert!(
+            out.contains("pg_database_xact_commit_total{target=\"a\",datname=\"postgres\"} 42.0")
+        );
+        assert!(
+            out.contains("pg_database_xact_commit_total{target=\"b\",datname=\"postgres\"} 42.0")
+        );
     }
 
     #[test]
@@ -251,7 +310,10 @@ mod tests {
         let cases = [
             (None, Format::Prometheus),
             (Some("text/plain"), Format::Prometheus),
-            (Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5"), Format::OpenMetrics),
+            (
+                Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5"),
+                Format::OpenMetrics,
+            ),
         ];
         for (accept, want) in cases {
             assert_eq!(Format::from_accept(accept), want, "{accept:?}");

@@ -14,11 +14,15 @@
 //!   reconnect and backoff, capability detection.
 //! - [`schedule`]: runs each collector on its interval within a time budget.
 //! - [`collect`]: one file per view family (server, connections, databases,
-//!   the agent's own process).
+//!   statements, the agent's own process).
 //! - [`snapshot`]: the latest result of each collector; what scrapes read.
 //! - [`metric`]: descriptors, families and series; [`exposition`]: them to
 //!   Prometheus text and OpenMetrics; [`report`]: them to JSON and tables.
-//! - [`stats`]: pure math (running totals over resettable counters).
+//! - [`stats`]: pure math: running totals over resettable counters, latency
+//!   distributions from moments, cumulative histograms, top-N with
+//!   hysteresis.
+//! - [`sql`]: everything that touches pg_query (fingerprints, normalized
+//!   texts, recognising pgvigil's own statements).
 //! - [`http`]: the hyper server and its endpoints; [`shutdown`]: signals.
 #![deny(missing_docs)]
 
@@ -34,5 +38,6 @@ pub mod report;
 pub mod schedule;
 pub mod shutdown;
 pub mod snapshot;
+pub mod sql;
 pub mod stats;
 pub mod target;

@@ -32,7 +32,10 @@ fn init_logging(cli: &Cli) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: could not start the async runtime: {e}");
@@ -41,10 +44,20 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { source, listen } => commands::run(commands::load(&source)?, listen).await,
-            Command::Once { source, format, interval } => commands::once(commands::load(&source)?, format, interval).await,
+            Command::Run { source, listen } => {
+                commands::run(commands::load(&source)?, listen).await
+            }
+            Command::Once {
+                source,
+                format,
+                interval,
+            } => commands::once(commands::load(&source)?, format, interval).await,
             Command::CheckConfig { file } => {
-                if commands::check_config(&file) { Ok(()) } else { std::process::exit(1) }
+                if commands::check_config(&file) {
+                    Ok(())
+                } else {
+                    std::process::exit(1)
+                }
             }
         }
     });

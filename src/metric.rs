@@ -171,7 +171,10 @@ pub fn truncate_label(value: &str) -> String {
 impl Family {
     /// An empty family for `desc`.
     pub fn new(desc: &'static Desc) -> Family {
-        Family { desc, series: Vec::new() }
+        Family {
+            desc,
+            series: Vec::new(),
+        }
     }
 
     /// A family holding one unlabelled number.

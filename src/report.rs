@@ -6,13 +6,17 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde_json::{json, Value as Json};
+use serde_json::{Value as Json, json};
 
+use crate::collect::Detail;
+use crate::collect::statements::report::StatementsReport;
 use crate::metric::{Family, Value};
 use crate::snapshot::TargetView;
 
 fn families(view: &TargetView) -> impl Iterator<Item = &Family> {
-    view.collectors.iter().flat_map(|(_, state)| state.families.iter())
+    view.collectors
+        .iter()
+        .flat_map(|(_, state)| state.families.iter())
 }
 
 fn find<'a>(view: &'a TargetView, name: &str) -> Option<&'a Family> {
@@ -47,6 +51,41 @@ fn series_json(family: &Family) -> Vec<Json> {
         .collect()
 }
 
+/// The statements report of a target, if its collector has produced one.
+pub fn statements_of(view: &TargetView) -> Option<&StatementsReport> {
+    view.collectors
+        .iter()
+        .find_map(|(_, s)| s.detail.as_ref().map(|Detail::Statements(r)| r.as_ref()))
+}
+
+/// `/api/v1/statements`: per target, the last interval's report, or the
+/// reason there is none.
+pub fn statements_json(views: &[TargetView]) -> Json {
+    let targets: Vec<Json> = views
+        .iter()
+        .map(|view| {
+            let state = view
+                .collectors
+                .iter()
+                .find(|(name, _)| *name == "statements")
+                .map(|(_, s)| s);
+            let error = match state {
+                None => Some("the statements collector is off".to_string()),
+                Some(s) => s.last_error.clone(),
+            };
+            let report = statements_of(view).map(|r| serde_json::to_value(r).unwrap_or(Json::Null));
+            let error = match (&report, error) {
+                (None, None) => {
+                    Some("waiting for a second sample (percentiles need an interval)".to_string())
+                }
+                (_, e) => e,
+            };
+            json!({ "target": &*view.name, "report": report, "error": error })
+        })
+        .collect();
+    json!({ "targets": targets })
+}
+
 /// Targets, collector health and every series as one JSON document.
 pub fn json(views: &[TargetView]) -> Json {
     let targets: Vec<Json> = views
@@ -75,17 +114,27 @@ pub fn json(views: &[TargetView]) -> Json {
                     })
                 })
                 .collect();
-            json!({ "name": &*view.name, "up": view.up, "collectors": collectors, "metrics": metrics })
+            let statements = statements_of(view).map(|r| serde_json::to_value(r).unwrap_or(Json::Null));
+            json!({ "name": &*view.name, "up": view.up, "collectors": collectors, "statements": statements, "metrics": metrics })
         })
         .collect();
     json!({ "version": crate::cli::VERSION, "targets": targets })
 }
 
 fn number(family: Option<&Family>, labels: &[&str]) -> Option<f64> {
-    family?.series.iter().find(|s| s.labels.iter().map(String::as_str).eq(labels.iter().copied())).and_then(|s| match s.value {
-        Value::Number(v) => Some(v),
-        _ => None,
-    })
+    family?
+        .series
+        .iter()
+        .find(|s| {
+            s.labels
+                .iter()
+                .map(String::as_str)
+                .eq(labels.iter().copied())
+        })
+        .and_then(|s| match s.value {
+            Value::Number(v) => Some(v),
+            _ => None,
+        })
 }
 
 fn bytes(n: f64) -> String {
@@ -96,7 +145,11 @@ fn bytes(n: f64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{value:.0} {}", UNITS[unit]) } else { format!("{value:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// Formats rows as aligned columns under a header.
@@ -109,7 +162,11 @@ pub fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
     }
     let mut out = String::new();
     let line = |cells: Vec<&str>, out: &mut String| {
-        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         let _ = writeln!(out, "  {}", padded.join("  ").trim_end());
     };
     line(header.to_vec(), &mut out);
@@ -149,9 +206,21 @@ pub fn table(views: &[TargetView]) -> String {
         let max = number(find(view, "pg_settings_max_connections"), &[]);
         let reserved = number(find(view, "pg_connections_reserved"), &[]);
         if let Some(conns) = find(view, "pg_connections") {
-            let used: f64 = conns.series.iter().filter_map(|s| if let Value::Number(v) = s.value { Some(v) } else { None }).sum();
+            let used: f64 = conns
+                .series
+                .iter()
+                .filter_map(|s| {
+                    if let Value::Number(v) = s.value {
+                        Some(v)
+                    } else {
+                        None
+                    }
+                })
+                .sum();
             let limit = match (max, reserved) {
-                (Some(m), Some(r)) => format!(" of {} usable ({m} max_connections - {r} reserved)", m - r),
+                (Some(m), Some(r)) => {
+                    format!(" of {} usable ({m} max_connections - {r} reserved)", m - r)
+                }
                 _ => String::new(),
             };
             let _ = writeln!(out, "\nconnections: {used}{limit}");
@@ -160,12 +229,18 @@ pub fn table(views: &[TargetView]) -> String {
                 .iter()
                 .map(|s| {
                     let mut row = s.labels.clone();
-                    row.push(match s.value { Value::Number(v) => v.to_string(), _ => String::new() });
+                    row.push(match s.value {
+                        Value::Number(v) => v.to_string(),
+                        _ => String::new(),
+                    });
                     row
                 })
                 .collect();
             rows.sort();
-            out.push_str(&columns(&["DATABASE", "USER", "APPLICATION", "STATE", "COUNT"], &rows));
+            out.push_str(&columns(
+                &["DATABASE", "USER", "APPLICATION", "STATE", "COUNT"],
+                &rows,
+            ));
         }
 
         if let Some(commits) = find(view, "pg_database_xact_commit") {
@@ -178,23 +253,104 @@ pub fn table(views: &[TargetView]) -> String {
                     let db = s.labels[0].as_str();
                     let hit = get("pg_database_blks_hit", db).unwrap_or(0.0);
                     let read = get("pg_database_blks_read", db).unwrap_or(0.0);
-                    let ratio = if hit + read > 0.0 { format!("{:.1}%", 100.0 * hit / (hit + read)) } else { "-".into() };
+                    let ratio = if hit + read > 0.0 {
+                        format!("{:.1}%", 100.0 * hit / (hit + read))
+                    } else {
+                        "-".into()
+                    };
                     vec![
                         db.to_string(),
-                        get("pg_database_size", db).map(bytes).unwrap_or_else(|| "-".into()),
-                        get("pg_database_xact_commit", db).map(|v| v.to_string()).unwrap_or_default(),
-                        get("pg_database_xact_rollback", db).map(|v| v.to_string()).unwrap_or_default(),
+                        get("pg_database_size", db)
+                            .map(bytes)
+                            .unwrap_or_else(|| "-".into()),
+                        get("pg_database_xact_commit", db)
+                            .map(|v| v.to_string())
+                            .unwrap_or_default(),
+                        get("pg_database_xact_rollback", db)
+                            .map(|v| v.to_string())
+                            .unwrap_or_default(),
                         ratio,
-                        get("pg_database_frozen_xid_age", db).map(|v| v.to_string()).unwrap_or_default(),
-                        get("pg_longest_transaction", db).map(|v| format!("{v:.1}s")).unwrap_or_else(|| "-".into()),
-                        get("pg_blocked_connections", db).map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                        get("pg_database_frozen_xid_age", db)
+                            .map(|v| v.to_string())
+                            .unwrap_or_default(),
+                        get("pg_longest_transaction", db)
+                            .map(|v| format!("{v:.1}s"))
+                            .unwrap_or_else(|| "-".into()),
+                        get("pg_blocked_connections", db)
+                            .map(|v| v.to_string())
+                            .unwrap_or_else(|| "-".into()),
                     ]
                 })
                 .collect();
-            out.push_str(&columns(&["DATABASE", "SIZE", "COMMITS", "ROLLBACKS", "CACHE HIT", "XID AGE", "LONGEST XACT", "BLOCKED"], &rows));
+            out.push_str(&columns(
+                &[
+                    "DATABASE",
+                    "SIZE",
+                    "COMMITS",
+                    "ROLLBACKS",
+                    "CACHE HIT",
+                    "XID AGE",
+                    "LONGEST XACT",
+                    "BLOCKED",
+                ],
+                &rows,
+            ));
+        }
+        if let Some(report) = statements_of(view) {
+            out.push_str(&statements_table(report));
         }
         out.push('\n');
     }
+    out
+}
+
+fn millis(seconds: f64) -> String {
+    format!("{:.2}", seconds * 1000.0)
+}
+
+/// The top statements of the last interval, for humans.
+fn statements_table(report: &StatementsReport) -> String {
+    let mut out = String::new();
+    let i = &report.instance;
+    let _ = write!(
+        out,
+        "\nstatements over the last {:.1}s: {} calls",
+        report.interval_seconds, i.calls
+    );
+    if let Some(q) = &i.quantiles {
+        let _ = write!(
+            out,
+            ", mean {} ms, p95 {} ms, p99 {} ms",
+            millis(i.mean_seconds),
+            millis(q.p95),
+            millis(q.p99)
+        );
+    }
+    out.push('\n');
+    let rows: Vec<Vec<String>> = report
+        .statements
+        .iter()
+        .take(20)
+        .map(|s| {
+            vec![
+                s.calls.to_string(),
+                millis(s.mean_seconds),
+                millis(s.quantiles.p95),
+                millis(s.quantiles.p99),
+                s.shared_hit_ratio
+                    .map(|r| format!("{:.1}%", r * 100.0))
+                    .unwrap_or_else(|| "-".into()),
+                s.datname.clone(),
+                crate::sql::shorten(s.query.as_deref().unwrap_or("(text unavailable)"), 70),
+            ]
+        })
+        .collect();
+    out.push_str(&columns(
+        &[
+            "CALLS", "MEAN MS", "P95 MS", "P99 MS", "HIT", "DATABASE", "QUERY",
+        ],
+        &rows,
+    ));
     out
 }
 
@@ -214,11 +370,30 @@ pub fn metrics_reference() -> String {
          `pgvigil_collector_success` says which.\n",
     );
     for (collector, descs) in crate::collect::catalog() {
-        let _ = write!(out, "\n## {collector}\n\n| metric | type | labels | meaning |\n|---|---|---|---|\n");
+        let _ = write!(
+            out,
+            "\n## {collector}\n\n| metric | type | labels | meaning |\n|---|---|---|---|\n"
+        );
         for d in descs {
-            let labels = d.labels.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ");
-            let when = d.only_when.map(|w| format!(" Present only when {w}.")).unwrap_or_default();
-            let _ = writeln!(out, "| `{}` | {} | {} | {}{} |", d.exposed_name(), d.kind.as_str(), labels, d.help, when);
+            let labels = d
+                .labels
+                .iter()
+                .map(|l| format!("`{l}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let when = d
+                .only_when
+                .map(|w| format!(" Present only when {w}."))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {}{} |",
+                d.exposed_name(),
+                d.kind.as_str(),
+                labels,
+                d.help,
+                when
+            );
         }
     }
     out
@@ -230,7 +405,12 @@ mod tests {
 
     #[test]
     fn sizes_read_like_du() {
-        let cases = [(0.0, "0 B"), (1023.0, "1023 B"), (1536.0, "1.5 kB"), (7_700_000.0, "7.3 MB")];
+        let cases = [
+            (0.0, "0 B"),
+            (1023.0, "1023 B"),
+            (1536.0, "1.5 kB"),
+            (7_700_000.0, "7.3 MB"),
+        ];
         for (n, want) in cases {
             assert_eq!(bytes(n), want);
         }

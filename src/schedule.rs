@@ -14,8 +14,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::collect::{CollectError, Collector, Context, Scheduled};
-use crate::metric::Family;
+use crate::collect::{CollectError, Collected, Collector, Context, Scheduled};
 use crate::snapshot::{Outcome, Store};
 use crate::target::session::Session;
 
@@ -34,7 +33,10 @@ pub struct TargetHandle {
 
 /// Runs one collector once: connect if needed, collect within the budget,
 /// and keep the session and `pg_up` truthful about the outcome.
-pub async fn run_once(target: &TargetHandle, collector: &mut dyn Collector) -> Result<Vec<Family>, CollectError> {
+pub async fn run_once(
+    target: &TargetHandle,
+    collector: &mut dyn Collector,
+) -> Result<Collected, CollectError> {
     let mut session = target.session.lock().await;
     let result = collect_within_budget(&mut session, collector, target.budget).await;
     let up = match &result {
@@ -53,9 +55,12 @@ async fn collect_within_budget(
     session: &mut Session,
     collector: &mut dyn Collector,
     budget: Duration,
-) -> Result<Vec<Family>, CollectError> {
+) -> Result<Collected, CollectError> {
     let live = session.connect().await?;
-    let mut cx = Context { client: &live.client, caps: &mut live.caps };
+    let mut cx = Context {
+        client: &live.client,
+        caps: &mut live.caps,
+    };
     match tokio::time::timeout(budget, collector.collect(&mut cx)).await {
         Ok(result) => result,
         Err(_) => {
@@ -77,7 +82,7 @@ struct ErrorLog {
 }
 
 impl ErrorLog {
-    fn note(&mut self, target: &str, collector: &str, result: &Result<Vec<Family>, CollectError>) {
+    fn note(&mut self, target: &str, collector: &str, result: &Result<Collected, CollectError>) {
         match (result, &self.last) {
             (Ok(_), Some(_)) => {
                 tracing::info!(target_name = target, collector, "collector recovered");
@@ -98,7 +103,12 @@ impl ErrorLog {
 }
 
 /// Runs `scheduled` for `target` until `token` is cancelled.
-pub fn spawn(tracker: &TaskTracker, token: CancellationToken, target: TargetHandle, mut scheduled: Scheduled) {
+pub fn spawn(
+    tracker: &TaskTracker,
+    token: CancellationToken,
+    target: TargetHandle,
+    mut scheduled: Scheduled,
+) {
     tracker.spawn(async move {
         let name = scheduled.collector.name();
         let mut ticker = tokio::time::interval(scheduled.interval);
@@ -115,7 +125,10 @@ pub fn spawn(tracker: &TaskTracker, token: CancellationToken, target: TargetHand
                 result = run_once(&target, scheduled.collector.as_mut()) => result,
             };
             errors.note(&target.name, name, &result);
-            let outcome = Outcome { result: result.map_err(|e| e.to_string()), duration: started.elapsed() };
+            let outcome = Outcome {
+                result: result.map_err(|e| e.to_string()),
+                duration: started.elapsed(),
+            };
             target.store.record(&target.name, name, outcome);
         }
     });

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::collect::{Collected, Detail};
 use crate::desc;
 use crate::metric::{Desc, Family};
 
@@ -25,6 +26,9 @@ pub static HEALTH_METRICS: &[&Desc] = &[&UP, &SUCCESS, &DURATION, &LAST_SUCCESS]
 pub struct CollectorState {
     /// Families of the last successful run; empty after a failure.
     pub families: Arc<Vec<Family>>,
+    /// The last successful run's detail, if the collector has one; kept
+    /// after a failure so the API can still show the last interval.
+    pub detail: Option<Detail>,
     /// Whether the last run succeeded.
     pub success: bool,
     /// Wall time of the last run.
@@ -38,8 +42,8 @@ pub struct CollectorState {
 /// The outcome of one collector run, as handed to [`Store::record`].
 #[derive(Debug)]
 pub struct Outcome {
-    /// The families, or a one-line reason for failure.
-    pub result: Result<Vec<Family>, String>,
+    /// What was collected, or a one-line reason for failure.
+    pub result: Result<Collected, String>,
     /// Wall time the run took.
     pub duration: Duration,
 }
@@ -79,16 +83,25 @@ impl Store {
         let targets = targets
             .into_iter()
             .map(|(name, expected)| {
-                let entry = TargetEntry { expected, ..TargetEntry::default() };
+                let entry = TargetEntry {
+                    expected,
+                    ..TargetEntry::default()
+                };
                 (Arc::from(name), entry)
             })
             .collect();
-        Store { label_targets, targets: RwLock::new(targets) }
+        Store {
+            label_targets,
+            targets: RwLock::new(targets),
+        }
     }
 
     fn with_target<R>(&self, target: &str, f: impl FnOnce(&mut TargetEntry) -> R) -> Option<R> {
         let mut targets = self.targets.write().unwrap_or_else(|e| e.into_inner());
-        targets.iter_mut().find(|(name, _)| &**name == target).map(|(_, entry)| f(entry))
+        targets
+            .iter_mut()
+            .find(|(name, _)| &**name == target)
+            .map(|(_, entry)| f(entry))
     }
 
     /// Records whether the target's server answered.
@@ -99,11 +112,16 @@ impl Store {
     /// Stores one collector run.
     pub fn record(&self, target: &str, collector: &'static str, outcome: Outcome) {
         self.with_target(target, |entry| {
-            let previous = entry.collectors.get(collector).and_then(|s| s.last_success);
+            let previous = entry.collectors.get(collector);
+            let (previous_success, previous_detail) = (
+                previous.and_then(|s| s.last_success),
+                previous.and_then(|s| s.detail.clone()),
+            );
             let now = SystemTime::now();
             let state = match outcome.result {
-                Ok(families) => CollectorState {
-                    families: Arc::new(families),
+                Ok(collected) => CollectorState {
+                    families: Arc::new(collected.families),
+                    detail: collected.detail,
                     success: true,
                     duration: outcome.duration,
                     last_success: Some(now),
@@ -111,9 +129,10 @@ impl Store {
                 },
                 Err(reason) => CollectorState {
                     families: Arc::new(Vec::new()),
+                    detail: previous_detail,
                     success: false,
                     duration: outcome.duration,
-                    last_success: previous,
+                    last_success: previous_success,
                     last_error: Some(reason),
                 },
             };
@@ -126,7 +145,10 @@ impl Store {
     pub fn ready(&self) -> bool {
         let targets = self.targets.read().unwrap_or_else(|e| e.into_inner());
         targets.iter().all(|(_, entry)| {
-            entry.expected.iter().all(|name| entry.collectors.contains_key(name))
+            entry
+                .expected
+                .iter()
+                .all(|name| entry.collectors.contains_key(name))
         })
     }
 
@@ -147,14 +169,20 @@ impl Store {
                 name: name.clone(),
                 labelled: self.label_targets,
                 up: entry.up,
-                collectors: entry.collectors.iter().map(|(k, v)| (*k, v.clone())).collect(),
+                collectors: entry
+                    .collectors
+                    .iter()
+                    .map(|(k, v)| (*k, v.clone()))
+                    .collect(),
             })
             .collect()
     }
 }
 
 fn unix_seconds(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 impl TargetView {
@@ -187,7 +215,10 @@ mod tests {
     static THING: Desc = desc!(Gauge "pg_thing", [], "A thing.");
 
     fn ok() -> Outcome {
-        Outcome { result: Ok(vec![Family::single(&THING, 1.0)]), duration: Duration::from_millis(3) }
+        Outcome {
+            result: Ok(vec![Family::single(&THING, 1.0)].into()),
+            duration: Duration::from_millis(3),
+        }
     }
 
     #[test]
@@ -195,7 +226,14 @@ mod tests {
         let store = Store::new(vec![("a".into(), vec!["x", "y"]), ("b".into(), vec!["x"])]);
         assert!(!store.ready());
         store.record("a", "x", ok());
-        store.record("a", "y", Outcome { result: Err("boom".into()), duration: Duration::ZERO });
+        store.record(
+            "a",
+            "y",
+            Outcome {
+                result: Err("boom".into()),
+                duration: Duration::ZERO,
+            },
+        );
         assert!(!store.ready());
         store.record("b", "x", ok());
         assert!(store.ready());
@@ -205,7 +243,14 @@ mod tests {
     fn failure_drops_families_but_keeps_last_success_time() {
         let store = Store::new(vec![("a".into(), vec!["x"])]);
         store.record("a", "x", ok());
-        store.record("a", "x", Outcome { result: Err("gone".into()), duration: Duration::ZERO });
+        store.record(
+            "a",
+            "x",
+            Outcome {
+                result: Err("gone".into()),
+                duration: Duration::ZERO,
+            },
+        );
         let view = store.view(None);
         let (_, state) = &view[0].collectors[0];
         assert!(!state.success);
@@ -225,8 +270,19 @@ mod tests {
         assert!(view[0].labelled);
         let families = view[0].health_families();
         let names: Vec<_> = families.iter().map(|f| f.desc.name).collect();
-        assert_eq!(names, ["pg_up", "pgvigil_collector_success", "pgvigil_collector_duration", "pgvigil_collector_last_success_timestamp"]);
-        assert_eq!(families[0].series[0].value, crate::metric::Value::Number(0.0));
+        assert_eq!(
+            names,
+            [
+                "pg_up",
+                "pgvigil_collector_success",
+                "pgvigil_collector_duration",
+                "pgvigil_collector_last_success_timestamp"
+            ]
+        );
+        assert_eq!(
+            families[0].series[0].value,
+            crate::metric::Value::Number(0.0)
+        );
         assert_eq!(families[1].series[0].labels, ["x"]);
     }
 }

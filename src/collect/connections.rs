@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 
-use super::{col, query_err, CollectError, Collector, Context};
+use super::{CollectError, Collected, Collector, Context, col, query_err};
 use crate::desc;
 use crate::metric::{Desc, Family};
 
@@ -16,15 +16,24 @@ static CONNECTIONS: Desc = desc!(Gauge "pg_connections", ["datname", "usename", 
     "Client connections by database, role, application and state; rare combinations are folded into \"other\".");
 static RESERVED: Desc = desc!(Gauge "pg_connections_reserved", [],
     "Connection slots only superusers (and, on 16+, pg_use_reserved_connections) may use.");
-static BLOCKED: Desc = desc!(Gauge "pg_blocked_connections", ["datname"], "Sessions waiting for a lock.");
+static BLOCKED: Desc =
+    desc!(Gauge "pg_blocked_connections", ["datname"], "Sessions waiting for a lock.");
 static LONGEST_XACT: Desc = desc!(Gauge "pg_longest_transaction", unit = Seconds, ["datname"],
     "Age of the oldest open transaction of a client session, 0 when none is open.");
 static LONGEST_IDLE: Desc = desc!(Gauge "pg_longest_idle_in_transaction", unit = Seconds, ["datname"],
     "How long the longest idle-in-transaction session has been idle, 0 when none is.");
-static LOCKS: Desc = desc!(Gauge "pg_locks", ["datname", "mode"], "Locks held or awaited, by database and mode.");
+static LOCKS: Desc =
+    desc!(Gauge "pg_locks", ["datname", "mode"], "Locks held or awaited, by database and mode.");
 
 /// This collector's metric families.
-pub static METRICS: &[&Desc] = &[&CONNECTIONS, &RESERVED, &BLOCKED, &LONGEST_XACT, &LONGEST_IDLE, &LOCKS];
+pub static METRICS: &[&Desc] = &[
+    &CONNECTIONS,
+    &RESERVED,
+    &BLOCKED,
+    &LONGEST_XACT,
+    &LONGEST_IDLE,
+    &LOCKS,
+];
 
 /// At most this many (datname, usename, application_name, state) series;
 /// the smallest groups beyond it are summed into "other".
@@ -44,18 +53,10 @@ impl Collector for Connections {
         "connections"
     }
 
-    async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Vec<Family>, CollectError> {
+    async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
         let rows = cx
             .client
-            .query(
-                "SELECT coalesce(datname::text, '') AS datname, coalesce(usename::text, '') AS usename,
-                        coalesce(application_name, '') AS application_name,
-                        coalesce(state, 'unknown') AS state, count(*)::float8 AS n
-                   FROM pg_catalog.pg_stat_activity
-                  WHERE backend_type = 'client backend'
-                  GROUP BY 1, 2, 3, 4",
-                &[],
-            )
+            .query(ACTIVITY_SQL, &[])
             .await
             .map_err(query_err(ACTIVITY))?;
         let mut groups = Vec::with_capacity(rows.len());
@@ -77,21 +78,7 @@ impl Collector for Connections {
         // instead of a missing series that alerts cannot compare.
         let rows = cx
             .client
-            .query(
-                "SELECT d.datname::text AS datname,
-                        coalesce(max(extract(epoch FROM now() - a.xact_start)), 0)::float8 AS longest_xact,
-                        coalesce(max(extract(epoch FROM now() - a.state_change))
-                            FILTER (WHERE a.state IN ('idle in transaction', 'idle in transaction (aborted)')), 0)::float8 AS longest_idle,
-                        (count(a.pid) FILTER (WHERE a.wait_event_type = 'Lock'))::float8 AS blocked,
-                        (SELECT current_setting('superuser_reserved_connections')::int
-                              + coalesce(current_setting('reserved_connections', true)::int, 0))::float8 AS reserved
-                   FROM pg_catalog.pg_database d
-                   LEFT JOIN pg_catalog.pg_stat_activity a
-                     ON a.datid = d.oid AND a.backend_type = 'client backend' AND a.pid <> pg_catalog.pg_backend_pid()
-                  WHERE d.datallowconn AND NOT d.datistemplate
-                  GROUP BY d.datname",
-                &[],
-            )
+            .query(PER_DATABASE_SQL, &[])
             .await
             .map_err(query_err(PER_DATABASE))?;
         let mut blocked = Family::new(&BLOCKED);
@@ -110,25 +97,18 @@ impl Collector for Connections {
 
         let rows = cx
             .client
-            .query(
-                "SELECT d.datname::text AS datname, m.mode, count(l.locktype)::float8 AS n
-                   FROM pg_catalog.pg_database d
-                  CROSS JOIN unnest(ARRAY['AccessShareLock', 'RowShareLock', 'RowExclusiveLock',
-                        'ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock',
-                        'ExclusiveLock', 'AccessExclusiveLock']) AS m(mode)
-                   LEFT JOIN pg_catalog.pg_locks l ON l.database = d.oid AND l.mode = m.mode
-                  WHERE d.datallowconn AND NOT d.datistemplate
-                  GROUP BY 1, 2",
-                &[],
-            )
+            .query(LOCKS_SQL, &[])
             .await
             .map_err(query_err(LOCK_MODES))?;
         let mut locks = Family::new(&LOCKS);
         for row in &rows {
-            let labels: [String; 2] = [col(row, LOCK_MODES, "datname")?, col(row, LOCK_MODES, "mode")?];
+            let labels: [String; 2] = [
+                col(row, LOCK_MODES, "datname")?,
+                col(row, LOCK_MODES, "mode")?,
+            ];
             locks.push(&labels, col(row, LOCK_MODES, "n")?);
         }
-        Ok(vec![connections, reserved, blocked, longest, idle, locks])
+        Ok(vec![connections, reserved, blocked, longest, idle, locks].into())
     }
 }
 
@@ -148,9 +128,46 @@ fn fold_rare(mut groups: Vec<([String; 4], f64)>, max: usize) -> Vec<([String; 4
     }
     let mut folded: Vec<_> = other.into_iter().collect();
     folded.sort_by(|a, b| a.0.cmp(&b.0));
-    groups.extend(folded.into_iter().map(|(state, n)| (["other".into(), "other".into(), "other".into(), state], n)));
+    groups.extend(
+        folded
+            .into_iter()
+            .map(|(state, n)| (["other".into(), "other".into(), "other".into(), state], n)),
+    );
     groups
 }
+
+const ACTIVITY_SQL: &str =
+    "SELECT coalesce(datname::text, '') AS datname, coalesce(usename::text, '') AS usename,
+                        coalesce(application_name, '') AS application_name,
+                        coalesce(state, 'unknown') AS state, count(*)::float8 AS n
+                   FROM pg_catalog.pg_stat_activity
+                  WHERE backend_type = 'client backend'
+                  GROUP BY 1, 2, 3, 4";
+
+const PER_DATABASE_SQL: &str = "SELECT d.datname::text AS datname,
+                        coalesce(max(extract(epoch FROM now() - a.xact_start)), 0)::float8 AS longest_xact,
+                        coalesce(max(extract(epoch FROM now() - a.state_change))
+                            FILTER (WHERE a.state IN ('idle in transaction', 'idle in transaction (aborted)')), 0)::float8 AS longest_idle,
+                        (count(a.pid) FILTER (WHERE a.wait_event_type = 'Lock'))::float8 AS blocked,
+                        (SELECT current_setting('superuser_reserved_connections')::int
+                              + coalesce(current_setting('reserved_connections', true)::int, 0))::float8 AS reserved
+                   FROM pg_catalog.pg_database d
+                   LEFT JOIN pg_catalog.pg_stat_activity a
+                     ON a.datid = d.oid AND a.backend_type = 'client backend' AND a.pid <> pg_catalog.pg_backend_pid()
+                  WHERE d.datallowconn AND NOT d.datistemplate
+                  GROUP BY d.datname";
+
+const LOCKS_SQL: &str = "SELECT d.datname::text AS datname, m.mode, count(l.locktype)::float8 AS n
+                   FROM pg_catalog.pg_database d
+                  CROSS JOIN unnest(ARRAY['AccessShareLock', 'RowShareLock', 'RowExclusiveLock',
+                        'ShareUpdateExclusiveLock', 'ShareLock', 'ShareRowExclusiveLock',
+                        'ExclusiveLock', 'AccessExclusiveLock']) AS m(mode)
+                   LEFT JOIN pg_catalog.pg_locks l ON l.database = d.oid AND l.mode = m.mode
+                  WHERE d.datallowconn AND NOT d.datistemplate
+                  GROUP BY 1, 2";
+
+/// The SQL this module sends, for recognising it in pg_stat_statements.
+pub const OWN_SQL: &[&str] = &[ACTIVITY_SQL, PER_DATABASE_SQL, LOCKS_SQL];
 
 #[cfg(test)]
 mod tests {
@@ -172,7 +189,11 @@ mod tests {
         let total: f64 = folded.iter().map(|g| g.1).sum();
         assert_eq!(total, 14.0);
         assert_eq!(folded[0], group("big", "active", 10.0));
-        let other: Vec<_> = folded.iter().filter(|g| g.0[0] == "other").map(|g| (g.0[3].as_str(), g.1)).collect();
+        let other: Vec<_> = folded
+            .iter()
+            .filter(|g| g.0[0] == "other")
+            .map(|g| (g.0[3].as_str(), g.1))
+            .collect();
         assert_eq!(other, [("active", 1.0), ("idle", 3.0)]);
     }
 

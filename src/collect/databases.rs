@@ -5,18 +5,24 @@
 
 use async_trait::async_trait;
 
-use super::{col, query_err, CollectError, Collector, Context};
+use super::{CollectError, Collected, Collector, Context, col, query_err};
 use crate::desc;
 use crate::metric::{Desc, Family};
 use crate::stats::counter::Totals;
 
-static XACT_COMMIT: Desc = desc!(Counter "pg_database_xact_commit", ["datname"], "Transactions committed.");
-static XACT_ROLLBACK: Desc = desc!(Counter "pg_database_xact_rollback", ["datname"], "Transactions rolled back.");
-static BLKS_HIT: Desc = desc!(Counter "pg_database_blks_hit", ["datname"], "Blocks found in shared buffers.");
-static BLKS_READ: Desc = desc!(Counter "pg_database_blks_read", ["datname"], "Blocks read from disk or the OS cache.");
+static XACT_COMMIT: Desc =
+    desc!(Counter "pg_database_xact_commit", ["datname"], "Transactions committed.");
+static XACT_ROLLBACK: Desc =
+    desc!(Counter "pg_database_xact_rollback", ["datname"], "Transactions rolled back.");
+static BLKS_HIT: Desc =
+    desc!(Counter "pg_database_blks_hit", ["datname"], "Blocks found in shared buffers.");
+static BLKS_READ: Desc =
+    desc!(Counter "pg_database_blks_read", ["datname"], "Blocks read from disk or the OS cache.");
 static TUP_RETURNED: Desc = desc!(Counter "pg_database_tup_returned", ["datname"], "Rows returned by sequential and bitmap scans.");
-static TUP_FETCHED: Desc = desc!(Counter "pg_database_tup_fetched", ["datname"], "Rows fetched by index scans.");
-static TUP_INSERTED: Desc = desc!(Counter "pg_database_tup_inserted", ["datname"], "Rows inserted.");
+static TUP_FETCHED: Desc =
+    desc!(Counter "pg_database_tup_fetched", ["datname"], "Rows fetched by index scans.");
+static TUP_INSERTED: Desc =
+    desc!(Counter "pg_database_tup_inserted", ["datname"], "Rows inserted.");
 static TUP_UPDATED: Desc = desc!(Counter "pg_database_tup_updated", ["datname"], "Rows updated.");
 static TUP_DELETED: Desc = desc!(Counter "pg_database_tup_deleted", ["datname"], "Rows deleted.");
 static TEMP_BYTES: Desc = desc!(Counter "pg_database_temp", unit = Bytes, ["datname"], "Bytes written to temporary files by queries.");
@@ -45,8 +51,20 @@ const COUNTERS: [(&str, &Desc); 12] = [
 
 /// This collector's metric families.
 pub static METRICS: &[&Desc] = &[
-    &XACT_COMMIT, &XACT_ROLLBACK, &BLKS_HIT, &BLKS_READ, &TUP_RETURNED, &TUP_FETCHED, &TUP_INSERTED,
-    &TUP_UPDATED, &TUP_DELETED, &TEMP_BYTES, &DEADLOCKS, &CHECKSUM_FAILURES, &SIZE, &FROZEN_XID_AGE,
+    &XACT_COMMIT,
+    &XACT_ROLLBACK,
+    &BLKS_HIT,
+    &BLKS_READ,
+    &TUP_RETURNED,
+    &TUP_FETCHED,
+    &TUP_INSERTED,
+    &TUP_UPDATED,
+    &TUP_DELETED,
+    &TEMP_BYTES,
+    &DEADLOCKS,
+    &CHECKSUM_FAILURES,
+    &SIZE,
+    &FROZEN_XID_AGE,
 ];
 
 /// The `databases` collector. It keeps running totals so a
@@ -64,13 +82,38 @@ impl Collector for Databases {
         "databases"
     }
 
-    async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Vec<Family>, CollectError> {
+    async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
         // Every database, templates included: template0's frozen XID age
         // matters for wraparound even though nobody connects to it.
         let rows = cx
             .client
-            .query(
-                "SELECT d.datname::text AS datname,
+            .query(DATABASES_SQL, &[])
+            .await
+            .map_err(query_err(WHAT))?;
+
+        let mut counters: Vec<Family> =
+            COUNTERS.iter().map(|(_, desc)| Family::new(desc)).collect();
+        let mut size = Family::new(&SIZE);
+        let mut age = Family::new(&FROZEN_XID_AGE);
+        for row in &rows {
+            let datname: String = col(row, WHAT, "datname")?;
+            for ((column, _), family) in COUNTERS.iter().zip(counters.iter_mut()) {
+                let raw: f64 = col(row, WHAT, column)?;
+                let total = self.totals.observe((datname.clone(), *column), raw);
+                family.push(&[&datname], total);
+            }
+            if let Some(bytes) = col::<Option<f64>>(row, WHAT, "size")? {
+                size.push(&[&datname], bytes);
+            }
+            age.push(&[&datname], col(row, WHAT, "frozen_xid_age")?);
+        }
+        self.totals.sweep();
+        counters.extend([size, age]);
+        Ok(counters.into())
+    }
+}
+
+const DATABASES_SQL: &str = "SELECT d.datname::text AS datname,
                         coalesce(s.xact_commit, 0)::float8 AS xact_commit,
                         coalesce(s.xact_rollback, 0)::float8 AS xact_rollback,
                         coalesce(s.blks_hit, 0)::float8 AS blks_hit,
@@ -89,29 +132,7 @@ impl Collector for Databases {
                         pg_catalog.age(d.datfrozenxid)::float8 AS frozen_xid_age
                    FROM pg_catalog.pg_database d
                    LEFT JOIN pg_catalog.pg_stat_database s ON s.datid = d.oid
-                  ORDER BY d.datname",
-                &[],
-            )
-            .await
-            .map_err(query_err(WHAT))?;
+                  ORDER BY d.datname";
 
-        let mut counters: Vec<Family> = COUNTERS.iter().map(|(_, desc)| Family::new(desc)).collect();
-        let mut size = Family::new(&SIZE);
-        let mut age = Family::new(&FROZEN_XID_AGE);
-        for row in &rows {
-            let datname: String = col(row, WHAT, "datname")?;
-            for ((column, _), family) in COUNTERS.iter().zip(counters.iter_mut()) {
-                let raw: f64 = col(row, WHAT, column)?;
-                let total = self.totals.observe((datname.clone(), *column), raw);
-                family.push(&[&datname], total);
-            }
-            if let Some(bytes) = col::<Option<f64>>(row, WHAT, "size")? {
-                size.push(&[&datname], bytes);
-            }
-            age.push(&[&datname], col(row, WHAT, "frozen_xid_age")?);
-        }
-        self.totals.sweep();
-        counters.extend([size, age]);
-        Ok(counters)
-    }
-}
+/// The SQL this module sends, for recognising it in pg_stat_statements.
+pub const OWN_SQL: &[&str] = &[DATABASES_SQL];

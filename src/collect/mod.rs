@@ -7,18 +7,46 @@
 //! file declares its metric descriptors in a `METRICS` table, from which
 //! `docs/metrics.md` is generated.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use tokio_postgres::Client;
 
 use crate::config::Config;
 use crate::metric::{Desc, Family};
 use crate::target::caps::Capabilities;
-use crate::target::session::{describe, ConnectError};
+use crate::target::session::{ConnectError, describe};
 
 pub mod connections;
 pub mod databases;
 pub mod process;
 pub mod server;
+pub mod statements;
+
+/// What one collector run produced.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Metric families for /metrics.
+    pub families: Vec<Family>,
+    /// Richer results for the JSON API and `pgvigil once`, if any.
+    pub detail: Option<Detail>,
+}
+
+impl From<Vec<Family>> for Collected {
+    fn from(families: Vec<Family>) -> Collected {
+        Collected {
+            families,
+            detail: None,
+        }
+    }
+}
+
+/// Results beyond metrics, by kind.
+#[derive(Debug, Clone)]
+pub enum Detail {
+    /// The last interval's statement latencies.
+    Statements(Arc<statements::report::StatementsReport>),
+}
 
 /// What a collector may use during one run.
 pub struct Context<'a> {
@@ -101,7 +129,11 @@ pub fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
     what: &'static str,
     column: &'static str,
 ) -> Result<T, CollectError> {
-    row.try_get(column).map_err(|source| CollectError::Column { what, column, source })
+    row.try_get(column).map_err(|source| CollectError::Column {
+        what,
+        column,
+        source,
+    })
 }
 
 /// One family of views, collected on its own schedule.
@@ -117,7 +149,7 @@ pub trait Collector: Send + Sync {
     }
 
     /// Reads the server and returns this cycle's families.
-    async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Vec<Family>, CollectError>;
+    async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError>;
 }
 
 /// A collector and how often it runs.
@@ -131,13 +163,22 @@ pub struct Scheduled {
 /// The enabled collectors of one target, per the config.
 pub fn for_target(config: &Config) -> Vec<Scheduled> {
     let c = &config.collectors;
-    let all: [(Option<std::time::Duration>, Box<dyn Collector>); 3] = [
+    let all: [(Option<std::time::Duration>, Box<dyn Collector>); 4] = [
         (c.server, Box::new(server::Server)),
         (c.connections, Box::new(connections::Connections)),
         (c.databases, Box::new(databases::Databases::default())),
+        (
+            c.statements.interval,
+            Box::new(statements::Statements::new(c.statements.clone())),
+        ),
     ];
     all.into_iter()
-        .filter_map(|(interval, collector)| interval.map(|interval| Scheduled { collector, interval }))
+        .filter_map(|(interval, collector)| {
+            interval.map(|interval| Scheduled {
+                collector,
+                interval,
+            })
+        })
         .collect()
 }
 
@@ -150,5 +191,20 @@ pub fn catalog() -> Vec<(&'static str, &'static [&'static Desc])> {
         ("server", server::METRICS),
         ("connections", connections::METRICS),
         ("databases", databases::METRICS),
+        ("statements", statements::METRICS),
     ]
+}
+
+/// Every SQL text pgvigil sends, so its own entries in pg_stat_statements
+/// can be recognised (see [`crate::sql::is_own`]).
+pub fn own_queries() -> Vec<&'static str> {
+    [
+        crate::target::caps::OWN_SQL,
+        crate::target::session::OWN_SQL,
+        server::OWN_SQL,
+        connections::OWN_SQL,
+        databases::OWN_SQL,
+        statements::OWN_SQL,
+    ]
+    .concat()
 }

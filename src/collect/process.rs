@@ -12,16 +12,27 @@ use sysinfo::{Pid, ProcessRefreshKind, ProcessesToUpdate, System};
 use crate::desc;
 use crate::metric::{Desc, Family};
 
-static BUILD_INFO: Desc = desc!(Info "pgvigil_build", ["version", "revision"], "pgvigil's version and git revision.");
+static BUILD_INFO: Desc =
+    desc!(Info "pgvigil_build", ["version", "revision"], "pgvigil's version and git revision.");
 static RESIDENT: Desc = desc!(Gauge "process_resident_memory", unit = Bytes, [], "Resident memory of the pgvigil process.");
 static VIRTUAL: Desc = desc!(Gauge "process_virtual_memory", unit = Bytes, [], "Virtual memory of the pgvigil process.");
 static CPU: Desc = desc!(Counter "process_cpu", unit = Seconds, [], "CPU time (user and system) used by the pgvigil process.");
 static START: Desc = desc!(Gauge "process_start_time", unit = Seconds, [], "When the pgvigil process started, as a Unix time.");
-static OPEN_FDS: Desc = desc!(Gauge "process_open_fds", [], "Open file descriptors of the pgvigil process.");
-static MAX_FDS: Desc = desc!(Gauge "process_max_fds", [], "The open file descriptor limit of the pgvigil process.");
+static OPEN_FDS: Desc =
+    desc!(Gauge "process_open_fds", [], "Open file descriptors of the pgvigil process.");
+static MAX_FDS: Desc =
+    desc!(Gauge "process_max_fds", [], "The open file descriptor limit of the pgvigil process.");
 
 /// This collector's metric families.
-pub static METRICS: &[&Desc] = &[&BUILD_INFO, &RESIDENT, &VIRTUAL, &CPU, &START, &OPEN_FDS, &MAX_FDS];
+pub static METRICS: &[&Desc] = &[
+    &BUILD_INFO,
+    &RESIDENT,
+    &VIRTUAL,
+    &CPU,
+    &START,
+    &OPEN_FDS,
+    &MAX_FDS,
+];
 
 /// The version string and git revision baked in at build time.
 pub fn version() -> (&'static str, &'static str) {
@@ -37,7 +48,10 @@ pub struct ProcessSampler {
 
 impl Default for ProcessSampler {
     fn default() -> Self {
-        ProcessSampler { system: Mutex::new(System::new().ok()), pid: sysinfo::get_current_pid().ok() }
+        ProcessSampler {
+            system: Mutex::new(System::new().ok()),
+            pid: sysinfo::get_current_pid().ok(),
+        }
     }
 }
 
@@ -53,12 +67,18 @@ impl ProcessSampler {
         let (Some(system), Some(pid)) = (guard.as_mut(), self.pid) else {
             return families;
         };
-        let kind = ProcessRefreshKind::nothing().with_memory().with_cpu().without_tasks();
+        let kind = ProcessRefreshKind::nothing()
+            .with_memory()
+            .with_cpu()
+            .without_tasks();
         system.refresh_processes_specifics(ProcessesToUpdate::Some(&[pid]), false, kind);
         if let Some(p) = system.process(pid) {
             families.push(Family::single(&RESIDENT, p.memory() as f64));
             families.push(Family::single(&VIRTUAL, p.virtual_memory() as f64));
-            families.push(Family::single(&CPU, p.accumulated_cpu_time() as f64 / 1000.0));
+            families.push(Family::single(
+                &CPU,
+                p.accumulated_cpu_time() as f64 / 1000.0,
+            ));
             families.push(Family::single(&START, p.start_time() as f64));
             if let Some(n) = p.open_files() {
                 families.push(Family::single(&OPEN_FDS, n as f64));
@@ -79,10 +99,21 @@ mod tests {
     fn samples_this_process() {
         let families = ProcessSampler::default().sample();
         let names: Vec<_> = families.iter().map(|f| f.desc.exposed_name()).collect();
-        for want in ["pgvigil_build_info", "process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds"] {
-            assert!(names.iter().any(|n| n == want), "{want} missing from {names:?}");
+        for want in [
+            "pgvigil_build_info",
+            "process_resident_memory_bytes",
+            "process_cpu_seconds_total",
+            "process_open_fds",
+        ] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "{want} missing from {names:?}"
+            );
         }
-        let resident = families.iter().find(|f| f.desc.name == "process_resident_memory").unwrap();
+        let resident = families
+            .iter()
+            .find(|f| f.desc.name == "process_resident_memory")
+            .unwrap();
         assert!(matches!(resident.series[0].value, crate::metric::Value::Number(v) if v > 1e6));
     }
 }

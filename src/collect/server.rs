@@ -4,14 +4,16 @@
 
 use async_trait::async_trait;
 
-use super::{col, query_err, CollectError, Collector, Context};
+use super::{CollectError, Collected, Collector, Context, col, query_err};
 use crate::desc;
 use crate::metric::{Desc, Family};
 
-static INFO: Desc = desc!(Info "pg_server", ["version", "server_version_num"], "The PostgreSQL server's version.");
+static INFO: Desc =
+    desc!(Info "pg_server", ["version", "server_version_num"], "The PostgreSQL server's version.");
 static IN_RECOVERY: Desc = desc!(Gauge "pg_in_recovery", [], "1 if the server is a standby in recovery, 0 if it is a primary.");
 static START_TIME: Desc = desc!(Gauge "pg_postmaster_start_time", unit = Seconds, [], "When the server started, as a Unix time.");
-static MAX_CONNECTIONS: Desc = desc!(Gauge "pg_settings_max_connections", [], "The max_connections setting.");
+static MAX_CONNECTIONS: Desc =
+    desc!(Gauge "pg_settings_max_connections", [], "The max_connections setting.");
 
 /// This collector's metric families.
 pub static METRICS: &[&Desc] = &[&INFO, &IN_RECOVERY, &START_TIME, &MAX_CONNECTIONS];
@@ -28,17 +30,10 @@ impl Collector for Server {
         "server"
     }
 
-    async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Vec<Family>, CollectError> {
+    async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
         let row = cx
             .client
-            .query_one(
-                "SELECT current_setting('server_version') AS version,
-                        current_setting('server_version_num') AS num,
-                        pg_catalog.pg_is_in_recovery() AS in_recovery,
-                        extract(epoch FROM pg_catalog.pg_postmaster_start_time())::float8 AS start_time,
-                        current_setting('max_connections')::float8 AS max_connections",
-                &[],
-            )
+            .query_one(SERVER_SQL, &[])
             .await
             .map_err(query_err(WHAT))?;
         let version: String = col(&row, WHAT, "version")?;
@@ -48,7 +43,11 @@ impl Collector for Server {
         cx.caps.in_recovery = in_recovery;
         // The number alone is what dashboards compare; the text keeps the
         // distribution suffix ("15.4 (Debian 15.4-1)") readable.
-        let short = version.split_whitespace().next().unwrap_or(&version).to_string();
+        let short = version
+            .split_whitespace()
+            .next()
+            .unwrap_or(&version)
+            .to_string();
         let mut info = Family::new(&INFO);
         info.push_info(&[short, num]);
         Ok(vec![
@@ -56,6 +55,16 @@ impl Collector for Server {
             Family::single(&IN_RECOVERY, if in_recovery { 1.0 } else { 0.0 }),
             Family::single(&START_TIME, col(&row, WHAT, "start_time")?),
             Family::single(&MAX_CONNECTIONS, col(&row, WHAT, "max_connections")?),
-        ])
+        ]
+        .into())
     }
 }
+
+const SERVER_SQL: &str = "SELECT current_setting('server_version') AS version,
+                        current_setting('server_version_num') AS num,
+                        pg_catalog.pg_is_in_recovery() AS in_recovery,
+                        extract(epoch FROM pg_catalog.pg_postmaster_start_time())::float8 AS start_time,
+                        current_setting('max_connections')::float8 AS max_connections";
+
+/// The SQL this module sends, for recognising it in pg_stat_statements.
+pub const OWN_SQL: &[&str] = &[SERVER_SQL];

@@ -25,16 +25,26 @@ pub struct Totals<K> {
 
 impl<K> Default for Totals<K> {
     fn default() -> Self {
-        Totals { entries: HashMap::new() }
+        Totals {
+            entries: HashMap::new(),
+        }
     }
 }
 
 impl<K: Hash + Eq> Totals<K> {
     /// Feeds one raw reading and returns the monotonic total.
     pub fn observe(&mut self, key: K, raw: f64) -> f64 {
-        let raw = if raw.is_finite() && raw > 0.0 { raw } else { 0.0 };
+        let raw = if raw.is_finite() && raw > 0.0 {
+            raw
+        } else {
+            0.0
+        };
         // A new key starts at its raw value: the delta below is then zero.
-        let entry = self.entries.entry(key).or_insert(Entry { last_raw: raw, total: raw, seen: true });
+        let entry = self.entries.entry(key).or_insert(Entry {
+            last_raw: raw,
+            total: raw,
+            seen: true,
+        });
         entry.total += delta(entry.last_raw, raw);
         entry.last_raw = raw;
         entry.seen = true;
@@ -44,7 +54,8 @@ impl<K: Hash + Eq> Totals<K> {
     /// Forgets keys not observed since the previous sweep (a dropped
     /// database, say), so memory follows what exists.
     pub fn sweep(&mut self) {
-        self.entries.retain(|_, e| std::mem::replace(&mut e.seen, false));
+        self.entries
+            .retain(|_, e| std::mem::replace(&mut e.seen, false));
     }
 
     /// Number of keys tracked.
@@ -61,7 +72,11 @@ impl<K: Hash + Eq> Totals<K> {
 /// Growth between two readings of one counter, treating a decrease as a
 /// reset to zero in between.
 pub fn delta(previous: f64, current: f64) -> f64 {
-    if current >= previous { current - previous } else { current }
+    if current >= previous {
+        current - previous
+    } else {
+        current
+    }
 }
 
 #[cfg(test)]
@@ -77,8 +92,8 @@ mod tests {
             (150.0, 150.0), // no change
             (20.0, 170.0),  // reset: 20 since the reset
             (25.0, 175.0),
-            (0.0, 175.0),   // reset to exactly zero
-            (-5.0, 175.0),  // nonsense is treated as zero
+            (0.0, 175.0),  // reset to exactly zero
+            (-5.0, 175.0), // nonsense is treated as zero
             (10.0, 185.0),
         ];
         let mut t = Totals::default();
@@ -102,7 +117,12 @@ mod tests {
 
     #[test]
     fn delta_cases() {
-        let cases = [(1.0, 3.0, 2.0), (3.0, 3.0, 0.0), (5.0, 2.0, 2.0), (0.0, 0.0, 0.0)];
+        let cases = [
+            (1.0, 3.0, 2.0),
+            (3.0, 3.0, 0.0),
+            (5.0, 2.0, 2.0),
+            (0.0, 0.0, 0.0),
+        ];
         for (prev, cur, want) in cases {
             assert_eq!(delta(prev, cur), want);
         }

@@ -1,4 +1,8 @@
-//! Pure math over samples: deltas and resets, running totals. No I/O here,
-//! so everything is tested with plain values.
+//! Pure math over samples: running totals over resettable counters,
+//! latency distributions from moments, cumulative histograms, top-N with
+//! hysteresis. No I/O here, so everything is tested with plain values.
 
 pub mod counter;
+pub mod histogram;
+pub mod latency;
+pub mod topn;

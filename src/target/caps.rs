@@ -36,6 +36,8 @@ pub struct Capabilities {
     pub database: String,
     /// The role the agent is connected as.
     pub user: String,
+    /// That role's OID (pg_stat_statements keys entries by it).
+    pub user_oid: u32,
 }
 
 impl Capabilities {
@@ -48,26 +50,12 @@ impl Capabilities {
     pub async fn detect(client: &Client) -> Result<Capabilities, tokio_postgres::Error> {
         // data_directory comes from pg_settings, which hides rows the role may
         // not read; current_setting() would raise an error instead.
-        let row = client
-            .query_one(
-                "SELECT current_setting('server_version_num')::int4 AS num,
-                        current_setting('server_version') AS version,
-                        pg_catalog.pg_is_in_recovery() AS in_recovery,
-                        r.rolsuper AS superuser,
-                        pg_catalog.pg_has_role(current_user, 'pg_monitor', 'USAGE') AS pg_monitor,
-                        pg_catalog.pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS pg_read_all_stats,
-                        (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'data_directory') AS data_directory,
-                        current_database() AS database,
-                        current_user::text AS username
-                   FROM pg_catalog.pg_roles r WHERE r.rolname = current_user",
-                &[],
-            )
-            .await?;
+        let row = client.query_one(CAPS_SQL, &[]).await?;
         let data_directory: Option<String> = row.try_get("data_directory")?;
         let data_directory = data_directory.map(PathBuf::from);
         let colocated = data_directory.as_deref().is_some_and(|p| p.is_dir());
         let extensions = client
-            .query("SELECT extname::text, extversion FROM pg_catalog.pg_extension", &[])
+            .query(EXTENSIONS_SQL, &[])
             .await?
             .iter()
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
@@ -84,6 +72,24 @@ impl Capabilities {
             extensions,
             database: row.try_get("database")?,
             user: row.try_get("username")?,
+            user_oid: row.try_get("user_oid")?,
         })
     }
 }
+
+const CAPS_SQL: &str = "SELECT current_setting('server_version_num')::int4 AS num,
+                        current_setting('server_version') AS version,
+                        pg_catalog.pg_is_in_recovery() AS in_recovery,
+                        r.rolsuper AS superuser,
+                        pg_catalog.pg_has_role(current_user, 'pg_monitor', 'USAGE') AS pg_monitor,
+                        pg_catalog.pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS pg_read_all_stats,
+                        (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'data_directory') AS data_directory,
+                        current_database() AS database,
+                        current_user::text AS username,
+                        r.oid AS user_oid
+                   FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
+
+const EXTENSIONS_SQL: &str = "SELECT extname::text, extversion FROM pg_catalog.pg_extension";
+
+/// The SQL this module sends, for recognising it in pg_stat_statements.
+pub const OWN_SQL: &[&str] = &[CAPS_SQL, EXTENSIONS_SQL];

@@ -86,7 +86,10 @@ pub struct Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("addr", &self.params.endpoint()).field("connected", &self.live.is_some()).finish()
+        f.debug_struct("Session")
+            .field("addr", &self.params.endpoint())
+            .field("connected", &self.live.is_some())
+            .finish()
     }
 }
 
@@ -111,7 +114,14 @@ pub fn describe(err: &tokio_postgres::Error) -> String {
 impl Session {
     /// A disconnected session.
     pub fn new(params: Arc<ConnParams>, limits: Limits) -> Session {
-        Session { params, limits, live: None, last_error: None, next_attempt: None, backoff: FIRST_BACKOFF }
+        Session {
+            params,
+            limits,
+            live: None,
+            last_error: None,
+            next_attempt: None,
+            backoff: FIRST_BACKOFF,
+        }
     }
 
     /// `host:port as user`, safe to log.
@@ -128,7 +138,10 @@ impl Session {
             if let (Some(at), Some(last)) = (self.next_attempt, &self.last_error) {
                 let now = Instant::now();
                 if now < at {
-                    return Err(ConnectError::Backoff { last: Box::new(last.clone()), retry_in: at - now });
+                    return Err(ConnectError::Backoff {
+                        last: Box::new(last.clone()),
+                        retry_in: at - now,
+                    });
                 }
             }
             match open(&self.params, self.limits).await {
@@ -156,7 +169,10 @@ impl Session {
     pub fn reset(&mut self, reason: &str) {
         if self.live.take().is_some() {
             tracing::warn!(addr = %self.addr(), reason, "connection lost");
-            self.last_error = Some(ConnectError::Failed { addr: self.addr(), reason: reason.to_string() });
+            self.last_error = Some(ConnectError::Failed {
+                addr: self.addr(),
+                reason: reason.to_string(),
+            });
         }
     }
 
@@ -164,7 +180,9 @@ impl Session {
     /// True when the request was delivered within two seconds.
     pub async fn cancel_query(&mut self) -> bool {
         let Some(live) = &self.live else { return false };
-        let Ok(connector) = tls::make_connector(&self.params) else { return false };
+        let Ok(connector) = tls::make_connector(&self.params) else {
+            return false;
+        };
         let token = live.client.cancel_token();
         tokio::time::timeout(Duration::from_secs(2), token.cancel_query(connector))
             .await
@@ -181,17 +199,31 @@ impl Session {
 pub async fn open(params: &ConnParams, limits: Limits) -> Result<Live, ConnectError> {
     let addr = params.endpoint();
     let connector: MakeRustlsConnect =
-        tls::make_connector(params).map_err(|e| ConnectError::Tls { addr: addr.clone(), reason: e.to_string() })?;
-    let failed = |e: tokio_postgres::Error| ConnectError::Failed { addr: addr.clone(), reason: describe(&e) };
-    let (client, connection) = params.to_tokio_config().connect(connector).await.map_err(failed)?;
+        tls::make_connector(params).map_err(|e| ConnectError::Tls {
+            addr: addr.clone(),
+            reason: e.to_string(),
+        })?;
+    let failed = |e: tokio_postgres::Error| ConnectError::Failed {
+        addr: addr.clone(),
+        reason: describe(&e),
+    };
+    let (client, connection) = params
+        .to_tokio_config()
+        .connect(connector)
+        .await
+        .map_err(failed)?;
     let driver_addr = addr.clone();
     let driver = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(addr = %driver_addr, error = %describe(&e), "connection ended");
         }
     });
+    // Keep in step with OWN_SQL below. work_mem: pg_stat_statements()
+    // materialises every entry; with 10,000 entries that is over the 4 MB
+    // default, and the server would write a temporary file (and count it
+    // in pg_database_temp_bytes) on every cycle.
     let setup = format!(
-        "SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = {}; SET jit = off",
+        "SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = {}; SET jit = off; SET work_mem = '32MB'",
         limits.statement_timeout.as_millis(),
         limits.lock_timeout.as_millis(),
         limits.statement_timeout.as_millis()
@@ -199,5 +231,15 @@ pub async fn open(params: &ConnParams, limits: Limits) -> Result<Live, ConnectEr
     client.batch_execute(&setup).await.map_err(failed)?;
     let caps = Capabilities::detect(&client).await.map_err(failed)?;
     tracing::debug!(addr = %addr, version = %caps.server_version, in_recovery = caps.in_recovery, "connected");
-    Ok(Live { client, caps, driver })
+    Ok(Live {
+        client,
+        caps,
+        driver,
+    })
 }
+
+/// The session setup as pgvigil sends it (values vary; fingerprints ignore
+/// them), for recognising it in pg_stat_statements.
+pub const OWN_SQL: &[&str] = &[
+    "SET statement_timeout = 10000; SET lock_timeout = 1000; SET idle_in_transaction_session_timeout = 10000; SET jit = off; SET work_mem = '32MB'",
+];

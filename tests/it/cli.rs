@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{outputs, pgvigil, Fixture, RunningAgent};
+use crate::harness::{Fixture, RunningAgent, outputs, pgvigil};
 
 fn once(fx: &Fixture, dsn: &str, format: &str) -> std::process::Output {
     let env = fx.once_env();
@@ -22,10 +22,18 @@ pub fn promtool_check(text: &str) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("promtool is required (scripts/test.sh installs the prometheus package)");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let (stdout, stderr) = outputs(&out);
-    assert!(out.status.success() && stdout.trim().is_empty() && stderr.trim().is_empty(), "promtool: {stdout}{stderr}\n---\n{text}");
+    assert!(
+        out.status.success() && stdout.trim().is_empty() && stderr.trim().is_empty(),
+        "promtool: {stdout}{stderr}\n---\n{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -35,7 +43,10 @@ async fn once_prints_clean_prometheus_text_json_and_a_table() {
     let (stdout, stderr) = outputs(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("pg_up 1"), "{stdout}");
-    assert!(stdout.contains("pg_database_xact_commit_total{datname=\"postgres\"}"), "{stdout}");
+    assert!(
+        stdout.contains("pg_database_xact_commit_total{datname=\"postgres\"}"),
+        "{stdout}"
+    );
     promtool_check(&stdout);
 
     let out = once(&fx, &fx.dsn(), "json");
@@ -46,17 +57,30 @@ async fn once_prints_clean_prometheus_text_json_and_a_table() {
     assert_eq!(target["name"], "main");
     assert_eq!(target["up"], true);
     let collectors = target["collectors"].as_array().unwrap();
-    assert!(collectors.iter().all(|c| c["success"] == true), "{collectors:?}");
+    assert!(
+        collectors.iter().all(|c| c["success"] == true),
+        "{collectors:?}"
+    );
     let metrics = target["metrics"].as_array().unwrap();
-    assert!(metrics.iter().any(|m| m["name"] == "pg_settings_max_connections" && m["series"][0]["value"] == 40.0));
+    assert!(
+        metrics
+            .iter()
+            .any(|m| m["name"] == "pg_settings_max_connections" && m["series"][0]["value"] == 40.0)
+    );
 
     let out = once(&fx, &fx.dsn(), "table");
     let (stdout, stderr) = outputs(&out);
     assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("target main: up, PostgreSQL"), "{stdout}");
     assert!(stdout.contains("primary"), "{stdout}");
-    assert!(stdout.contains("of 37 usable (40 max_connections - 3 reserved)"), "{stdout}");
-    assert!(stdout.contains("DATABASE") && stdout.contains("template1"), "{stdout}");
+    assert!(
+        stdout.contains("of 37 usable (40 max_connections - 3 reserved)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("DATABASE") && stdout.contains("template1"),
+        "{stdout}"
+    );
     for text in [&stdout, &stderr] {
         assert!(!text.contains(&fx.password));
     }
@@ -69,20 +93,44 @@ async fn once_fails_with_one_clear_line_when_the_target_is_unreachable() {
     let unused = crate::harness::pg::free_port();
     let cases = [
         // (dsn, PGPASSWORD, expected in the message)
-        (fx.dsn(), "wrong-password".to_string(), "password authentication failed for user \"pgvigil\""),
-        (format!("postgresql://pgvigil@127.0.0.1:{port}/nope?sslmode=disable"), fx.password.clone(), "database \"nope\" does not exist"),
-        (format!("postgresql://pgvigil@127.0.0.1:{unused}/postgres?sslmode=disable"), fx.password.clone(), "onnection refused"),
+        (
+            fx.dsn(),
+            "wrong-password".to_string(),
+            "password authentication failed for user \"pgvigil\"",
+        ),
+        (
+            format!("postgresql://pgvigil@127.0.0.1:{port}/nope?sslmode=disable"),
+            fx.password.clone(),
+            "database \"nope\" does not exist",
+        ),
+        (
+            format!("postgresql://pgvigil@127.0.0.1:{unused}/postgres?sslmode=disable"),
+            fx.password.clone(),
+            "onnection refused",
+        ),
     ];
     for (dsn, password, want) in cases {
-        let out = pgvigil(&["once", "--dsn", &dsn, "--format", "prometheus"], &[("PGPASSWORD", &password)]);
+        let out = pgvigil(
+            &["once", "--dsn", &dsn, "--format", "prometheus"],
+            &[("PGPASSWORD", &password)],
+        );
         let (stdout, stderr) = outputs(&out);
         assert!(!out.status.success(), "{dsn}: {stdout}");
         assert!(stdout.is_empty(), "{stdout}");
         let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
         assert_eq!(lines.len(), 1, "{stderr}");
-        assert!(lines[0].contains("could not connect to") && lines[0].contains(want), "{stderr}");
-        assert!(lines[0].contains("127.0.0.1") && lines[0].contains("pgvigil"), "{stderr}");
-        assert!(!stderr.contains(&password) && !stderr.contains("panicked"), "{stderr}");
+        assert!(
+            lines[0].contains("could not connect to") && lines[0].contains(want),
+            "{stderr}"
+        );
+        assert!(
+            lines[0].contains("127.0.0.1") && lines[0].contains("pgvigil"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains(&password) && !stderr.contains("panicked"),
+            "{stderr}"
+        );
     }
 }
 
@@ -106,7 +154,11 @@ password_file = "/nonexistent/secret"
     let out = pgvigil(&["check-config", file.to_str().unwrap()], &[]);
     let (_, stderr) = outputs(&out);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    for want in ["typo: unknown field", "collectors.default_interval:", "target[0].password_file: could not read /nonexistent/secret"] {
+    for want in [
+        "typo: unknown field",
+        "collectors.default_interval:",
+        "target[0].password_file: could not read /nonexistent/secret",
+    ] {
         assert!(stderr.contains(want), "missing {want:?} in {stderr}");
     }
     assert!(stderr.contains("3 problems"), "{stderr}");
@@ -119,13 +171,20 @@ password_file = "/nonexistent/secret"
 
     let out = pgvigil(&["check-config", "/nonexistent/pgvigil.toml"], &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(outputs(&out).1.contains("could not read config file /nonexistent/pgvigil.toml"));
+    assert!(
+        outputs(&out)
+            .1
+            .contains("could not read config file /nonexistent/pgvigil.toml")
+    );
 }
 
 #[test]
 fn the_shipped_example_config_is_valid_and_documents_every_key() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/pgvigil.toml");
-    let out = pgvigil(&["check-config", example], &[("PGVIGIL_PASSWORD", "example")]);
+    let out = pgvigil(
+        &["check-config", example],
+        &[("PGVIGIL_PASSWORD", "example")],
+    );
     let (stdout, stderr) = outputs(&out);
     assert!(out.status.success(), "{stdout}{stderr}");
     // Every key line is preceded by a comment that documents it.
@@ -136,7 +195,11 @@ fn the_shipped_example_config_is_valid_and_documents_every_key() {
         if t.is_empty() || t.starts_with('#') || t.starts_with('[') {
             continue;
         }
-        assert!(i > 0 && lines[i - 1].trim().starts_with('#'), "undocumented key at line {}: {t}", i + 1);
+        assert!(
+            i > 0 && lines[i - 1].trim().starts_with('#'),
+            "undocumented key at line {}: {t}",
+            i + 1
+        );
     }
 }
 
@@ -145,7 +208,10 @@ fn version_names_the_release_and_revision() {
     let out = pgvigil(&["--version"], &[]);
     let (stdout, _) = outputs(&out);
     assert!(out.status.success());
-    assert!(stdout.starts_with(&format!("pgvigil {} (", env!("CARGO_PKG_VERSION"))), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("pgvigil {} (", env!("CARGO_PKG_VERSION"))),
+        "{stdout}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,11 +225,22 @@ async fn run_with_a_wrong_password_reports_pg_up_zero_and_logs_why() {
         secret.display()
     );
     let agent = RunningAgent::start(&fx.pg.scratch(), &config).await;
-    let m = agent.wait_for(Duration::from_secs(20), "pg_up 0", |m| m.get("pg_up", &[]).map(|_| m.clone())).await;
+    let m = agent
+        .wait_for(Duration::from_secs(20), "pg_up 0", |m| {
+            m.get("pg_up", &[]).map(|_| m.clone())
+        })
+        .await;
     assert_eq!(m.get("pg_up", &[]), Some(0.0));
-    assert_eq!(m.get("pgvigil_collector_success", &[("collector", "server")]), Some(0.0));
+    assert_eq!(
+        m.get("pgvigil_collector_success", &[("collector", "server")]),
+        Some(0.0)
+    );
     let log = agent.log();
-    assert!(log.contains("password authentication failed for user \\\"pgvigil\\\"") || log.contains("password authentication failed"), "{log}");
+    assert!(
+        log.contains("password authentication failed for user \\\"pgvigil\\\"")
+            || log.contains("password authentication failed"),
+        "{log}"
+    );
     assert!(!log.contains("definitely-wrong-pw"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
     // SIGTERM stops it cleanly.

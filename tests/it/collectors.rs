@@ -19,18 +19,43 @@ async fn idle_in_transaction_sessions_are_counted_and_aged() {
         sessions.push(client);
     }
     let m = agent
-        .wait_for(WAIT, "3 sessions idle in transaction, idle for a while", |m| {
-            let n = m.sum("pg_connections", &[("state", "idle in transaction")])?;
-            let idle = m.get("pg_longest_idle_in_transaction_seconds", &[("datname", "postgres")])?;
-            (n >= 3.0 && idle > 0.0).then(|| m.clone())
-        })
+        .wait_for(
+            WAIT,
+            "3 sessions idle in transaction, idle for a while",
+            |m| {
+                let n = m.sum("pg_connections", &[("state", "idle in transaction")])?;
+                let idle = m.get(
+                    "pg_longest_idle_in_transaction_seconds",
+                    &[("datname", "postgres")],
+                )?;
+                (n >= 3.0 && idle > 0.0).then(|| m.clone())
+            },
+        )
         .await;
     // The test's sessions are the superuser's, named by the harness.
-    let ours = m.sum("pg_connections", &[("usename", "postgres"), ("application_name", "pgvigil-tests"), ("state", "idle in transaction")]);
+    let ours = m.sum(
+        "pg_connections",
+        &[
+            ("usename", "postgres"),
+            ("application_name", "pgvigil-tests"),
+            ("state", "idle in transaction"),
+        ],
+    );
     assert!(ours.unwrap() >= 3.0, "{ours:?}");
-    assert!(m.get("pg_longest_transaction_seconds", &[("datname", "postgres")]).unwrap() > 0.0);
+    assert!(
+        m.get("pg_longest_transaction_seconds", &[("datname", "postgres")])
+            .unwrap()
+            > 0.0
+    );
     // The agent itself runs as the least-privilege role and names itself.
-    assert!(m.sum("pg_connections", &[("usename", "pgvigil"), ("application_name", "pgvigil")]).unwrap() >= 1.0);
+    assert!(
+        m.sum(
+            "pg_connections",
+            &[("usename", "pgvigil"), ("application_name", "pgvigil")]
+        )
+        .unwrap()
+            >= 1.0
+    );
     drop(sessions);
 }
 
@@ -41,21 +66,30 @@ async fn committed_transactions_raise_the_commit_counter() {
     admin.batch_execute("CREATE DATABASE appdb").await.unwrap();
     let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config("")).await;
     let before = agent
-        .wait_for(WAIT, "a commit counter for appdb", |m| m.get("pg_database_xact_commit_total", &[("datname", "appdb")]))
+        .wait_for(WAIT, "a commit counter for appdb", |m| {
+            m.get("pg_database_xact_commit_total", &[("datname", "appdb")])
+        })
         .await;
     let app = fx.pg.connect_to("appdb").await;
     app.batch_execute("CREATE TABLE t (n int)").await.unwrap();
     for i in 0..50 {
-        app.execute("INSERT INTO t VALUES ($1)", &[&i]).await.unwrap();
+        app.execute("INSERT INTO t VALUES ($1)", &[&i])
+            .await
+            .unwrap();
     }
     flush_stats(&app).await;
     let after = agent
         .wait_for(WAIT, "the commit counter to grow by 51", |m| {
-            m.get("pg_database_xact_commit_total", &[("datname", "appdb")]).filter(|v| *v >= before + 51.0)
+            m.get("pg_database_xact_commit_total", &[("datname", "appdb")])
+                .filter(|v| *v >= before + 51.0)
         })
         .await;
     assert!(after >= before + 51.0);
-    let inserted = agent.metrics().await.get("pg_database_tup_inserted_total", &[("datname", "appdb")]).unwrap();
+    let inserted = agent
+        .metrics()
+        .await
+        .get("pg_database_tup_inserted_total", &[("datname", "appdb")])
+        .unwrap();
     assert!(inserted >= 50.0, "{inserted}");
 }
 
@@ -70,7 +104,8 @@ async fn a_statistics_reset_never_makes_a_counter_go_backwards() {
     let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config("")).await;
     let before = agent
         .wait_for(WAIT, "the 30 commits of postgres", |m| {
-            m.get("pg_database_xact_commit_total", &[("datname", "postgres")]).filter(|v| *v >= 30.0)
+            m.get("pg_database_xact_commit_total", &[("datname", "postgres")])
+                .filter(|v| *v >= 30.0)
         })
         .await;
     admin.batch_execute("SELECT pg_stat_reset()").await.unwrap();
@@ -81,14 +116,21 @@ async fn a_statistics_reset_never_makes_a_counter_go_backwards() {
     // After the reset PostgreSQL's own counter restarts near zero; ours
     // keeps counting from where it was.
     let raw: i64 = admin
-        .query_one("SELECT xact_commit FROM pg_stat_database WHERE datname = 'postgres'", &[])
+        .query_one(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = 'postgres'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
-    assert!((raw as f64) < before, "the reset did not take: raw {raw}, before {before}");
+    assert!(
+        (raw as f64) < before,
+        "the reset did not take: raw {raw}, before {before}"
+    );
     let after = agent
         .wait_for(WAIT, "a reading after the reset", |m| {
-            m.get("pg_database_xact_commit_total", &[("datname", "postgres")]).filter(|v| *v >= before + 5.0)
+            m.get("pg_database_xact_commit_total", &[("datname", "postgres")])
+                .filter(|v| *v >= before + 5.0)
         })
         .await;
     assert!(after >= before + 5.0, "before {before}, after {after}");
@@ -100,22 +142,51 @@ async fn a_session_waiting_on_a_row_lock_is_blocked() {
     let admin = fx.pg.connect().await;
     admin.batch_execute("CREATE TABLE accounts (id int PRIMARY KEY, balance int); INSERT INTO accounts VALUES (1, 100)").await.unwrap();
     let holder = fx.pg.connect().await;
-    holder.batch_execute("BEGIN; UPDATE accounts SET balance = 90 WHERE id = 1").await.unwrap();
+    holder
+        .batch_execute("BEGIN; UPDATE accounts SET balance = 90 WHERE id = 1")
+        .await
+        .unwrap();
     let waiter = fx.pg.connect().await;
-    let blocked = tokio::spawn(async move { waiter.batch_execute("UPDATE accounts SET balance = 80 WHERE id = 1").await });
+    let blocked = tokio::spawn(async move {
+        waiter
+            .batch_execute("UPDATE accounts SET balance = 80 WHERE id = 1")
+            .await
+    });
     let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config("")).await;
     let m = agent
         .wait_for(WAIT, "one blocked session", |m| {
-            m.get("pg_blocked_connections", &[("datname", "postgres")]).filter(|n| *n >= 1.0).map(|_| m.clone())
+            m.get("pg_blocked_connections", &[("datname", "postgres")])
+                .filter(|n| *n >= 1.0)
+                .map(|_| m.clone())
         })
         .await;
-    assert!(m.get("pg_locks", &[("datname", "postgres"), ("mode", "RowExclusiveLock")]).unwrap() >= 2.0);
-    assert!(m.get("pg_longest_transaction_seconds", &[("datname", "postgres")]).unwrap() > 0.0);
-    assert_eq!(m.sum("pg_connections", &[("state", "active"), ("usename", "postgres")]), Some(1.0));
+    assert!(
+        m.get(
+            "pg_locks",
+            &[("datname", "postgres"), ("mode", "RowExclusiveLock")]
+        )
+        .unwrap()
+            >= 2.0
+    );
+    assert!(
+        m.get("pg_longest_transaction_seconds", &[("datname", "postgres")])
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(
+        m.sum(
+            "pg_connections",
+            &[("state", "active"), ("usename", "postgres")]
+        ),
+        Some(1.0)
+    );
     holder.batch_execute("ROLLBACK").await.unwrap();
     blocked.await.unwrap().unwrap();
     agent
-        .wait_for(WAIT, "no blocked session", |m| m.get("pg_blocked_connections", &[("datname", "postgres")]).filter(|n| *n == 0.0))
+        .wait_for(WAIT, "no blocked session", |m| {
+            m.get("pg_blocked_connections", &[("datname", "postgres")])
+                .filter(|n| *n == 0.0)
+        })
         .await;
 }
 
@@ -123,19 +194,44 @@ async fn a_session_waiting_on_a_row_lock_is_blocked() {
 async fn pg_up_follows_the_server_going_away_and_coming_back() {
     let fx = Fixture::start().await;
     let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config("")).await;
-    agent.wait_for(WAIT, "pg_up 1", |m| m.get("pg_up", &[]).filter(|v| *v == 1.0)).await;
+    agent
+        .wait_for(WAIT, "pg_up 1", |m| {
+            m.get("pg_up", &[]).filter(|v| *v == 1.0)
+        })
+        .await;
     fx.pg.stop();
-    let m = agent.wait_for(WAIT, "pg_up 0", |m| m.get("pg_up", &[]).filter(|v| *v == 0.0).map(|_| m.clone())).await;
-    assert_eq!(m.get("pgvigil_collector_success", &[("collector", "server")]), Some(0.0));
+    let m = agent
+        .wait_for(WAIT, "pg_up 0", |m| {
+            m.get("pg_up", &[]).filter(|v| *v == 0.0).map(|_| m.clone())
+        })
+        .await;
+    assert_eq!(
+        m.get("pgvigil_collector_success", &[("collector", "server")]),
+        Some(0.0)
+    );
     // While the server is down its metrics are absent rather than stale.
     assert_eq!(m.get("pg_in_recovery", &[]), None);
-    assert!(m.get("pgvigil_collector_last_success_timestamp_seconds", &[("collector", "server")]).unwrap() > 1.6e9);
+    assert!(
+        m.get(
+            "pgvigil_collector_last_success_timestamp_seconds",
+            &[("collector", "server")]
+        )
+        .unwrap()
+            > 1.6e9
+    );
     // /metrics keeps answering while the server is down.
     fx.pg.restart_stopped();
-    let m = agent.wait_for(WAIT, "pg_up 1 again", |m| m.get("pg_up", &[]).filter(|v| *v == 1.0).map(|_| m.clone())).await;
+    let m = agent
+        .wait_for(WAIT, "pg_up 1 again", |m| {
+            m.get("pg_up", &[]).filter(|v| *v == 1.0).map(|_| m.clone())
+        })
+        .await;
     assert_eq!(m.get("pg_in_recovery", &[]), Some(0.0));
     let log = agent.log();
-    assert!(log.contains("connection lost") || log.contains("could not connect"), "{log}");
+    assert!(
+        log.contains("connection lost") || log.contains("could not connect"),
+        "{log}"
+    );
     assert!(log.contains("reconnected"), "{log}");
     assert!(!log.contains(&fx.password), "password leaked into the log");
 }
@@ -144,28 +240,59 @@ async fn pg_up_follows_the_server_going_away_and_coming_back() {
 async fn server_identity_sizes_and_limits_match_the_server() {
     let fx = Fixture::start().await;
     let admin = fx.pg.connect().await;
-    let num: String = admin.query_one("SHOW server_version_num", &[]).await.unwrap().get(0);
+    let num: String = admin
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .unwrap()
+        .get(0);
     let reserved: i32 = admin
         .query_one("SELECT current_setting('superuser_reserved_connections')::int + coalesce(current_setting('reserved_connections', true)::int, 0)", &[])
         .await
         .unwrap()
         .get(0);
     admin.batch_execute("CREATE TABLE filler AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 20000) g").await.unwrap();
-    let size: i64 = admin.query_one("SELECT pg_database_size('postgres')", &[]).await.unwrap().get(0);
+    let size: i64 = admin
+        .query_one("SELECT pg_database_size('postgres')", &[])
+        .await
+        .unwrap()
+        .get(0);
     let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config("")).await;
-    let m = agent.wait_for(WAIT, "server and database metrics", |m| m.get("pg_database_size_bytes", &[("datname", "postgres")]).map(|_| m.clone())).await;
-    assert_eq!(m.get("pg_server_info", &[("server_version_num", &num)]), Some(1.0));
+    let m = agent
+        .wait_for(WAIT, "server and database metrics", |m| {
+            m.get("pg_database_size_bytes", &[("datname", "postgres")])
+                .map(|_| m.clone())
+        })
+        .await;
+    assert_eq!(
+        m.get("pg_server_info", &[("server_version_num", &num)]),
+        Some(1.0)
+    );
     assert_eq!(m.get("pg_in_recovery", &[]), Some(0.0));
     assert_eq!(m.get("pg_settings_max_connections", &[]), Some(40.0));
     assert_eq!(m.get("pg_connections_reserved", &[]), Some(reserved as f64));
-    let reported = m.get("pg_database_size_bytes", &[("datname", "postgres")]).unwrap();
+    let reported = m
+        .get("pg_database_size_bytes", &[("datname", "postgres")])
+        .unwrap();
     // The table alone is over 10 MB; the size is read at a slightly different moment.
-    assert!(reported > 10e6 && (reported - size as f64).abs() < 0.2 * size as f64, "{reported} vs {size}");
-    assert!(m.get("pg_database_frozen_xid_age", &[("datname", "template0")]).unwrap() > 0.0);
+    assert!(
+        reported > 10e6 && (reported - size as f64).abs() < 0.2 * size as f64,
+        "{reported} vs {size}"
+    );
+    assert!(
+        m.get("pg_database_frozen_xid_age", &[("datname", "template0")])
+            .unwrap()
+            > 0.0
+    );
     let start = m.get("pg_postmaster_start_time_seconds", &[]).unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     assert!(start <= now && start > now - 600.0, "start {start}");
-    assert_eq!(m.get("pgvigil_collector_success", &[("collector", "databases")]), Some(1.0));
+    assert_eq!(
+        m.get("pgvigil_collector_success", &[("collector", "databases")]),
+        Some(1.0)
+    );
     assert!(m.get("process_resident_memory_bytes", &[]).unwrap() > 1e6);
 }
 
@@ -174,22 +301,44 @@ async fn a_failing_collector_fails_alone_and_recovers() {
     let fx = Fixture::start().await;
     let admin = fx.pg.connect().await;
     // A hardened server where the monitoring role may not size databases.
-    admin.batch_execute("REVOKE EXECUTE ON FUNCTION pg_catalog.pg_database_size(oid) FROM PUBLIC").await.unwrap();
+    admin
+        .batch_execute("REVOKE EXECUTE ON FUNCTION pg_catalog.pg_database_size(oid) FROM PUBLIC")
+        .await
+        .unwrap();
     let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config("")).await;
     let m = agent
         .wait_for(WAIT, "the databases collector to fail", |m| {
-            m.get("pgvigil_collector_success", &[("collector", "databases")]).filter(|v| *v == 0.0).map(|_| m.clone())
+            m.get("pgvigil_collector_success", &[("collector", "databases")])
+                .filter(|v| *v == 0.0)
+                .map(|_| m.clone())
         })
         .await;
     assert_eq!(m.get("pg_up", &[]), Some(1.0));
-    assert_eq!(m.get("pgvigil_collector_success", &[("collector", "server")]), Some(1.0));
-    assert_eq!(m.get("pgvigil_collector_success", &[("collector", "connections")]), Some(1.0));
+    assert_eq!(
+        m.get("pgvigil_collector_success", &[("collector", "server")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get("pgvigil_collector_success", &[("collector", "connections")]),
+        Some(1.0)
+    );
     assert!(m.get("pg_connections_reserved", &[]).is_some());
-    assert_eq!(m.get("pg_database_xact_commit_total", &[("datname", "postgres")]), None);
+    assert_eq!(
+        m.get("pg_database_xact_commit_total", &[("datname", "postgres")]),
+        None
+    );
     tokio::time::sleep(Duration::from_secs(3)).await;
     let log = agent.log();
-    assert_eq!(log.matches("permission denied for function pg_database_size").count(), 1, "logged once, not every cycle: {log}");
-    admin.batch_execute("GRANT EXECUTE ON FUNCTION pg_catalog.pg_database_size(oid) TO PUBLIC").await.unwrap();
+    assert_eq!(
+        log.matches("permission denied for function pg_database_size")
+            .count(),
+        1,
+        "logged once, not every cycle: {log}"
+    );
+    admin
+        .batch_execute("GRANT EXECUTE ON FUNCTION pg_catalog.pg_database_size(oid) TO PUBLIC")
+        .await
+        .unwrap();
     agent
         .wait_for(WAIT, "the databases collector to recover", |m| {
             m.get("pg_database_xact_commit_total", &[("datname", "postgres")])

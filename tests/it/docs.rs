@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::harness::{outputs, pgvigil, Fixture, Metrics};
+use crate::harness::{Fixture, Metrics, outputs, pgvigil};
 
 const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md");
 
@@ -14,14 +14,20 @@ fn metrics_reference_matches_the_descriptors() {
         std::fs::write(DOC, &generated).unwrap();
         return;
     }
-    assert!(doc == generated, "docs/metrics.md is out of date: run `PGVIGIL_BLESS=1 cargo test --test it docs::` and commit it");
+    assert!(
+        doc == generated,
+        "docs/metrics.md is out of date: run `PGVIGIL_BLESS=1 cargo test --test it docs::` and commit it"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_run_publishes_exactly_the_documented_metrics() {
     let fx = Fixture::start().await;
     let env = fx.once_env();
-    let out = pgvigil(&["once", "--dsn", &fx.dsn(), "--format", "prometheus"], &[("PGPASSWORD", &env[0].1)]);
+    let out = pgvigil(
+        &["once", "--dsn", &fx.dsn(), "--format", "prometheus"],
+        &[("PGPASSWORD", &env[0].1)],
+    );
     let (stdout, stderr) = outputs(&out);
     assert!(out.status.success(), "{stderr}");
     let seen: BTreeSet<String> = Metrics::parse(&stdout).family_names().into_iter().collect();
@@ -36,11 +42,20 @@ async fn a_real_run_publishes_exactly_the_documented_metrics() {
         }
     }
     let undocumented: Vec<_> = seen.difference(&documented).collect();
-    assert!(undocumented.is_empty(), "published but not in docs/metrics.md: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "published but not in docs/metrics.md: {undocumented:?}"
+    );
     let missing: Vec<_> = always.difference(&seen).collect();
-    assert!(missing.is_empty(), "documented as always present but not published: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "documented as always present but not published: {missing:?}"
+    );
     let doc = std::fs::read_to_string(DOC).unwrap();
     for name in &seen {
-        assert!(doc.contains(&format!("`{name}`")), "{name} not in docs/metrics.md");
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "{name} not in docs/metrics.md"
+        );
     }
 }

@@ -7,4 +7,6 @@ mod cli;
 mod collectors;
 mod docs;
 mod http;
+mod percentiles;
+mod statements;
 mod tls;

@@ -3,21 +3,100 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{outputs, pgvigil, Fixture, PgOptions};
+use crate::harness::{Fixture, PgOptions, outputs, pgvigil};
 
 fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl is required");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is required");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A CA, and a server certificate for `localhost` signed by it.
 fn make_certs(dir: &Path) {
-    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=pgvigil test CA", "-keyout", "ca.key", "-out", "ca.crt"]);
-    openssl(dir, &["req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr"]);
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-    openssl(dir, &["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.crt"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=pgvigil test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ],
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "server.crt",
+        ],
+    );
     // A second, unrelated CA for the negative case.
-    openssl(dir, &["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=other CA", "-keyout", "other.key", "-out", "other.crt"]);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=other CA",
+            "-keyout",
+            "other.key",
+            "-out",
+            "other.crt",
+        ],
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -26,36 +105,67 @@ async fn verify_full_connects_only_with_the_right_ca_and_host_name() {
     make_certs(certs.path());
     // The server reads its certificate and key as postgres; the key must be private.
     crate::harness::pg::open_up(certs.path());
-    std::fs::set_permissions(certs.path().join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(
+        certs.path().join("server.key"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     crate::harness::pg::chown_to_postgres(certs.path());
     let fx = Fixture::start_with(PgOptions {
         conf: vec![
             "ssl = on".into(),
-            format!("ssl_cert_file = '{}'", certs.path().join("server.crt").display()),
-            format!("ssl_key_file = '{}'", certs.path().join("server.key").display()),
+            format!(
+                "ssl_cert_file = '{}'",
+                certs.path().join("server.crt").display()
+            ),
+            format!(
+                "ssl_key_file = '{}'",
+                certs.path().join("server.key").display()
+            ),
         ],
     })
     .await;
     let ca = certs.path().join("ca.crt");
     let other = certs.path().join("other.crt");
     let dsn = |host: &str, mode: &str, root: &Path| {
-        format!("host={host} port={} user=pgvigil dbname=postgres sslmode={mode} sslrootcert={}", fx.pg.port, root.display())
+        format!(
+            "host={host} port={} user=pgvigil dbname=postgres sslmode={mode} sslrootcert={}",
+            fx.pg.port,
+            root.display()
+        )
     };
     let cases = [
         (dsn("localhost", "verify-full", &ca), true, ""),
         (dsn("localhost", "verify-ca", &ca), true, ""),
         (dsn("localhost", "require", &other), false, "certificate"), // require + root cert = verify-ca, like libpq
-        (dsn("localhost", "verify-full", &other), false, "certificate"),
-        (format!("host=localhost port={} user=pgvigil dbname=postgres sslmode=require", fx.pg.port), true, ""),
+        (
+            dsn("localhost", "verify-full", &other),
+            false,
+            "certificate",
+        ),
+        (
+            format!(
+                "host=localhost port={} user=pgvigil dbname=postgres sslmode=require",
+                fx.pg.port
+            ),
+            true,
+            "",
+        ),
     ];
     for (dsn, ok, want) in cases {
-        let out = pgvigil(&["once", "--dsn", &dsn, "--format", "prometheus"], &[("PGPASSWORD", &fx.password)]);
+        let out = pgvigil(
+            &["once", "--dsn", &dsn, "--format", "prometheus"],
+            &[("PGPASSWORD", &fx.password)],
+        );
         let (stdout, stderr) = outputs(&out);
         assert_eq!(out.status.success(), ok, "{dsn}\n{stdout}{stderr}");
         if ok {
             assert!(stdout.contains("pg_up 1"), "{stdout}");
         } else {
-            assert!(stderr.contains("could not connect") && stderr.to_lowercase().contains(want), "{dsn}: {stderr}");
+            assert!(
+                stderr.contains("could not connect") && stderr.to_lowercase().contains(want),
+                "{dsn}: {stderr}"
+            );
         }
     }
 }

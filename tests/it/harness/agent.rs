@@ -12,7 +12,6 @@ use tokio::net::TcpStream;
 use super::metrics::Metrics;
 use super::pg::{eventually, free_port};
 
-
 /// The binary cargo built for this test run.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pgvigil"))
@@ -21,7 +20,9 @@ pub fn binary() -> PathBuf {
 /// Runs `pgvigil ARGS` to completion with `env` added.
 pub fn pgvigil(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(binary());
-    cmd.args(args).env_remove("PGVIGIL_DSN").env_remove("RUST_LOG");
+    cmd.args(args)
+        .env_remove("PGVIGIL_DSN")
+        .env_remove("RUST_LOG");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -30,7 +31,10 @@ pub fn pgvigil(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 /// stdout and stderr of a finished command, as text.
 pub fn outputs(out: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// A response: status code and body.
@@ -47,12 +51,20 @@ pub struct Response {
 impl Response {
     /// A header's value.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// Sends one raw HTTP/1.0 request and reads the whole response.
-pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> std::io::Result<Response> {
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(addr).await?;
     let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
     for (k, v) in headers {
@@ -65,12 +77,20 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
-    Ok(Response { status, headers, body: body.to_string() })
+    Ok(Response {
+        status,
+        headers,
+        body: body.to_string(),
+    })
 }
 
 /// A `pgvigil run` child process, killed on drop.
@@ -95,12 +115,15 @@ impl RunningAgent {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let log = file.with_extension("log");
         let mut cmd = Command::new(binary());
-        cmd.args(["run", "--config"]).arg(&file).args(["--listen", &addr.to_string()]);
+        cmd.args(["run", "--config"])
+            .arg(&file)
+            .args(["--listen", &addr.to_string()]);
         cmd.env("RUST_LOG", "info").env_remove("PGVIGIL_DSN");
         for (k, v) in env {
             cmd.env(k, v);
         }
-        cmd.stdout(Stdio::null()).stderr(std::fs::File::create(&log).expect("agent log"));
+        cmd.stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("agent log"));
         let child = cmd.spawn().expect("spawn pgvigil run");
         let mut agent = RunningAgent { child, addr, log };
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -108,17 +131,26 @@ impl RunningAgent {
             if let Ok(Some(status)) = agent.child.try_wait() {
                 panic!("pgvigil exited with {status}: {}", agent.log());
             }
-            if http(addr, "GET", "/healthz", &[]).await.is_ok_and(|r| r.status == 200) {
+            if http(addr, "GET", "/healthz", &[])
+                .await
+                .is_ok_and(|r| r.status == 200)
+            {
                 return agent;
             }
-            assert!(std::time::Instant::now() < deadline, "pgvigil did not answer /healthz: {}", agent.log());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pgvigil did not answer /healthz: {}",
+                agent.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// GET `path`.
     pub async fn get(&self, path: &str) -> Response {
-        http(self.addr, "GET", path, &[]).await.expect("http request")
+        http(self.addr, "GET", path, &[])
+            .await
+            .expect("http request")
     }
 
     /// Scrapes and parses `/metrics`.
@@ -129,7 +161,12 @@ impl RunningAgent {
     }
 
     /// Scrapes until `f` finds what it wants in the metrics.
-    pub async fn wait_for<T>(&self, timeout: Duration, what: &str, f: impl Fn(&Metrics) -> Option<T>) -> T {
+    pub async fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        f: impl Fn(&Metrics) -> Option<T>,
+    ) -> T {
         eventually(timeout, what, || async { f(&self.metrics().await) }).await
     }
 
@@ -149,7 +186,11 @@ impl RunningAgent {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status;
             }
-            assert!(std::time::Instant::now() < deadline, "pgvigil did not stop after SIGTERM: {}", self.log());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "pgvigil did not stop after SIGTERM: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }

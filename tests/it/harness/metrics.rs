@@ -33,7 +33,11 @@ fn parse_labels(text: &str) -> (BTreeMap<String, String>, &str) {
         let eq = rest.find('=').expect("label without '='");
         let key = rest[..eq].trim().to_string();
         let mut chars = rest[eq + 1..].char_indices();
-        assert_eq!(chars.next().map(|c| c.1), Some('"'), "label value must be quoted: {text}");
+        assert_eq!(
+            chars.next().map(|c| c.1),
+            Some('"'),
+            "label value must be quoted: {text}"
+        );
         let mut value = String::new();
         let mut end = None;
         while let Some((i, c)) = chars.next() {
@@ -81,17 +85,30 @@ impl Metrics {
             let value = match value {
                 "+Inf" => f64::INFINITY,
                 "-Inf" => f64::NEG_INFINITY,
-                v => v.parse().unwrap_or_else(|_| panic!("bad value in {line:?}")),
+                v => v
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad value in {line:?}")),
             };
-            metrics.samples.push(Sample { name, labels, value });
+            metrics.samples.push(Sample {
+                name,
+                labels,
+                value,
+            });
         }
         metrics
     }
 
     /// Samples of `name` whose labels include all of `labels`.
-    pub fn find<'a>(&'a self, name: &'a str, labels: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = &'a Sample> + 'a {
+    pub fn find<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = &'a Sample> + 'a {
         self.samples.iter().filter(move |s| {
-            s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
         })
     }
 
@@ -99,7 +116,10 @@ impl Metrics {
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let mut found = self.find(name, labels);
         let first = found.next()?;
-        assert!(found.next().is_none(), "more than one {name} sample matches {labels:?}");
+        assert!(
+            found.next().is_none(),
+            "more than one {name} sample matches {labels:?}"
+        );
         Some(first.value)
     }
 

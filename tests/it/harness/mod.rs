@@ -6,9 +6,9 @@ pub mod pg;
 
 use std::path::PathBuf;
 
-pub use agent::{http, outputs, pgvigil, RunningAgent};
+pub use agent::{RunningAgent, http, outputs, pgvigil};
 pub use metrics::Metrics;
-pub use pg::{eventually, PgOptions, PgServer};
+pub use pg::{PgOptions, PgServer, eventually};
 
 /// A cluster with the least-privilege `pgvigil` role, as a user would set
 /// it up, and a password file for it.
@@ -30,6 +30,13 @@ impl Fixture {
         let pg = PgServer::start_with(options);
         let password = format!("pw-{}-Secret'\"x", pg.port);
         pg.create_monitoring_role(&password).await;
+        // The reference setup: pg_stat_statements in the database pgvigil
+        // connects to (the harness preloads the library).
+        pg.connect()
+            .await
+            .batch_execute("CREATE EXTENSION pg_stat_statements")
+            .await
+            .expect("create pg_stat_statements");
         Fixture { pg, password }
     }
 
@@ -42,7 +49,10 @@ impl Fixture {
 
     /// The TCP DSN of the monitoring role without its password.
     pub fn dsn(&self) -> String {
-        format!("postgresql://pgvigil@127.0.0.1:{}/postgres?sslmode=disable", self.pg.port)
+        format!(
+            "postgresql://pgvigil@127.0.0.1:{}/postgres?sslmode=disable",
+            self.pg.port
+        )
     }
 
     /// An agent config for this cluster: 1 s intervals, the password from a

@@ -71,7 +71,8 @@ fn pg_command(program: &str, args: &[&str]) -> Output {
         let existing = std::env::var("LD_LIBRARY_PATH").unwrap_or_default();
         cmd.env("LD_LIBRARY_PATH", format!("{}:{existing}", lib.display()));
     }
-    cmd.output().unwrap_or_else(|e| panic!("could not run {}: {e}", exe.display()))
+    cmd.output()
+        .unwrap_or_else(|e| panic!("could not run {}: {e}", exe.display()))
 }
 
 fn check(out: Output, what: &str) {
@@ -87,7 +88,11 @@ fn check(out: Output, what: &str) {
 /// Hands `path` (recursively) to the postgres user when we are root.
 pub fn chown_to_postgres(path: &Path) {
     if is_root() {
-        let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(path).status().expect("chown");
+        let status = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(path)
+            .status()
+            .expect("chown");
         assert!(status.success(), "chown {}", path.display());
     }
 }
@@ -121,7 +126,18 @@ fn template() -> PathBuf {
             check(
                 pg_command(
                     "initdb",
-                    &["-D", data, "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"],
+                    &[
+                        "-D",
+                        data,
+                        "-U",
+                        "postgres",
+                        "--auth-local=trust",
+                        "--auth-host=scram-sha-256",
+                        "-E",
+                        "UTF8",
+                        "--locale=C",
+                        "--no-sync",
+                    ],
                 ),
                 "initdb",
             );
@@ -135,12 +151,18 @@ fn template() -> PathBuf {
 }
 
 fn fxhash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3))
+    bytes.iter().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100000001b3)
+    })
 }
 
 /// A free TCP port on 127.0.0.1 (free when asked; the OS may reuse it).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind port 0").local_addr().expect("local addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind port 0")
+        .local_addr()
+        .expect("local addr")
+        .port()
 }
 
 /// Options of a throwaway cluster.
@@ -150,21 +172,87 @@ pub struct PgOptions {
     pub conf: Vec<String>,
 }
 
+/// Tests that compare wall-clock latencies run alone, so that the load of
+/// other tests does not distort what their clients measure: every cluster
+/// holds a share, [`exclusive`] waits until no other test's cluster runs
+/// and keeps new ones from starting.
+struct Quiet {
+    clusters: usize,
+    exclusive: Option<std::thread::ThreadId>,
+}
+
+static QUIET: std::sync::Mutex<Quiet> = std::sync::Mutex::new(Quiet { clusters: 0, exclusive: None });
+static QUIET_CHANGED: std::sync::Condvar = std::sync::Condvar::new();
+
+/// A cluster's share of the machine.
+struct Share;
+
+impl Share {
+    fn take() -> Share {
+        let me = std::thread::current().id();
+        let mut q = QUIET.lock().unwrap_or_else(|e| e.into_inner());
+        while q.exclusive.is_some_and(|owner| owner != me) {
+            q = QUIET_CHANGED.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+        q.clusters += 1;
+        Share
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        QUIET.lock().unwrap_or_else(|e| e.into_inner()).clusters -= 1;
+        QUIET_CHANGED.notify_all();
+    }
+}
+
+/// The machine to oneself until dropped.
+pub struct Exclusive;
+
+/// Waits until no other test has a cluster running, then keeps others from
+/// starting one until the returned guard is dropped.
+pub fn exclusive() -> Exclusive {
+    let me = std::thread::current().id();
+    let mut q = QUIET.lock().unwrap_or_else(|e| e.into_inner());
+    while q.exclusive.is_some() || q.clusters > 0 {
+        q = QUIET_CHANGED.wait(q).unwrap_or_else(|e| e.into_inner());
+    }
+    q.exclusive = Some(me);
+    Exclusive
+}
+
+impl Drop for Exclusive {
+    fn drop(&mut self) {
+        QUIET.lock().unwrap_or_else(|e| e.into_inner()).exclusive = None;
+        QUIET_CHANGED.notify_all();
+    }
+}
+
 /// A running throwaway cluster.
 pub struct PgServer {
     root: tempfile::TempDir,
     /// Its TCP port on 127.0.0.1.
     pub port: u16,
+    _share: Share,
 }
 
 impl PgServer {
     /// A cluster with extra settings.
     pub fn start_with(options: PgOptions) -> PgServer {
-        let root = tempfile::Builder::new().prefix("pgvigil-it-").tempdir().expect("temp dir");
+        let share = Share::take();
+        let root = tempfile::Builder::new()
+            .prefix("pgvigil-it-")
+            .tempdir()
+            .expect("temp dir");
         open_up(root.path());
         let data = root.path().join("data");
         let sock = root.path().join("sock");
-        let status = Command::new("cp").arg("-a").arg(template()).arg(&data).status().expect("cp template");
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(template())
+            .arg(&data)
+            .status()
+            .expect("cp template");
         assert!(status.success(), "copy template");
         std::fs::create_dir_all(&sock).expect("socket dir");
         chown_to_postgres(&sock);
@@ -172,7 +260,7 @@ impl PgServer {
         std::fs::create_dir_all(&logs).expect("log dir");
         chown_to_postgres(&logs);
         chown_to_postgres(&data);
-        let mut server = PgServer { root, port: 0 };
+        let mut server = PgServer { root, port: 0, _share: share };
         let mut last_error = String::new();
         for _ in 0..5 {
             server.port = free_port();
@@ -189,7 +277,10 @@ impl PgServer {
         let mut conf = vec![
             format!("port = {}", self.port),
             "listen_addresses = '127.0.0.1'".to_string(),
-            format!("unix_socket_directories = '{}'", self.socket_dir().display()),
+            format!(
+                "unix_socket_directories = '{}'",
+                self.socket_dir().display()
+            ),
             "shared_preload_libraries = 'pg_stat_statements,auto_explain'".into(),
             "fsync = off".into(),
             "synchronous_commit = off".into(),
@@ -209,12 +300,25 @@ impl PgServer {
         let log = self.log_file();
         let out = pg_command(
             "pg_ctl",
-            &["-D", data.to_str().unwrap(), "-l", log.to_str().unwrap(), "-w", "-t", "60", "start"],
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
         );
         if out.status.success() {
             Ok(())
         } else {
-            Err(format!("{}\n{}", String::from_utf8_lossy(&out.stderr), std::fs::read_to_string(&log).unwrap_or_default()))
+            Err(format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ))
         }
     }
 
@@ -242,7 +346,20 @@ impl PgServer {
 
     /// Stops the server (fast shutdown), keeping its data.
     pub fn stop(&self) {
-        check(pg_command("pg_ctl", &["-D", self.data_dir().to_str().unwrap(), "-m", "fast", "-w", "stop"]), "pg_ctl stop");
+        check(
+            pg_command(
+                "pg_ctl",
+                &[
+                    "-D",
+                    self.data_dir().to_str().unwrap(),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "stop",
+                ],
+            ),
+            "pg_ctl stop",
+        );
     }
 
     /// Starts a stopped server again on the same port.
@@ -260,7 +377,12 @@ impl PgServer {
     /// A superuser connection to `dbname`.
     pub async fn connect_to(&self, dbname: &str) -> Client {
         let mut config = tokio_postgres::Config::new();
-        config.host_path(self.socket_dir()).port(self.port).user("postgres").dbname(dbname).application_name("pgvigil-tests");
+        config
+            .host_path(self.socket_dir())
+            .port(self.port)
+            .user("postgres")
+            .dbname(dbname)
+            .application_name("pgvigil-tests");
         let (client, connection) = config.connect(NoTls).await.expect("superuser connection");
         tokio::spawn(async move {
             let _ = connection.await;
@@ -271,12 +393,18 @@ impl PgServer {
     /// Creates the least-privilege role from `packaging/sql/pgvigil-role.sql`
     /// with `password`, as a user would.
     pub async fn create_monitoring_role(&self, password: &str) {
-        let sql = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/sql/pgvigil-role.sql"))
-            .expect("read pgvigil-role.sql");
+        let sql = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/packaging/sql/pgvigil-role.sql"
+        ))
+        .expect("read pgvigil-role.sql");
         let client = self.connect().await;
         client.batch_execute(&sql).await.expect("pgvigil-role.sql");
         client
-            .batch_execute(&format!("ALTER ROLE pgvigil PASSWORD '{}'", password.replace('\'', "''")))
+            .batch_execute(&format!(
+                "ALTER ROLE pgvigil PASSWORD '{}'",
+                password.replace('\'', "''")
+            ))
             .await
             .expect("set password");
     }
@@ -286,7 +414,17 @@ impl Drop for PgServer {
     fn drop(&mut self) {
         let data = self.data_dir();
         if data.join("postmaster.pid").exists() {
-            let _ = pg_command("pg_ctl", &["-D", data.to_str().unwrap_or(""), "-m", "immediate", "-w", "stop"]);
+            let _ = pg_command(
+                "pg_ctl",
+                &[
+                    "-D",
+                    data.to_str().unwrap_or(""),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
+                ],
+            );
         }
     }
 }
@@ -299,7 +437,10 @@ impl Drop for PgServer {
 /// wait, then run one more statement. (15+ flushes on an idle timer.)
 pub async fn flush_stats(client: &Client) {
     tokio::time::sleep(Duration::from_millis(600)).await;
-    client.batch_execute("SELECT 1").await.expect("flush statement");
+    client
+        .batch_execute("SELECT 1")
+        .await
+        .expect("flush statement");
 }
 
 /// Polls `f` until it returns `Some`, or panics after `timeout` with `what`.
@@ -313,7 +454,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

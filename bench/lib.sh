@@ -1,0 +1,41 @@
+# Shared helpers for the benchmark scripts: throwaway PostgreSQL clusters
+# like the test harness makes (as the postgres user when run as root).
+
+PG_BINDIR=${PGVIGIL_PG_BINDIR:-$(pg_config --bindir 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)}
+
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# start_pg DIR PORT [extra postgresql.conf lines...]: initdb and start.
+start_pg() {
+  local dir=$1 port=$2; shift 2
+  mkdir -p "$dir"
+  chmod 755 "$dir"
+  [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$dir"
+  as_pg "$PG_BINDIR/initdb" -D "$dir/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 --no-sync -E UTF8 --locale=C >/dev/null
+  {
+    echo "port = $port"
+    echo "listen_addresses = '127.0.0.1'"
+    echo "unix_socket_directories = '$dir'"
+    echo "shared_preload_libraries = 'pg_stat_statements'"
+    echo "fsync = off"
+    echo "synchronous_commit = off"
+    for line in "$@"; do echo "$line"; done
+  } | as_pg tee -a "$dir/data/postgresql.auto.conf" >/dev/null
+  as_pg "$PG_BINDIR/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w start >/dev/null
+}
+
+stop_pg() {
+  as_pg "$PG_BINDIR/pg_ctl" -D "$1/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# psql as the superuser over the cluster's socket.
+pg_sql() {
+  local dir=$1 port=$2; shift 2
+  psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres -d postgres "$@"
+}

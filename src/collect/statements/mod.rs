@@ -1,0 +1,471 @@
+//! Query statistics from pg_stat_statements: per-statement counters, latency
+//! histograms and percentiles, with bounded cardinality.
+//!
+//! Each cycle reads `pg_stat_statements(false)` (no texts), turns two
+//! consecutive readings into per-interval deltas with reset detection,
+//! keeps the top statements by interval execution time (with hysteresis)
+//! and folds the rest into `queryid="other"`. Texts are fetched only for
+//! query ids not seen before. pgvigil's own statements are left out and
+//! counted in `pgvigil_database_time_seconds_total`.
+//!
+//! Privilege: pg_monitor (pg_read_all_stats) to see every role's entries
+//! and texts. The extension must be installed in the database pgvigil
+//! connects to and preloaded.
+
+pub mod delta;
+pub mod query;
+pub mod report;
+pub mod texts;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use self::delta::{COUNTER_FIELDS, Counters, Interval, interval};
+use self::query::{EntryKey, Extension, Reading};
+use self::report::{InstanceSummary, Method, Quantiles, StatementSummary, StatementsReport};
+use self::texts::Texts;
+use super::{CollectError, Collected, Collector, Context, Detail};
+use crate::config::Statements as Settings;
+use crate::desc;
+use crate::metric::{Desc, Family, Value};
+use crate::stats::counter::Totals;
+use crate::stats::histogram::Cumulative;
+use crate::stats::latency::{Dist, Mixture, Model, estimate};
+use crate::stats::topn::TopN;
+
+static CALLS: Desc = desc!(Counter "pg_stat_statements_calls", ["datname", "usename", "queryid", "fingerprint"], "Executions of the statement.");
+static EXEC: Desc = desc!(Counter "pg_stat_statements_exec", unit = Seconds, ["datname", "usename", "queryid", "fingerprint"], "Time spent executing the statement.");
+static PLAN: Desc = desc!(Counter "pg_stat_statements_plan", unit = Seconds, ["datname", "usename", "queryid", "fingerprint"], "Time spent planning the statement (0 unless pg_stat_statements.track_planning is on).");
+static ROWS: Desc = desc!(Counter "pg_stat_statements_rows", ["datname", "usename", "queryid", "fingerprint"], "Rows returned or affected.");
+static HIT: Desc = desc!(Counter "pg_stat_statements_shared_blks_hit", ["datname", "usename", "queryid", "fingerprint"], "Shared buffer hits.");
+static READ: Desc = desc!(Counter "pg_stat_statements_shared_blks_read", ["datname", "usename", "queryid", "fingerprint"], "Shared blocks read from disk or the OS cache.");
+static TEMP: Desc = desc!(Counter "pg_stat_statements_temp_blks_written", ["datname", "usename", "queryid", "fingerprint"], "Temporary blocks written (work_mem spills).");
+static WAL: Desc = desc!(Counter "pg_stat_statements_wal", unit = Bytes, ["datname", "usename", "queryid", "fingerprint"], "WAL generated.");
+static LATENCY: Desc = desc!(Histogram "pg_stat_statements_latency", unit = Seconds, ["datname", "usename", "queryid", "fingerprint"],
+    "Execution time per call, estimated per interval from pg_stat_statements' moments (see docs/percentiles.md).",
+    only_when = "two cycles have run");
+static QUERY_INFO: Desc = desc!(Info "pg_stat_statements_query", ["queryid", "fingerprint", "query"],
+    "The normalized text (literals replaced, at most 200 characters) of each published statement.",
+    only_when = "a published statement's text parses");
+static INSTANCE_LATENCY: Desc = desc!(Histogram "pg_statement_latency", unit = Seconds, [],
+    "Execution time per call over all top-level statements of the target, except pgvigil's own.",
+    only_when = "two cycles have run");
+static OWN_TIME: Desc = desc!(Counter "pgvigil_database_time", unit = Seconds, [],
+    "Time PostgreSQL spent executing and planning pgvigil's own statements since the agent started: the cost of being monitored.");
+static ENTRIES: Desc =
+    desc!(Gauge "pg_stat_statements_entries", [], "Entries in pg_stat_statements.");
+static MAX: Desc = desc!(Gauge "pg_stat_statements_max", [], "The pg_stat_statements.max setting; entries beyond it evict the least used.");
+static DEALLOC: Desc = desc!(Counter "pg_stat_statements_dealloc", [], "Times entries were evicted to make room (eviction pressure).",
+    only_when = "pg_stat_statements 1.9+ (PostgreSQL 14+)");
+
+/// This collector's metric families.
+pub static METRICS: &[&Desc] = &[
+    &CALLS,
+    &EXEC,
+    &PLAN,
+    &ROWS,
+    &HIT,
+    &READ,
+    &TEMP,
+    &WAL,
+    &LATENCY,
+    &QUERY_INFO,
+    &INSTANCE_LATENCY,
+    &OWN_TIME,
+    &ENTRIES,
+    &MAX,
+    &DEALLOC,
+];
+
+/// The counter families, in [`COUNTER_FIELDS`] order.
+const COUNTER_DESCS: [&Desc; COUNTER_FIELDS] =
+    [&CALLS, &EXEC, &PLAN, &ROWS, &HIT, &READ, &TEMP, &WAL];
+
+/// A statement as published: both toplevel variants of an entry merged.
+type StmtKey = (u32, u32, i64);
+
+fn stmt(key: &EntryKey) -> StmtKey {
+    (key.dbid, key.userid, key.queryid)
+}
+
+/// Cycles a statement stays published after leaving the top N.
+pub const KEEP_CYCLES: u64 = 5;
+
+/// The quantiles published in the report.
+const P: [f64; 3] = [0.5, 0.95, 0.99];
+
+struct Previous {
+    at: Instant,
+    readings: HashMap<EntryKey, Reading>,
+    stats_reset: Option<f64>,
+}
+
+/// The `statements` collector.
+pub struct Statements {
+    settings: Settings,
+    previous: Option<Previous>,
+    totals: HashMap<StmtKey, Counters>,
+    other: Counters,
+    own_seconds: f64,
+    dealloc: Totals<()>,
+    membership: TopN<StmtKey>,
+    histograms: HashMap<StmtKey, Cumulative>,
+    other_histogram: Cumulative,
+    instance_histogram: Cumulative,
+    texts: Texts,
+}
+
+impl Statements {
+    /// A collector with no history yet.
+    pub fn new(settings: Settings) -> Statements {
+        let buckets = settings.buckets.clone();
+        Statements {
+            membership: TopN::new(settings.top, KEEP_CYCLES),
+            settings,
+            previous: None,
+            totals: HashMap::new(),
+            other: Counters::default(),
+            own_seconds: 0.0,
+            dealloc: Totals::default(),
+            histograms: HashMap::new(),
+            other_histogram: Cumulative::new(buckets.clone()),
+            instance_histogram: Cumulative::new(buckets),
+            texts: Texts::default(),
+        }
+    }
+}
+
+/// One statement's figures for this cycle, both toplevel variants merged.
+#[derive(Default)]
+struct Merged {
+    /// Growth since the last cycle, or the cumulative values on the first.
+    growth: Counters,
+    /// The interval (absent on the first cycle).
+    interval: Option<Interval>,
+    /// Whether it is pgvigil's own.
+    own: bool,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn quantiles(q: impl Fn(f64) -> f64) -> Quantiles {
+    Quantiles {
+        p50: q(P[0]),
+        p95: q(P[1]),
+        p99: q(P[2]),
+    }
+}
+
+#[async_trait]
+impl Collector for Statements {
+    fn name(&self) -> &'static str {
+        "statements"
+    }
+
+    fn wants_two_samples(&self) -> bool {
+        true
+    }
+
+    async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
+        let ext: Extension = query::find(cx.client, &cx.caps.database).await?;
+        let info = query::info(cx.client, &ext).await?;
+        let (dbs, roles) = query::names(cx.client).await?;
+        let read_started = Instant::now();
+        let entries = query::entries(cx.client, &ext).await?;
+        let now = Instant::now();
+        tracing::debug!(
+            entries = entries.len(),
+            read_ms = (now - read_started).as_secs_f64() * 1e3,
+            "read pg_stat_statements"
+        );
+
+        // A full reset (pg_stat_statements_reset() without arguments) makes
+        // every entry start over, whatever its counts look like.
+        let reset_all = self
+            .previous
+            .as_ref()
+            .is_some_and(|p| p.stats_reset != info.stats_reset);
+        let own_user = cx.caps.user_oid;
+
+        // Texts: our own role's entries (to tell our statements from
+        // others'), and the likely top statements.
+        let mut merged: HashMap<StmtKey, Merged> = HashMap::with_capacity(entries.len());
+        let mut entry_intervals: Vec<(EntryKey, Interval)> = Vec::new();
+        for (key, reading) in &entries {
+            let previous = self.previous.as_ref().map(|p| p.readings.get(key));
+            let m = merged.entry(stmt(key)).or_default();
+            match previous {
+                None => m.growth.add(&Counters::from_reading(reading)),
+                Some(prev) => {
+                    let iv = interval(prev, reading, reset_all);
+                    m.growth.add(&iv.growth);
+                    m.interval = Some(match m.interval.take() {
+                        Some(other) => other.merge(&iv),
+                        None => iv,
+                    });
+                    if key.toplevel {
+                        entry_intervals.push((*key, iv));
+                    }
+                }
+            }
+        }
+        let score = |m: &Merged| {
+            m.interval
+                .as_ref()
+                .map_or(m.growth.exec_seconds(), |iv| iv.growth.exec_seconds())
+        };
+        let mut by_score: Vec<(StmtKey, f64)> =
+            merged.iter().map(|(k, m)| (*k, score(m))).collect();
+        by_score.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let own_keys: Vec<StmtKey> = merged.keys().filter(|k| k.1 == own_user).copied().collect();
+        // Only statements that did something can enter the top; looking up
+        // texts for idle ones would re-read the text file every cycle.
+        let candidates = by_score
+            .iter()
+            .filter(|(_, s)| *s > 0.0)
+            .take(self.settings.top + own_keys.len())
+            .map(|(k, _)| k.2);
+        let wanted = self
+            .texts
+            .missing(own_keys.iter().map(|k| k.2).chain(candidates));
+        if !wanted.is_empty() {
+            let started = Instant::now();
+            let fetched = query::texts(cx.client, &ext, &wanted).await?;
+            self.texts.store(&wanted, fetched);
+            tracing::debug!(
+                texts = wanted.len(),
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                "fetched query texts"
+            );
+        }
+        for key in &own_keys {
+            let is_own = self
+                .texts
+                .get(key.2)
+                .is_some_and(|t| crate::sql::is_own(&t.fingerprint));
+            if let Some(m) = merged.get_mut(key) {
+                m.own = is_own;
+            }
+        }
+
+        self.membership.update(
+            by_score
+                .iter()
+                .filter(|(k, _)| !merged[k].own)
+                .map(|(k, s)| (*k, *s)),
+        );
+        // Members that just joined from beyond the candidates (rare: a tie)
+        // still need their text.
+        let late = self.texts.missing(
+            merged
+                .keys()
+                .filter(|k| self.membership.contains(k))
+                .map(|k| k.2),
+        );
+        if !late.is_empty() {
+            let fetched = query::texts(cx.client, &ext, &late).await?;
+            self.texts.store(&late, fetched);
+        }
+
+        // Running totals, histograms and the report.
+        let first_cycle = self.previous.is_none();
+        let mut instance = Mixture::default();
+        let mut instance_total = 0.0;
+        // The instance quantiles are exact only if every call took the same time.
+        let mut single_value: Option<Option<f64>> = None;
+        for (key, iv) in &entry_intervals {
+            if merged[&stmt(key)].own {
+                continue;
+            }
+            if let Some(d) = estimate(&iv.moments, Model::Auto) {
+                self.instance_histogram
+                    .add(&d, iv.moments.calls, iv.moments.total);
+                instance.add(iv.moments.calls, d);
+                instance_total += iv.moments.total;
+                single_value = match (single_value, d) {
+                    (None, Dist::Point(v)) => Some(Some(v)),
+                    (Some(Some(a)), Dist::Point(v)) if a == v => Some(Some(a)),
+                    _ => Some(None),
+                };
+            }
+        }
+        let mut summaries = Vec::new();
+        let mut member_families: Vec<Family> =
+            COUNTER_DESCS.iter().map(|d| Family::new(d)).collect();
+        let mut latency = Family::new(&LATENCY);
+        let mut query_info = Family::new(&QUERY_INFO);
+        let mut published_ids = HashSet::new();
+        let name = |map: &HashMap<u32, String>, oid: u32| {
+            map.get(&oid).cloned().unwrap_or_else(|| oid.to_string())
+        };
+        for (key, m) in &merged {
+            if m.own {
+                self.own_seconds += if first_cycle {
+                    0.0
+                } else {
+                    m.growth.exec_seconds() + m.growth.plan_seconds()
+                };
+                continue;
+            }
+            let total = self.totals.entry(*key).or_default();
+            total.add(&m.growth);
+            let dist = m
+                .interval
+                .as_ref()
+                .and_then(|iv| estimate(&iv.moments, Model::Auto).map(|d| (iv, d)));
+            if !self.membership.contains(key) {
+                self.other.add(&m.growth);
+                if let Some((iv, d)) = &dist {
+                    self.other_histogram
+                        .add(d, iv.moments.calls, iv.moments.total);
+                }
+                continue;
+            }
+            let text = self
+                .texts
+                .get(key.2)
+                .cloned()
+                .unwrap_or_else(|| texts::TextInfo::from_text(key.2, None));
+            let labels = [
+                name(&dbs, key.0),
+                name(&roles, key.1),
+                key.2.to_string(),
+                text.fingerprint.clone(),
+            ];
+            for (family, value) in member_families.iter_mut().zip(total.values()) {
+                family.push(&labels, value);
+            }
+            if !first_cycle {
+                let histogram = self
+                    .histograms
+                    .entry(*key)
+                    .or_insert_with(|| Cumulative::new(self.settings.buckets.clone()));
+                if let Some((iv, d)) = &dist {
+                    histogram.add(d, iv.moments.calls, iv.moments.total);
+                    summaries.push(summary(&labels, &text, iv, d));
+                }
+                latency.push_value(&labels, Value::Histogram(Box::new(histogram.value())));
+            }
+            if let Some(q) = &text.query
+                && published_ids.insert(key.2)
+            {
+                query_info.push_info(&[key.2.to_string(), text.fingerprint.clone(), q.clone()]);
+            }
+        }
+        // Forget what no longer exists or is no longer published.
+        self.totals.retain(|k, _| merged.contains_key(k));
+        self.histograms
+            .retain(|k, _| self.membership.contains(k) && merged.contains_key(k));
+        self.texts.retain(&merged.keys().map(|k| k.2).collect());
+
+        let other_labels = ["other", "other", "other", "other"];
+        for (family, value) in member_families.iter_mut().zip(self.other.values()) {
+            family.push(&other_labels, value);
+        }
+        let mut families = member_families;
+        if !first_cycle {
+            latency.push_value(
+                &other_labels,
+                Value::Histogram(Box::new(self.other_histogram.value())),
+            );
+            families.push(latency);
+            let mut inst = Family::new(&INSTANCE_LATENCY);
+            inst.push_value::<&str>(
+                &[],
+                Value::Histogram(Box::new(self.instance_histogram.value())),
+            );
+            families.push(inst);
+        }
+        families.push(query_info);
+        families.push(Family::single(&OWN_TIME, self.own_seconds));
+        families.push(Family::single(&ENTRIES, entries.len() as f64));
+        families.push(Family::single(&MAX, info.max));
+        if let Some(dealloc) = info.dealloc {
+            families.push(Family::single(&DEALLOC, self.dealloc.observe((), dealloc)));
+        }
+
+        let detail = self.previous.as_ref().map(|p| {
+            summaries.sort_by(|a, b| b.total_seconds.total_cmp(&a.total_seconds));
+            let calls = instance.weight();
+            let exact = matches!(single_value, Some(Some(_)));
+            Detail::Statements(Arc::new(StatementsReport {
+                interval_seconds: now.duration_since(p.at).as_secs_f64(),
+                collected_at: unix_now(),
+                instance: InstanceSummary {
+                    calls,
+                    total_seconds: instance_total,
+                    mean_seconds: if calls > 0.0 {
+                        instance_total / calls
+                    } else {
+                        0.0
+                    },
+                    quantiles: (calls > 0.0)
+                        .then(|| quantiles(|p| instance.quantile(p).unwrap_or(0.0))),
+                    method: if exact {
+                        Method::Exact
+                    } else {
+                        Method::Estimate
+                    },
+                },
+                statements: summaries,
+            }))
+        });
+        tracing::debug!(
+            entries = merged.len(),
+            process_ms = now.elapsed().as_secs_f64() * 1e3,
+            "statements cycle processed"
+        );
+        self.previous = Some(Previous {
+            at: now,
+            readings: entries.into_iter().collect(),
+            stats_reset: info.stats_reset,
+        });
+        Ok(Collected { families, detail })
+    }
+}
+
+fn summary(
+    labels: &[String; 4],
+    text: &texts::TextInfo,
+    iv: &Interval,
+    d: &Dist,
+) -> StatementSummary {
+    let calls = iv.moments.calls;
+    let hits = iv.growth.shared_blks_hit();
+    let reads = iv.growth.shared_blks_read();
+    StatementSummary {
+        datname: labels[0].clone(),
+        usename: labels[1].clone(),
+        queryid: labels[2].clone(),
+        fingerprint: text.fingerprint.clone(),
+        query: text.query.clone(),
+        calls,
+        total_seconds: iv.moments.total,
+        mean_seconds: iv.moments.mean(),
+        quantiles: quantiles(|p| d.quantile(p)),
+        method: if d.is_exact() {
+            Method::Exact
+        } else {
+            Method::Estimate
+        },
+        distribution: d.name(),
+        rows_per_call: if calls > 0.0 {
+            iv.growth.rows() / calls
+        } else {
+            0.0
+        },
+        shared_hit_ratio: (hits + reads > 0.0).then(|| hits / (hits + reads)),
+    }
+}
+
+/// The SQL this collector sends, for recognising it in pg_stat_statements.
+pub const OWN_SQL: &[&str] = query::OWN_SQL;
