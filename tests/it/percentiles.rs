@@ -57,6 +57,12 @@ fn shapes() -> Vec<Shape> {
         .map(|_| if rng.next() < 0.15 { 0.150 } else { 0.005 })
         .collect();
     vec![
+        // First: no sleep at all, to measure what the client adds.
+        Shape {
+            name: "client overhead (no sleep)",
+            sql: "SELECT $1::float8, pi()",
+            sleeps: vec![0.0; 300],
+        },
         Shape {
             name: "constant 5 ms",
             sql: "SELECT pg_sleep($1::float8)",
@@ -214,12 +220,19 @@ async fn estimated_percentiles_match_client_measured_ground_truth() {
     let mut worst: f64 = 0.0;
     let mut failures = Vec::new();
     let mut all_truth = Vec::new();
+    // What the client adds to every call, by quantile (the first shape does not sleep).
+    let mut overhead = measured[0].clone();
+    overhead.sort_by(f64::total_cmp);
     let mut beta_mixture = Mixture::default();
     let mut lognormal_mixture = Mixture::default();
-    for (shape, durations) in shapes.iter().zip(&measured) {
+    for (i, (shape, durations)) in shapes.iter().zip(&measured).enumerate() {
         let mut sorted = durations.clone();
         sorted.sort_by(f64::total_cmp);
         all_truth.extend(sorted.iter().copied());
+        if i == 0 {
+            // The calibration statement: part of the instance, not compared.
+            continue;
+        }
         let fp = pgvigil::sql::fingerprint(shape.sql).unwrap();
         let matching: Vec<_> = report
             .statements
@@ -275,7 +288,13 @@ async fn estimated_percentiles_match_client_measured_ground_truth() {
                 ln * 1e3,
                 rel(ln, truth) * 100.0
             ));
-            failures.extend(check_estimate(shape.name, p, est, truth));
+            failures.extend(check_estimate(
+                shape.name,
+                p,
+                est,
+                truth,
+                true_quantile(&overhead, p),
+            ));
             failures.extend(check_histogram(shape.name, p, h, truth, &hist));
         }
     }
@@ -302,7 +321,13 @@ async fn estimated_percentiles_match_client_measured_ground_truth() {
             ln * 1e3,
             rel(ln, truth) * 100.0
         ));
-        failures.extend(check_estimate("instance", p, est, truth));
+        failures.extend(check_estimate(
+            "instance",
+            p,
+            est,
+            truth,
+            true_quantile(&overhead, p),
+        ));
         failures.extend(check_histogram("instance", p, h, truth, &hist));
     }
     let out = concat!(env!("CARGO_MANIFEST_DIR"), "/target/percentiles-report.md");
@@ -315,14 +340,22 @@ async fn estimated_percentiles_match_client_measured_ground_truth() {
 }
 
 /// The bound we guarantee for the JSON API's quantiles (docs/percentiles.md):
-/// within 20% or 2 ms of the client-measured value. The server times what
-/// the client measures minus the round trip and the client's own scheduling
-/// (about 0.5 ms at the median here, a few ms in the tail on a busy
-/// two-core machine), so an exact server-side estimate still differs.
-fn check_estimate(name: &str, p: f64, est: f64, truth: f64) -> Option<String> {
+/// within 20% of the client-measured value, plus what the client itself adds
+/// at that quantile. The server times what the client measures minus the
+/// round trip and the client's own scheduling; the no-sleep statement
+/// measures that part (about 0.3 ms at the median, a few ms at p99 on a
+/// busy two-core machine).
+fn check_estimate(
+    name: &str,
+    p: f64,
+    est: f64,
+    truth: f64,
+    client_overhead: f64,
+) -> Option<String> {
     let err = (est - truth).abs();
-    (err > 0.20 * truth && err > 0.002)
-        .then(|| format!("{name} p{p}: estimate {est} vs truth {truth}"))
+    (err > 0.20 * truth + client_overhead).then(|| {
+        format!("{name} p{p}: estimate {est} vs truth {truth} (client overhead at p{p}: {client_overhead})")
+    })
 }
 
 /// histogram_quantile can only be as good as the buckets: the estimate must

@@ -181,7 +181,10 @@ struct Quiet {
     exclusive: Option<std::thread::ThreadId>,
 }
 
-static QUIET: std::sync::Mutex<Quiet> = std::sync::Mutex::new(Quiet { clusters: 0, exclusive: None });
+static QUIET: std::sync::Mutex<Quiet> = std::sync::Mutex::new(Quiet {
+    clusters: 0,
+    exclusive: None,
+});
 static QUIET_CHANGED: std::sync::Condvar = std::sync::Condvar::new();
 
 /// A cluster's share of the machine.
@@ -260,7 +263,11 @@ impl PgServer {
         std::fs::create_dir_all(&logs).expect("log dir");
         chown_to_postgres(&logs);
         chown_to_postgres(&data);
-        let mut server = PgServer { root, port: 0, _share: share };
+        let mut server = PgServer {
+            root,
+            port: 0,
+            _share: share,
+        };
         let mut last_error = String::new();
         for _ in 0..5 {
             server.port = free_port();
