@@ -39,3 +39,24 @@ pg_sql() {
   local dir=$1 port=$2; shift 2
   psql -X -q -v ON_ERROR_STOP=1 -h "$dir" -p "$port" -U postgres -d postgres "$@"
 }
+
+# update_doc SECTION: replaces the text between <!-- SECTION:begin --> and
+# <!-- SECTION:end --> in docs/performance.md with standard input.
+update_doc() {
+  local section=$1 doc=docs/performance.md new
+  new=$(mktemp)
+  cat > "$new"
+  python3 - "$doc" "$section" "$new" <<'PY'
+import sys
+doc, section, new = sys.argv[1], sys.argv[2], open(sys.argv[3]).read()
+text = open(doc).read()
+begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
+if begin not in text or end not in text:
+    sys.exit(f"{doc} has no {begin} ... {end} section")
+head, rest = text.split(begin, 1)
+_, tail = rest.split(end, 1)
+open(doc, "w").write(f"{head}{begin}\n{new.rstrip()}\n{end}{tail}")
+PY
+  rm -f "$new"
+  echo "updated the $section section of $doc" >&2
+}

@@ -3,7 +3,8 @@
 # pg_stat_statements with its texts (what most exporters do every scrape),
 # with 10,000 entries. Prints a markdown table; see docs/performance.md.
 #
-#   bash bench/statements-cost.sh            # builds and uses target/release/pgvigil
+#   bash bench/statements-cost.sh   # builds target/release/pgvigil; prints the table and puts it
+#                                   # into docs/performance.md (BENCH_NO_DOC=1: don't)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/lib.sh
@@ -76,7 +77,7 @@ read -r reader_with reader_without < <(pg_sql "$dir" "$port" -Atc "
     FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname = 'reader'" | tr '|' ' ')
 
 version=$("$PG_BINDIR/postgres" --version)
-cat <<MD
+cat > "$dir/report.md" <<MD
 Statements collection cost, $(date -u +%Y-%m-%d), $(nproc) cores ($(lscpu | awk -F: '/Model name/ {gsub(/^ +/, "", $2); print $2}')), $version, $entries entries, $text_bytes bytes of query text.
 
 | what | server time per call (ms) | client-side latency (ms) |
@@ -88,3 +89,5 @@ Statements collection cost, $(date -u +%Y-%m-%d), $(nproc) cores ($(lscpu | awk 
 
 Temporary blocks the agent's reads wrote: $pgvigil_temp. The agent's own view of the last cycle: collector duration $(printf %.1f "$first") ms, resident memory $((rss / 1024)) MiB.
 MD
+cat "$dir/report.md"
+[ -n "${BENCH_NO_DOC:-}" ] || update_doc statements-cost < "$dir/report.md"

@@ -4,8 +4,11 @@
 //! own schedule. [`Agent::collect_once`] is `pgvigil once`: each collector
 //! run in turn, then the same store is read by the same encoders.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+use bytes::Bytes;
 
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -15,14 +18,20 @@ use crate::collect::{self, Scheduled, process::ProcessSampler};
 use crate::config::Config;
 use crate::exposition::{self, Format};
 use crate::schedule::{self, TargetHandle};
-use crate::snapshot::{Outcome, Store};
+use crate::snapshot::Store;
 use crate::target::session::{ConnectError, Limits, Session};
+
+/// A cached page: all targets (`None`) or one, in one format.
+type EncodedKey = (Option<String>, Format);
 
 /// One running (or once-run) agent.
 pub struct Agent {
     /// Everything collected so far.
     pub store: Arc<Store>,
     process: ProcessSampler,
+    /// Encoded snapshots by (target or all, format), with the store
+    /// generation they were encoded at.
+    encoded: std::sync::Mutex<HashMap<EncodedKey, (u64, Bytes)>>,
     targets: Vec<(TargetHandle, Vec<Scheduled>)>,
 }
 
@@ -76,6 +85,7 @@ impl Agent {
         Agent {
             store,
             process: ProcessSampler::default(),
+            encoded: std::sync::Mutex::new(HashMap::new()),
             targets,
         }
     }
@@ -131,22 +141,44 @@ impl Agent {
     }
 
     /// All targets' metrics plus the agent's own, encoded.
-    pub fn metrics(&self, format: Format) -> String {
-        let views = self.store.view(None);
-        exposition::encode(exposition::scoped(&views, self.process.sample()), format)
+    pub fn metrics(&self, format: Format) -> Bytes {
+        let snapshots = self.encoded(None, format).unwrap_or_default();
+        let process = exposition::encode_part(
+            vec![exposition::Scoped {
+                target: None,
+                families: Arc::new(self.process.sample()),
+            }],
+            format,
+        );
+        exposition::join(&[process.as_bytes(), &snapshots], format)
     }
 
     /// One target's metrics only (`/probe?target=NAME`); `None` if there is
     /// no such target.
-    pub fn probe(&self, target: &str, format: Format) -> Option<String> {
-        let views = self.store.view(Some(target));
-        if views.is_empty() {
+    pub fn probe(&self, target: &str, format: Format) -> Option<Bytes> {
+        let snapshots = self.encoded(Some(target), format)?;
+        Some(exposition::join(&[&snapshots], format))
+    }
+
+    /// The stored snapshots of all targets (or one), encoded; re-encoded
+    /// only when the store has changed since, so a scrape between two
+    /// collector runs is a copy.
+    fn encoded(&self, target: Option<&str>, format: Format) -> Option<Bytes> {
+        let generation = self.store.generation();
+        let mut cache = self.encoded.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (target.map(str::to_string), format);
+        if let Some((at, body)) = cache.get(&key)
+            && *at == generation
+        {
+            return Some(body.clone());
+        }
+        let views = self.store.view(target);
+        if target.is_some() && views.is_empty() {
             return None;
         }
-        Some(exposition::encode(
-            exposition::scoped(&views, Vec::new()),
-            format,
-        ))
+        let body = Bytes::from(exposition::encode_part(exposition::scoped(&views), format));
+        cache.insert(key, (generation, body.clone()));
+        Some(body)
     }
 }
 
@@ -156,17 +188,7 @@ async fn run_all(
     select: impl Fn(&Scheduled) -> bool,
 ) {
     for scheduled in collectors.iter_mut().filter(|s| select(s)) {
-        let started = tokio::time::Instant::now();
-        let result = schedule::run_once(handle, scheduled.collector.as_mut()).await;
-        if let Err(e) = &result {
-            tracing::warn!(target_name = %handle.name, collector = scheduled.collector.name(), error = %e, "collector failed");
-        }
-        let outcome = Outcome {
-            result: result.map_err(|e| e.to_string()),
-            duration: started.elapsed(),
-        };
-        handle
-            .store
-            .record(&handle.name, scheduled.collector.name(), outcome);
+        let mut errors = schedule::ErrorLog::default();
+        schedule::run_and_record(handle, scheduled.collector.as_mut(), &mut errors).await;
     }
 }

@@ -64,7 +64,9 @@ pub async fn once(config: Config, format: OnceFormat, interval: Duration) -> any
     let mut agent = Agent::new(&config);
     agent.collect_once(interval).await?;
     let out = match format {
-        OnceFormat::Prometheus => agent.metrics(Format::Prometheus),
+        OnceFormat::Prometheus => {
+            String::from_utf8_lossy(&agent.metrics(Format::Prometheus)).into_owned()
+        }
         OnceFormat::Json => {
             let mut text = serde_json::to_string_pretty(&report::json(&agent.store.view(None)))?;
             text.push('\n');

@@ -82,6 +82,31 @@ impl Default for StatementsSettings {
     }
 }
 
+/// `[collectors] database_size = { … }` as written: like any collector, but
+/// every 5 minutes unless set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlowSettings {
+    /// How often this collector runs; `"off"` disables it.
+    pub interval: Option<Interval>,
+}
+
+impl Default for SlowSettings {
+    fn default() -> Self {
+        SlowSettings {
+            interval: Some(Interval::Every(Duration::from_secs(300))),
+        }
+    }
+}
+
+impl HasInterval for SlowSettings {
+    fn with_interval(interval: Interval) -> Self {
+        SlowSettings {
+            interval: Some(interval),
+        }
+    }
+}
+
 /// A collector's settings: a table, or an interval string as shorthand.
 trait HasInterval: Default {
     fn with_interval(interval: Interval) -> Self;
@@ -148,8 +173,10 @@ pub struct RawCollectors {
     pub server: Setting,
     /// pg_stat_activity and pg_locks: connections by state, blocked sessions, long transactions, locks.
     pub connections: Setting,
-    /// pg_stat_database counters, database sizes and frozen XID age.
+    /// pg_stat_database counters and frozen XID age.
     pub databases: Setting,
+    /// pg_database_size of every database: every 5 minutes unless set (it stats every file).
+    pub database_size: Setting<SlowSettings>,
     /// pg_stat_statements: per-statement counters, latency histograms and percentiles.
     pub statements: Setting<StatementsSettings>,
 }
@@ -163,6 +190,7 @@ impl Default for RawCollectors {
             server: Setting::default(),
             connections: Setting::default(),
             databases: Setting::default(),
+            database_size: Setting::default(),
             statements: Setting::default(),
         }
     }
@@ -269,6 +297,8 @@ pub struct Collectors {
     pub connections: Option<Duration>,
     /// Interval of the databases collector.
     pub databases: Option<Duration>,
+    /// Interval of the database_size collector.
+    pub database_size: Option<Duration>,
     /// The statements collector.
     pub statements: Statements,
 }
@@ -645,6 +675,7 @@ fn validate_with(
         server: interval(&c.server),
         connections: interval(&c.connections),
         databases: interval(&c.databases),
+        database_size: resolve(c.database_size.0.interval),
         statements: Statements {
             interval: resolve(st.interval),
             top: st.top,

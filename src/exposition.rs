@@ -21,7 +21,7 @@ use crate::metric::{Desc, Family, Kind, Series, Unit, Value};
 use crate::snapshot::TargetView;
 
 /// An output format for `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
     /// Prometheus text exposition 0.0.4, the default.
     Prometheus,
@@ -57,12 +57,9 @@ pub struct Scoped {
 }
 
 /// Flattens target views (collector snapshots plus derived health series)
-/// and agent-wide families into encodable groups.
-pub fn scoped(views: &[TargetView], agent: Vec<Family>) -> Vec<Scoped> {
-    let mut out = vec![Scoped {
-        target: None,
-        families: Arc::new(agent),
-    }];
+/// into encodable groups.
+pub fn scoped(views: &[TargetView]) -> Vec<Scoped> {
+    let mut out = Vec::new();
     for view in views {
         let target = view.labelled.then(|| view.name.clone());
         out.push(Scoped {
@@ -79,8 +76,10 @@ pub fn scoped(views: &[TargetView], agent: Vec<Family>) -> Vec<Scoped> {
     out
 }
 
-/// Encodes the groups in the requested format.
-pub fn encode(groups: Vec<Scoped>, format: Format) -> String {
+/// Encodes groups without OpenMetrics' `# EOF`, so that parts encoded at
+/// different times (the cached snapshots, the fresh process metrics) can
+/// be [`join`]ed. Families must not repeat across parts.
+pub fn encode_part(groups: Vec<Scoped>, format: Format) -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Snapshots { groups }));
     let mut out = String::new();
@@ -88,7 +87,9 @@ pub fn encode(groups: Vec<Scoped>, format: Format) -> String {
         Format::Prometheus => {
             prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
         }
-        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
+        Format::OpenMetrics => {
+            prometheus_client::encoding::text::encode_registry(&mut out, &registry)
+        }
     };
     // Writing into a String cannot fail; an error here would be a bug in the
     // encoder, and a partial page is still better than none for a scraper.
@@ -96,6 +97,29 @@ pub fn encode(groups: Vec<Scoped>, format: Format) -> String {
         tracing::error!(error = %e, "metrics encoding failed");
     }
     out
+}
+
+/// Joins encoded parts into one response body, ending it with `# EOF` for
+/// OpenMetrics.
+pub fn join(parts: &[&[u8]], format: Format) -> bytes::Bytes {
+    const EOF: &[u8] = b"# EOF\n";
+    let eof = if format == Format::OpenMetrics {
+        EOF
+    } else {
+        b""
+    };
+    let mut body = Vec::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + eof.len());
+    for part in parts {
+        body.extend_from_slice(part);
+    }
+    body.extend_from_slice(eof);
+    body.into()
+}
+
+/// Encodes the groups as one complete exposition.
+pub fn encode(groups: Vec<Scoped>, format: Format) -> String {
+    let part = encode_part(groups, format);
+    String::from_utf8(join(&[part.as_bytes()], format).to_vec()).unwrap_or_default()
 }
 
 /// One family's descriptor and its series from every group, with the

@@ -50,8 +50,8 @@ fn json(value: &serde_json::Value) -> Response<Body> {
     response
 }
 
-fn metrics_response(body: String, format: Format) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn metrics_response(body: Bytes, format: Format) -> Response<Body> {
+    let mut response = Response::new(Full::new(body));
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),

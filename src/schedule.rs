@@ -31,14 +31,35 @@ pub struct TargetHandle {
     pub budget: Duration,
 }
 
-/// Runs one collector once: connect if needed, collect within the budget,
-/// and keep the session and `pg_up` truthful about the outcome.
-pub async fn run_once(
+/// Runs one collector once and stores the outcome: connect if needed,
+/// collect within the budget, keep the session and `pg_up` truthful, log a
+/// failure when it first appears or changes. The recorded duration starts
+/// once the session is ours, so it is the collector's own time, not time
+/// spent queueing behind the target's other collectors.
+pub async fn run_and_record(
+    target: &TargetHandle,
+    collector: &mut dyn Collector,
+    errors: &mut ErrorLog,
+) {
+    let mut session = target.session.lock().await;
+    let started = Instant::now();
+    let result = run_once(&mut session, target, collector).await;
+    let duration = started.elapsed();
+    drop(session);
+    errors.note(&target.name, collector.name(), &result);
+    let outcome = Outcome {
+        result: result.map_err(|e| e.to_string()),
+        duration,
+    };
+    target.store.record(&target.name, collector.name(), outcome);
+}
+
+async fn run_once(
+    session: &mut Session,
     target: &TargetHandle,
     collector: &mut dyn Collector,
 ) -> Result<Collected, CollectError> {
-    let mut session = target.session.lock().await;
-    let result = collect_within_budget(&mut session, collector, target.budget).await;
+    let result = collect_within_budget(session, collector, target.budget).await;
     let up = match &result {
         Ok(_) => true,
         Err(e) if e.connection_lost() => {
@@ -77,7 +98,7 @@ async fn collect_within_budget(
 /// Remembers the last error per collector so a persistent failure is
 /// logged once, not every cycle.
 #[derive(Default)]
-struct ErrorLog {
+pub struct ErrorLog {
     last: Option<String>,
 }
 
@@ -110,7 +131,6 @@ pub fn spawn(
     mut scheduled: Scheduled,
 ) {
     tracker.spawn(async move {
-        let name = scheduled.collector.name();
         let mut ticker = tokio::time::interval(scheduled.interval);
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut errors = ErrorLog::default();
@@ -119,17 +139,10 @@ pub fn spawn(
                 _ = token.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            let started = Instant::now();
-            let result = tokio::select! {
+            tokio::select! {
                 _ = token.cancelled() => return,
-                result = run_once(&target, scheduled.collector.as_mut()) => result,
-            };
-            errors.note(&target.name, name, &result);
-            let outcome = Outcome {
-                result: result.map_err(|e| e.to_string()),
-                duration: started.elapsed(),
-            };
-            target.store.record(&target.name, name, outcome);
+                _ = run_and_record(&target, scheduled.collector.as_mut(), &mut errors) => {}
+            }
         }
     });
 }

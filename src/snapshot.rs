@@ -6,6 +6,7 @@
 //! gone) and keeps the health series that say why.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -60,6 +61,7 @@ struct TargetEntry {
 pub struct Store {
     label_targets: bool,
     targets: RwLock<Vec<(Arc<str>, TargetEntry)>>,
+    generation: AtomicU64,
 }
 
 /// One target's stored state, read in one go for encoding.
@@ -93,11 +95,19 @@ impl Store {
         Store {
             label_targets,
             targets: RwLock::new(targets),
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// Changes whenever anything is stored, so readers can cache what they
+    /// derive from the store (encoded pages) until it does.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     fn with_target<R>(&self, target: &str, f: impl FnOnce(&mut TargetEntry) -> R) -> Option<R> {
         let mut targets = self.targets.write().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, Ordering::AcqRel);
         targets
             .iter_mut()
             .find(|(name, _)| &**name == target)

@@ -1,7 +1,7 @@
-//! Databases: pg_stat_database counters, sizes and transaction ID age.
+//! Databases: pg_stat_database counters and transaction ID age. Sizes are
+//! the `database_size` collector's, on a slower schedule.
 //!
-//! Privilege: pg_monitor. pg_database_size needs CONNECT on the database or
-//! pg_read_all_stats; databases the role may not size get no size series.
+//! Privilege: pg_monitor.
 
 use async_trait::async_trait;
 
@@ -28,8 +28,6 @@ static TUP_DELETED: Desc = desc!(Counter "pg_database_tup_deleted", ["datname"],
 static TEMP_BYTES: Desc = desc!(Counter "pg_database_temp", unit = Bytes, ["datname"], "Bytes written to temporary files by queries.");
 static DEADLOCKS: Desc = desc!(Counter "pg_database_deadlocks", ["datname"], "Deadlocks detected.");
 static CHECKSUM_FAILURES: Desc = desc!(Counter "pg_database_checksum_failures", ["datname"], "Data page checksum failures (0 when checksums are off).");
-static SIZE: Desc = desc!(Gauge "pg_database_size", unit = Bytes, ["datname"], "Disk space used by the database.",
-    only_when = "the role may size the database (CONNECT or pg_read_all_stats)");
 static FROZEN_XID_AGE: Desc = desc!(Gauge "pg_database_frozen_xid_age", ["datname"],
     "Transactions since the database's oldest unfrozen XID; wraparound protection starts near 2^31.");
 
@@ -63,7 +61,6 @@ pub static METRICS: &[&Desc] = &[
     &TEMP_BYTES,
     &DEADLOCKS,
     &CHECKSUM_FAILURES,
-    &SIZE,
     &FROZEN_XID_AGE,
 ];
 
@@ -93,7 +90,6 @@ impl Collector for Databases {
 
         let mut counters: Vec<Family> =
             COUNTERS.iter().map(|(_, desc)| Family::new(desc)).collect();
-        let mut size = Family::new(&SIZE);
         let mut age = Family::new(&FROZEN_XID_AGE);
         for row in &rows {
             let datname: String = col(row, WHAT, "datname")?;
@@ -102,13 +98,10 @@ impl Collector for Databases {
                 let total = self.totals.observe((datname.clone(), *column), raw);
                 family.push(&[&datname], total);
             }
-            if let Some(bytes) = col::<Option<f64>>(row, WHAT, "size")? {
-                size.push(&[&datname], bytes);
-            }
             age.push(&[&datname], col(row, WHAT, "frozen_xid_age")?);
         }
         self.totals.sweep();
-        counters.extend([size, age]);
+        counters.push(age);
         Ok(counters.into())
     }
 }
@@ -126,9 +119,6 @@ const DATABASES_SQL: &str = "SELECT d.datname::text AS datname,
                         coalesce(s.temp_bytes, 0)::float8 AS temp_bytes,
                         coalesce(s.deadlocks, 0)::float8 AS deadlocks,
                         coalesce(s.checksum_failures, 0)::float8 AS checksum_failures,
-                        CASE WHEN pg_catalog.has_database_privilege(d.oid, 'CONNECT')
-                               OR pg_catalog.pg_has_role('pg_read_all_stats', 'USAGE')
-                             THEN pg_catalog.pg_database_size(d.oid)::float8 END AS size,
                         pg_catalog.age(d.datfrozenxid)::float8 AS frozen_xid_age
                    FROM pg_catalog.pg_database d
                    LEFT JOIN pg_catalog.pg_stat_database s ON s.datid = d.oid

@@ -18,6 +18,7 @@ use crate::target::caps::Capabilities;
 use crate::target::session::{ConnectError, describe};
 
 pub mod connections;
+pub mod database_size;
 pub mod databases;
 pub mod process;
 pub mod server;
@@ -163,10 +164,11 @@ pub struct Scheduled {
 /// The enabled collectors of one target, per the config.
 pub fn for_target(config: &Config) -> Vec<Scheduled> {
     let c = &config.collectors;
-    let all: [(Option<std::time::Duration>, Box<dyn Collector>); 4] = [
+    let all: [(Option<std::time::Duration>, Box<dyn Collector>); 5] = [
         (c.server, Box::new(server::Server)),
         (c.connections, Box::new(connections::Connections)),
         (c.databases, Box::new(databases::Databases::default())),
+        (c.database_size, Box::new(database_size::DatabaseSize)),
         (
             c.statements.interval,
             Box::new(statements::Statements::new(c.statements.clone())),
@@ -191,6 +193,7 @@ pub fn catalog() -> Vec<(&'static str, &'static [&'static Desc])> {
         ("server", server::METRICS),
         ("connections", connections::METRICS),
         ("databases", databases::METRICS),
+        ("database_size", database_size::METRICS),
         ("statements", statements::METRICS),
     ]
 }
@@ -204,6 +207,7 @@ pub fn own_queries() -> Vec<&'static str> {
         server::OWN_SQL,
         connections::OWN_SQL,
         databases::OWN_SQL,
+        database_size::OWN_SQL,
         statements::OWN_SQL,
     ]
     .concat()

@@ -40,14 +40,25 @@ impl Cumulative {
     /// Adds one interval: `calls` calls distributed as `dist`, `total`
     /// seconds in all.
     pub fn add(&mut self, dist: &Dist, calls: f64, total: f64) {
+        self.add_cdf(&dist.cdf_at(&self.bounds), calls, total);
+    }
+
+    /// Like [`Cumulative::add`] with the distribution's CDF at the bounds
+    /// already computed (`dist.cdf_at(bounds)`).
+    pub fn add_cdf(&mut self, cdf: &[f64], calls: f64, total: f64) {
         if calls <= 0.0 {
             return;
         }
-        for (below, bound) in self.below.iter_mut().zip(self.bounds.iter()) {
-            *below += calls * dist.cdf(*bound);
+        for (below, c) in self.below.iter_mut().zip(cdf) {
+            *below += calls * c;
         }
         self.count += calls;
         self.sum += total;
+    }
+
+    /// The bucket bounds.
+    pub fn bounds(&self) -> &Arc<[f64]> {
+        &self.bounds
     }
 
     /// Adds another histogram's expected counts (same bounds).

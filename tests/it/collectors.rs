@@ -305,12 +305,15 @@ async fn a_failing_collector_fails_alone_and_recovers() {
         .batch_execute("REVOKE EXECUTE ON FUNCTION pg_catalog.pg_database_size(oid) FROM PUBLIC")
         .await
         .unwrap();
-    let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config("")).await;
+    let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config("database_size = \"1s\"")).await;
     let m = agent
-        .wait_for(WAIT, "the databases collector to fail", |m| {
-            m.get("pgvigil_collector_success", &[("collector", "databases")])
-                .filter(|v| *v == 0.0)
-                .map(|_| m.clone())
+        .wait_for(WAIT, "the database_size collector to fail", |m| {
+            m.get(
+                "pgvigil_collector_success",
+                &[("collector", "database_size")],
+            )
+            .filter(|v| *v == 0.0)
+            .map(|_| m.clone())
         })
         .await;
     assert_eq!(m.get("pg_up", &[]), Some(1.0));
@@ -322,9 +325,17 @@ async fn a_failing_collector_fails_alone_and_recovers() {
         m.get("pgvigil_collector_success", &[("collector", "connections")]),
         Some(1.0)
     );
-    assert!(m.get("pg_connections_reserved", &[]).is_some());
     assert_eq!(
-        m.get("pg_database_xact_commit_total", &[("datname", "postgres")]),
+        m.get("pgvigil_collector_success", &[("collector", "databases")]),
+        Some(1.0)
+    );
+    assert!(m.get("pg_connections_reserved", &[]).is_some());
+    assert!(
+        m.get("pg_database_xact_commit_total", &[("datname", "postgres")])
+            .is_some()
+    );
+    assert_eq!(
+        m.get("pg_database_size_bytes", &[("datname", "postgres")]),
         None
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -340,8 +351,8 @@ async fn a_failing_collector_fails_alone_and_recovers() {
         .await
         .unwrap();
     agent
-        .wait_for(WAIT, "the databases collector to recover", |m| {
-            m.get("pg_database_xact_commit_total", &[("datname", "postgres")])
+        .wait_for(WAIT, "the database_size collector to recover", |m| {
+            m.get("pg_database_size_bytes", &[("datname", "postgres")])
         })
         .await;
     assert!(agent.log().contains("collector recovered"));

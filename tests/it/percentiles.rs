@@ -212,7 +212,7 @@ async fn estimated_percentiles_match_client_measured_ground_truth() {
     let report = pgvigil::report::statements_of(&views[0])
         .expect("a statements report")
         .clone();
-    let metrics = Metrics::parse(&agent.metrics(Format::Prometheus));
+    let metrics = Metrics::parse(&String::from_utf8_lossy(&agent.metrics(Format::Prometheus)));
 
     let mut table = String::from(
         "| workload | calls | quantile | truth (client) ms | JSON API (auto) ms | error | histogram_quantile ms | error | beta only | error | log-normal only | error |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -223,8 +223,9 @@ async fn estimated_percentiles_match_client_measured_ground_truth() {
     // What the client adds to every call, by quantile (the first shape does not sleep).
     let mut overhead = measured[0].clone();
     overhead.sort_by(f64::total_cmp);
-    let mut beta_mixture = Mixture::default();
-    let mut lognormal_mixture = Mixture::default();
+    let bounds: std::sync::Arc<[f64]> = pgvigil::stats::histogram::DEFAULT_BUCKETS.into();
+    let mut beta_mixture = Mixture::new(bounds.clone());
+    let mut lognormal_mixture = Mixture::new(bounds.clone());
     for (i, (shape, durations)) in shapes.iter().zip(&measured).enumerate() {
         let mut sorted = durations.clone();
         sorted.sort_by(f64::total_cmp);
@@ -261,8 +262,8 @@ async fn estimated_percentiles_match_client_measured_ground_truth() {
         let iv = interval(before.get(key), cur, false);
         let lognormal = estimate(&iv.moments, Model::LogNormal).unwrap();
         let beta = estimate(&iv.moments, Model::Beta).unwrap();
-        beta_mixture.add(iv.moments.calls, beta);
-        lognormal_mixture.add(iv.moments.calls, lognormal);
+        beta_mixture.add(iv.moments.calls, beta, &beta.cdf_at(&bounds));
+        lognormal_mixture.add(iv.moments.calls, lognormal, &lognormal.cdf_at(&bounds));
         for (p, est) in [
             (0.5, s.quantiles.p50),
             (0.95, s.quantiles.p95),

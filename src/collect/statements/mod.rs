@@ -18,6 +18,8 @@ pub mod report;
 pub mod texts;
 
 use std::collections::{HashMap, HashSet};
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -92,6 +94,10 @@ fn stmt(key: &EntryKey) -> StmtKey {
     (key.dbid, key.userid, key.queryid)
 }
 
+/// At most this many texts are fetched ahead of need in one pass (about
+/// 250 bytes each are kept).
+const MAX_TEXT_PREFETCH: usize = 20_000;
+
 /// Cycles a statement stays published after leaving the top N.
 pub const KEEP_CYCLES: u64 = 5;
 
@@ -100,7 +106,7 @@ const P: [f64; 3] = [0.5, 0.95, 0.99];
 
 struct Previous {
     at: Instant,
-    readings: HashMap<EntryKey, Reading>,
+    readings: FxHashMap<EntryKey, Reading>,
     stats_reset: Option<f64>,
 }
 
@@ -108,12 +114,12 @@ struct Previous {
 pub struct Statements {
     settings: Settings,
     previous: Option<Previous>,
-    totals: HashMap<StmtKey, Counters>,
+    totals: FxHashMap<StmtKey, Counters>,
     other: Counters,
     own_seconds: f64,
     dealloc: Totals<()>,
     membership: TopN<StmtKey>,
-    histograms: HashMap<StmtKey, Cumulative>,
+    histograms: FxHashMap<StmtKey, Cumulative>,
     other_histogram: Cumulative,
     instance_histogram: Cumulative,
     texts: Texts,
@@ -127,11 +133,11 @@ impl Statements {
             membership: TopN::new(settings.top, KEEP_CYCLES),
             settings,
             previous: None,
-            totals: HashMap::new(),
+            totals: FxHashMap::default(),
             other: Counters::default(),
             own_seconds: 0.0,
             dealloc: Totals::default(),
-            histograms: HashMap::new(),
+            histograms: FxHashMap::default(),
             other_histogram: Cumulative::new(buckets.clone()),
             instance_histogram: Cumulative::new(buckets),
             texts: Texts::default(),
@@ -146,6 +152,12 @@ struct Merged {
     growth: Counters,
     /// The interval (absent on the first cycle).
     interval: Option<Interval>,
+    /// Its estimated latency distribution, when it had calls.
+    estimate: Option<Estimate>,
+    /// How many pg_stat_statements entries it merges (top-level, nested).
+    entries: u8,
+    /// Whether one of them is top-level.
+    toplevel: bool,
     /// Whether it is pgvigil's own.
     own: bool,
 }
@@ -194,233 +206,30 @@ impl Collector for Statements {
             .previous
             .as_ref()
             .is_some_and(|p| p.stats_reset != info.stats_reset);
-        let own_user = cx.caps.user_oid;
+        let mut cycle = self.merge(&entries, reset_all);
+        self.fetch_texts(cx, &ext, &mut cycle).await?;
+        let (families, report) = self.publish(&cycle, &dbs, &roles);
 
-        // Texts: our own role's entries (to tell our statements from
-        // others'), and the likely top statements.
-        let mut merged: HashMap<StmtKey, Merged> = HashMap::with_capacity(entries.len());
-        let mut entry_intervals: Vec<(EntryKey, Interval)> = Vec::new();
-        for (key, reading) in &entries {
-            let previous = self.previous.as_ref().map(|p| p.readings.get(key));
-            let m = merged.entry(stmt(key)).or_default();
-            match previous {
-                None => m.growth.add(&Counters::from_reading(reading)),
-                Some(prev) => {
-                    let iv = interval(prev, reading, reset_all);
-                    m.growth.add(&iv.growth);
-                    m.interval = Some(match m.interval.take() {
-                        Some(other) => other.merge(&iv),
-                        None => iv,
-                    });
-                    if key.toplevel {
-                        entry_intervals.push((*key, iv));
-                    }
-                }
-            }
-        }
-        let score = |m: &Merged| {
-            m.interval
-                .as_ref()
-                .map_or(m.growth.exec_seconds(), |iv| iv.growth.exec_seconds())
-        };
-        let mut by_score: Vec<(StmtKey, f64)> =
-            merged.iter().map(|(k, m)| (*k, score(m))).collect();
-        by_score.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let own_keys: Vec<StmtKey> = merged.keys().filter(|k| k.1 == own_user).copied().collect();
-        // Only statements that did something can enter the top; looking up
-        // texts for idle ones would re-read the text file every cycle.
-        let candidates = by_score
-            .iter()
-            .filter(|(_, s)| *s > 0.0)
-            .take(self.settings.top + own_keys.len())
-            .map(|(k, _)| k.2);
-        let wanted = self
-            .texts
-            .missing(own_keys.iter().map(|k| k.2).chain(candidates));
-        if !wanted.is_empty() {
-            let started = Instant::now();
-            let fetched = query::texts(cx.client, &ext, &wanted).await?;
-            self.texts.store(&wanted, fetched);
-            tracing::debug!(
-                texts = wanted.len(),
-                ms = started.elapsed().as_secs_f64() * 1e3,
-                "fetched query texts"
-            );
-        }
-        for key in &own_keys {
-            let is_own = self
-                .texts
-                .get(key.2)
-                .is_some_and(|t| crate::sql::is_own(&t.fingerprint));
-            if let Some(m) = merged.get_mut(key) {
-                m.own = is_own;
-            }
-        }
-
-        self.membership.update(
-            by_score
-                .iter()
-                .filter(|(k, _)| !merged[k].own)
-                .map(|(k, s)| (*k, *s)),
-        );
-        // Members that just joined from beyond the candidates (rare: a tie)
-        // still need their text.
-        let late = self.texts.missing(
-            merged
-                .keys()
-                .filter(|k| self.membership.contains(k))
-                .map(|k| k.2),
-        );
-        if !late.is_empty() {
-            let fetched = query::texts(cx.client, &ext, &late).await?;
-            self.texts.store(&late, fetched);
-        }
-
-        // Running totals, histograms and the report.
-        let first_cycle = self.previous.is_none();
-        let mut instance = Mixture::default();
-        let mut instance_total = 0.0;
-        // The instance quantiles are exact only if every call took the same time.
-        let mut single_value: Option<Option<f64>> = None;
-        for (key, iv) in &entry_intervals {
-            if merged[&stmt(key)].own {
-                continue;
-            }
-            if let Some(d) = estimate(&iv.moments, Model::Auto) {
-                self.instance_histogram
-                    .add(&d, iv.moments.calls, iv.moments.total);
-                instance.add(iv.moments.calls, d);
-                instance_total += iv.moments.total;
-                single_value = match (single_value, d) {
-                    (None, Dist::Point(v)) => Some(Some(v)),
-                    (Some(Some(a)), Dist::Point(v)) if a == v => Some(Some(a)),
-                    _ => Some(None),
-                };
-            }
-        }
-        let mut summaries = Vec::new();
-        let mut member_families: Vec<Family> =
-            COUNTER_DESCS.iter().map(|d| Family::new(d)).collect();
-        let mut latency = Family::new(&LATENCY);
-        let mut query_info = Family::new(&QUERY_INFO);
-        let mut published_ids = HashSet::new();
-        let name = |map: &HashMap<u32, String>, oid: u32| {
-            map.get(&oid).cloned().unwrap_or_else(|| oid.to_string())
-        };
-        for (key, m) in &merged {
-            if m.own {
-                self.own_seconds += if first_cycle {
-                    0.0
-                } else {
-                    m.growth.exec_seconds() + m.growth.plan_seconds()
-                };
-                continue;
-            }
-            let total = self.totals.entry(*key).or_default();
-            total.add(&m.growth);
-            let dist = m
-                .interval
-                .as_ref()
-                .and_then(|iv| estimate(&iv.moments, Model::Auto).map(|d| (iv, d)));
-            if !self.membership.contains(key) {
-                self.other.add(&m.growth);
-                if let Some((iv, d)) = &dist {
-                    self.other_histogram
-                        .add(d, iv.moments.calls, iv.moments.total);
-                }
-                continue;
-            }
-            let text = self
-                .texts
-                .get(key.2)
-                .cloned()
-                .unwrap_or_else(|| texts::TextInfo::from_text(key.2, None));
-            let labels = [
-                name(&dbs, key.0),
-                name(&roles, key.1),
-                key.2.to_string(),
-                text.fingerprint.clone(),
-            ];
-            for (family, value) in member_families.iter_mut().zip(total.values()) {
-                family.push(&labels, value);
-            }
-            if !first_cycle {
-                let histogram = self
-                    .histograms
-                    .entry(*key)
-                    .or_insert_with(|| Cumulative::new(self.settings.buckets.clone()));
-                if let Some((iv, d)) = &dist {
-                    histogram.add(d, iv.moments.calls, iv.moments.total);
-                    summaries.push(summary(&labels, &text, iv, d));
-                }
-                latency.push_value(&labels, Value::Histogram(Box::new(histogram.value())));
-            }
-            if let Some(q) = &text.query
-                && published_ids.insert(key.2)
-            {
-                query_info.push_info(&[key.2.to_string(), text.fingerprint.clone(), q.clone()]);
-            }
-        }
-        // Forget what no longer exists or is no longer published.
-        self.totals.retain(|k, _| merged.contains_key(k));
-        self.histograms
-            .retain(|k, _| self.membership.contains(k) && merged.contains_key(k));
-        self.texts.retain(&merged.keys().map(|k| k.2).collect());
-
-        let other_labels = ["other", "other", "other", "other"];
-        for (family, value) in member_families.iter_mut().zip(self.other.values()) {
-            family.push(&other_labels, value);
-        }
-        let mut families = member_families;
-        if !first_cycle {
-            latency.push_value(
-                &other_labels,
-                Value::Histogram(Box::new(self.other_histogram.value())),
-            );
-            families.push(latency);
-            let mut inst = Family::new(&INSTANCE_LATENCY);
-            inst.push_value::<&str>(
-                &[],
-                Value::Histogram(Box::new(self.instance_histogram.value())),
-            );
-            families.push(inst);
-        }
-        families.push(query_info);
+        let mut families = families;
         families.push(Family::single(&OWN_TIME, self.own_seconds));
         families.push(Family::single(&ENTRIES, entries.len() as f64));
         families.push(Family::single(&MAX, info.max));
         if let Some(dealloc) = info.dealloc {
             families.push(Family::single(&DEALLOC, self.dealloc.observe((), dealloc)));
         }
-
-        let detail = self.previous.as_ref().map(|p| {
-            summaries.sort_by(|a, b| b.total_seconds.total_cmp(&a.total_seconds));
-            let calls = instance.weight();
-            let exact = matches!(single_value, Some(Some(_)));
-            Detail::Statements(Arc::new(StatementsReport {
-                interval_seconds: now.duration_since(p.at).as_secs_f64(),
-                collected_at: unix_now(),
-                instance: InstanceSummary {
-                    calls,
-                    total_seconds: instance_total,
-                    mean_seconds: if calls > 0.0 {
-                        instance_total / calls
-                    } else {
-                        0.0
-                    },
-                    quantiles: (calls > 0.0)
-                        .then(|| quantiles(|p| instance.quantile(p).unwrap_or(0.0))),
-                    method: if exact {
-                        Method::Exact
-                    } else {
-                        Method::Estimate
-                    },
-                },
-                statements: summaries,
-            }))
-        });
+        let detail = match (&self.previous, report) {
+            (Some(p), Some((instance, statements))) => {
+                Some(Detail::Statements(Arc::new(StatementsReport {
+                    interval_seconds: now.duration_since(p.at).as_secs_f64(),
+                    collected_at: unix_now(),
+                    instance,
+                    statements,
+                })))
+            }
+            _ => None,
+        };
         tracing::debug!(
-            entries = merged.len(),
+            entries = cycle.merged.len(),
             process_ms = now.elapsed().as_secs_f64() * 1e3,
             "statements cycle processed"
         );
@@ -430,6 +239,304 @@ impl Collector for Statements {
             stats_reset: info.stats_reset,
         });
         Ok(Collected { families, detail })
+    }
+}
+
+/// One cycle's view of all statements.
+struct Cycle {
+    merged: FxHashMap<StmtKey, Merged>,
+    /// Statements by interval execution time (cumulative on the first
+    /// cycle), largest first.
+    by_score: Vec<(StmtKey, f64)>,
+    /// Top-level intervals of statements with more than one entry; the
+    /// others' merged interval is their top-level one.
+    multi_entry: Vec<Interval>,
+}
+
+/// A distribution and its CDF at the histogram bounds, computed once.
+struct Estimate {
+    dist: Dist,
+    cdf: Vec<f64>,
+}
+
+impl Statements {
+    /// Readings to per-statement growth and intervals.
+    fn merge(&self, entries: &[(EntryKey, Reading)], reset_all: bool) -> Cycle {
+        let mut merged: FxHashMap<StmtKey, Merged> = FxHashMap::default();
+        merged.reserve(entries.len());
+        let mut toplevel: Vec<(StmtKey, Interval)> = Vec::new();
+        for (key, reading) in entries {
+            let m = merged.entry(stmt(key)).or_default();
+            m.entries += 1;
+            match self.previous.as_ref().map(|p| p.readings.get(key)) {
+                None => m.growth.add(&Counters::from_reading(reading)),
+                Some(prev) => {
+                    let iv = interval(prev, reading, reset_all);
+                    m.growth.add(&iv.growth);
+                    m.toplevel |= key.toplevel;
+                    m.interval = Some(match m.interval.take() {
+                        Some(other) => other.merge(&iv),
+                        None => iv,
+                    });
+                    if key.toplevel {
+                        toplevel.push((stmt(key), iv));
+                    }
+                }
+            }
+        }
+        let multi_entry = toplevel
+            .into_iter()
+            .filter(|(k, _)| merged[k].entries > 1)
+            .map(|(_, iv)| iv)
+            .collect();
+        let buckets = &self.settings.buckets;
+        for m in merged.values_mut() {
+            m.estimate = m
+                .interval
+                .as_ref()
+                .and_then(|iv| estimate(&iv.moments, Model::Auto))
+                .map(|dist| {
+                    let cdf = dist.cdf_at(buckets);
+                    Estimate { dist, cdf }
+                });
+        }
+        let score = |m: &Merged| {
+            m.interval
+                .as_ref()
+                .map_or(m.growth.exec_seconds(), |iv| iv.growth.exec_seconds())
+        };
+        let mut by_score: Vec<(StmtKey, f64)> =
+            merged.iter().map(|(k, m)| (*k, score(m))).collect();
+        by_score.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Cycle {
+            merged,
+            by_score,
+            multi_entry,
+        }
+    }
+
+    /// Fetches the texts still unknown for our own role's statements (to
+    /// tell ours from others') and the likely top statements, marks our
+    /// own, then updates the published set.
+    async fn fetch_texts(
+        &mut self,
+        cx: &Context<'_>,
+        ext: &Extension,
+        cycle: &mut Cycle,
+    ) -> Result<(), CollectError> {
+        let own_keys: Vec<StmtKey> = cycle
+            .merged
+            .keys()
+            .filter(|k| k.1 == cx.caps.user_oid)
+            .copied()
+            .collect();
+        // Only statements that did something can enter the top; looking up
+        // texts for idle ones would re-read the text file every cycle.
+        let candidates = cycle
+            .by_score
+            .iter()
+            .filter(|(_, s)| *s > 0.0)
+            .take(self.settings.top + own_keys.len())
+            .map(|(k, _)| k.2);
+        let wanted = self
+            .texts
+            .missing(own_keys.iter().map(|k| k.2).chain(candidates));
+        if !wanted.is_empty() {
+            // Reading texts costs a pass over the whole text file however
+            // few are asked for, so take every missing one while at it:
+            // afterwards only entries created since need another pass.
+            let all = self.texts.missing(cycle.merged.keys().map(|k| k.2));
+            self.load_texts(
+                cx,
+                ext,
+                if all.len() <= MAX_TEXT_PREFETCH {
+                    all
+                } else {
+                    wanted
+                },
+            )
+            .await?;
+        }
+        for key in &own_keys {
+            let own = self
+                .texts
+                .get(key.2)
+                .is_some_and(|t| crate::sql::is_own(&t.fingerprint));
+            if let Some(m) = cycle.merged.get_mut(key) {
+                m.own = own;
+            }
+        }
+        self.membership.update(
+            cycle
+                .by_score
+                .iter()
+                .filter(|(k, _)| !cycle.merged[k].own)
+                .map(|(k, s)| (*k, *s)),
+        );
+        // Members that joined from beyond the candidates (a tie) still need theirs.
+        let late = self.texts.missing(
+            cycle
+                .merged
+                .keys()
+                .filter(|k| self.membership.contains(k))
+                .map(|k| k.2),
+        );
+        if !late.is_empty() {
+            self.load_texts(cx, ext, late).await?;
+        }
+        Ok(())
+    }
+
+    async fn load_texts(
+        &mut self,
+        cx: &Context<'_>,
+        ext: &Extension,
+        ids: Vec<i64>,
+    ) -> Result<(), CollectError> {
+        let started = Instant::now();
+        let fetched = query::texts(cx.client, ext, &ids).await?;
+        self.texts.store(&ids, fetched);
+        tracing::debug!(
+            texts = ids.len(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "fetched query texts"
+        );
+        Ok(())
+    }
+
+    /// Running totals, histograms, the families and, after the first cycle,
+    /// the report's instance summary and top statements.
+    fn publish(
+        &mut self,
+        cycle: &Cycle,
+        dbs: &HashMap<u32, String>,
+        roles: &HashMap<u32, String>,
+    ) -> (
+        Vec<Family>,
+        Option<(InstanceSummary, Vec<StatementSummary>)>,
+    ) {
+        let first_cycle = self.previous.is_none();
+        let mut instance = Mixture::new(self.settings.buckets.clone());
+        let mut summaries = Vec::new();
+        let mut counters: Vec<Family> = COUNTER_DESCS.iter().map(|d| Family::new(d)).collect();
+        let mut latency = Family::new(&LATENCY);
+        let mut query_info = Family::new(&QUERY_INFO);
+        let mut published_ids = HashSet::new();
+        let name = |map: &HashMap<u32, String>, oid: u32| {
+            map.get(&oid).cloned().unwrap_or_else(|| oid.to_string())
+        };
+        for (key, m) in &cycle.merged {
+            if m.own {
+                if !first_cycle {
+                    self.own_seconds += m.growth.exec_seconds() + m.growth.plan_seconds();
+                }
+                continue;
+            }
+            if let (Some(iv), Some(e)) = (&m.interval, &m.estimate)
+                && m.entries == 1
+                && m.toplevel
+            {
+                self.instance_histogram
+                    .add_cdf(&e.cdf, iv.moments.calls, iv.moments.total);
+                instance.add(iv.moments.calls, e.dist, &e.cdf);
+            }
+            self.totals.entry(*key).or_default().add(&m.growth);
+            if !self.membership.contains(key) {
+                self.other.add(&m.growth);
+                if let (Some(iv), Some(e)) = (&m.interval, &m.estimate) {
+                    self.other_histogram
+                        .add_cdf(&e.cdf, iv.moments.calls, iv.moments.total);
+                }
+                continue;
+            }
+            let text = self
+                .texts
+                .get(key.2)
+                .cloned()
+                .unwrap_or_else(|| texts::TextInfo::from_text(key.2, None));
+            let labels = [
+                name(dbs, key.0),
+                name(roles, key.1),
+                key.2.to_string(),
+                text.fingerprint.clone(),
+            ];
+            for (family, value) in counters.iter_mut().zip(self.totals[key].values()) {
+                family.push(&labels, value);
+            }
+            if !first_cycle {
+                let buckets = &self.settings.buckets;
+                let histogram = self
+                    .histograms
+                    .entry(*key)
+                    .or_insert_with(|| Cumulative::new(buckets.clone()));
+                if let (Some(iv), Some(e)) = (&m.interval, &m.estimate) {
+                    histogram.add_cdf(&e.cdf, iv.moments.calls, iv.moments.total);
+                    summaries.push(summary(&labels, &text, iv, &e.dist));
+                }
+                latency.push_value(&labels, Value::Histogram(Box::new(histogram.value())));
+            }
+            if let Some(q) = &text.query
+                && published_ids.insert(key.2)
+            {
+                query_info.push_info(&[key.2.to_string(), text.fingerprint.clone(), q.clone()]);
+            }
+        }
+        // Statements with several entries (top-level and nested) join the
+        // instance with their top-level calls only.
+        for iv in &cycle.multi_entry {
+            if let Some(dist) = estimate(&iv.moments, Model::Auto) {
+                let cdf = dist.cdf_at(&self.settings.buckets);
+                self.instance_histogram
+                    .add_cdf(&cdf, iv.moments.calls, iv.moments.total);
+                instance.add(iv.moments.calls, dist, &cdf);
+            }
+        }
+        // Forget what no longer exists or is no longer published.
+        self.totals.retain(|k, _| cycle.merged.contains_key(k));
+        self.histograms
+            .retain(|k, _| self.membership.contains(k) && cycle.merged.contains_key(k));
+        self.texts
+            .retain(&cycle.merged.keys().map(|k| k.2).collect());
+
+        let other = ["other", "other", "other", "other"];
+        for (family, value) in counters.iter_mut().zip(self.other.values()) {
+            family.push(&other, value);
+        }
+        let mut families = counters;
+        if first_cycle {
+            families.push(query_info);
+            return (families, None);
+        }
+        latency.push_value(
+            &other,
+            Value::Histogram(Box::new(self.other_histogram.value())),
+        );
+        let mut inst = Family::new(&INSTANCE_LATENCY);
+        inst.push_value::<&str>(
+            &[],
+            Value::Histogram(Box::new(self.instance_histogram.value())),
+        );
+        families.extend([latency, inst, query_info]);
+        summaries.sort_by(|a, b| b.total_seconds.total_cmp(&a.total_seconds));
+        (families, Some((instance_summary(&instance), summaries)))
+    }
+}
+
+/// The instance-wide part of the report. Its quantiles are exact only if
+/// every call took the same time.
+fn instance_summary(instance: &Mixture) -> InstanceSummary {
+    let calls = instance.weight();
+    let total = instance.total();
+    InstanceSummary {
+        calls,
+        total_seconds: total,
+        mean_seconds: if calls > 0.0 { total / calls } else { 0.0 },
+        quantiles: (calls > 0.0).then(|| quantiles(|p| instance.quantile(p).unwrap_or(0.0))),
+        method: if instance.single_value().is_some() {
+            Method::Exact
+        } else {
+            Method::Estimate
+        },
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use futures_util::TryStreamExt;
 use tokio_postgres::Client;
 
 use crate::collect::{CollectError, col, query_err};
@@ -154,13 +155,16 @@ pub async fn entries(
            FROM {} WHERE queryid IS NOT NULL",
         ext.function(false)
     );
-    let rows = client
-        .query(crate::sql::register_own(&sql), &[])
+    // Rows are converted as they arrive, so the driver's copy of 10,000
+    // rows is never held at once; columns are read by position.
+    let stream = client
+        .query_raw(crate::sql::register_own(&sql), std::iter::empty::<&str>())
         .await
         .map_err(not_preloaded)?;
-    // 10,000 rows of 16 columns: read by position, not by name.
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
+    futures_util::pin_mut!(stream);
+    let mut out = Vec::new();
+    while let Some(row) = stream.try_next().await.map_err(not_preloaded)? {
+        let row = &row;
         let f = |i: usize, name: &'static str| col_at::<f64>(row, i, name);
         let key = EntryKey {
             userid: col_at(row, 0, "userid")?,
