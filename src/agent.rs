@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::collect::{self, Scheduled, process::ProcessSampler};
 use crate::config::Config;
+use crate::explain::worker::Worker;
 use crate::exposition::{self, Format};
 use crate::schedule::{self, TargetHandle};
 use crate::snapshot::Store;
@@ -33,6 +34,8 @@ pub struct Agent {
     /// generation they were encoded at.
     encoded: std::sync::Mutex<HashMap<EncodedKey, (u64, Bytes)>>,
     targets: Vec<(TargetHandle, Vec<Scheduled>)>,
+    /// Automatic EXPLAIN settings, when enabled (and statements collected).
+    explain: Option<crate::config::Explain>,
 }
 
 /// `pgvigil once` could not reach a target.
@@ -53,6 +56,7 @@ impl Agent {
         let limits = Limits {
             statement_timeout: config.collectors.timeout,
             lock_timeout: config.collectors.lock_timeout,
+            monitoring: true,
         };
         let mut store_targets = Vec::new();
         let mut prepared = Vec::new();
@@ -62,9 +66,11 @@ impl Agent {
                 target.name.clone(),
                 collectors.iter().map(|s| s.collector.name()).collect(),
             ));
-            let session = Session::new(Arc::new(target.conn.clone()), limits);
+            let params = Arc::new(target.conn.clone());
+            let session = Session::new(params.clone(), limits);
             prepared.push((
                 target.name.clone(),
+                params,
                 Arc::new(Mutex::new(session)),
                 collectors,
             ));
@@ -72,9 +78,10 @@ impl Agent {
         let store = Arc::new(Store::new(store_targets));
         let targets = prepared
             .into_iter()
-            .map(|(name, session, collectors)| {
+            .map(|(name, params, session, collectors)| {
                 let handle = TargetHandle {
                     name: Arc::from(name),
+                    params,
                     session,
                     store: store.clone(),
                     budget: config.collectors.timeout,
@@ -87,6 +94,10 @@ impl Agent {
             process: ProcessSampler::default(),
             encoded: std::sync::Mutex::new(HashMap::new()),
             targets,
+            explain: config
+                .explain
+                .clone()
+                .filter(|_| config.collectors.statements.interval.is_some()),
         }
     }
 
@@ -96,6 +107,16 @@ impl Agent {
             tracing::info!(target_name = %handle.name, collectors = collectors.len(), "watching target");
             for scheduled in collectors {
                 schedule::spawn(tracker, token.child_token(), handle.clone(), scheduled);
+            }
+            if let Some(settings) = &self.explain {
+                let worker = Worker::new(
+                    handle.name.clone(),
+                    settings.clone(),
+                    (*handle.params).clone(),
+                    self.store.clone(),
+                    handle.session.clone(),
+                );
+                tracker.spawn(worker.run(token.child_token()));
             }
         }
     }

@@ -68,6 +68,24 @@ pub enum Command {
         #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
         interval: Duration,
     },
+    /// EXPLAIN one statement through the same guard as the daemon, and print
+    /// the plan with its findings.
+    Explain {
+        /// libpq connection string or URI; else PGVIGIL_DSN, else libpq's PG* variables and defaults.
+        #[arg(long, env = "PGVIGIL_DSN", hide_env_values = true, value_name = "DSN")]
+        dsn: Option<String>,
+        /// Run EXPLAIN ANALYZE where the guard allows it (one plain SELECT), rolled back.
+        #[arg(long)]
+        analyze: bool,
+        /// Print the plan and findings as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Timeout of the EXPLAIN.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+        timeout: Duration,
+        /// The statement.
+        sql: String,
+    },
     /// Validate a config file and print every problem with its key path.
     CheckConfig {
         /// The config file.

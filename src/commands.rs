@@ -101,3 +101,72 @@ pub fn check_config(path: &Path) -> bool {
         }
     }
 }
+
+/// `pgvigil explain`: the guard's verdict, then the plan and its findings.
+pub async fn explain(
+    dsn: Option<&str>,
+    analyze: bool,
+    json: bool,
+    timeout: Duration,
+    sql: &str,
+) -> anyhow::Result<()> {
+    use crate::explain::{findings, guard, render, runner};
+    let config = Config::from_dsn(dsn, &Environment::process())?;
+    let params = &config.targets[0].conn;
+    let session_limits = crate::target::session::Limits {
+        statement_timeout: timeout * 2,
+        lock_timeout: Duration::from_secs(1),
+        monitoring: false,
+    };
+    let live = crate::target::session::open(params, session_limits).await?;
+    let cancel = CancellationToken::new();
+    shutdown::on_signal(cancel.clone());
+    let limits = runner::Limits {
+        statement_timeout: timeout,
+        lock_timeout: Duration::from_secs(1),
+    };
+    let server = runner::Server {
+        version_num: live.caps.server_version_num,
+    };
+    let explained = runner::explain(&live.client, server, sql, analyze, limits, &cancel).await;
+    let explained = match explained {
+        Err(runner::ExplainError::Cancelled) => {
+            // Stop the statement server-side before going.
+            let tls = crate::target::tls::make_connector(params)?;
+            let _ = live.client.cancel_token().cancel_query(tls).await;
+            anyhow::bail!("cancelled");
+        }
+        other => other?,
+    };
+    let found = findings::findings(&explained.plan);
+    let out = if json {
+        let verdict = match guard::judge(sql) {
+            guard::Verdict::Analyze { .. } => "analyze allowed".to_string(),
+            guard::Verdict::PlanOnly { reason } => format!("plain EXPLAIN only: {reason}"),
+            guard::Verdict::Refuse { reason } => format!("refused: {reason}"),
+        };
+        let doc = serde_json::json!({
+            "mode": explained.mode,
+            "note": explained.note,
+            "guard": verdict,
+            "shape_hash": findings::shape_hash(&explained.plan),
+            "findings": found,
+            "plan": explained.plan,
+        });
+        serde_json::to_string_pretty(&doc)? + "\n"
+    } else {
+        let mut text = format!("{} plan", explained.mode.as_str());
+        if let Some(note) = &explained.note {
+            text.push_str(&format!(" ({note})"));
+        }
+        text.push_str(":\n");
+        text.push_str(&render::render_tree(&explained.plan, &found));
+        text
+    };
+    use std::io::Write as _;
+    std::io::stdout()
+        .lock()
+        .write_all(out.as_bytes())
+        .context("could not write to stdout")?;
+    Ok(())
+}

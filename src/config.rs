@@ -221,6 +221,8 @@ pub struct RawConfig {
     pub targets: Vec<RawTarget>,
     /// Collector schedule.
     pub collectors: RawCollectors,
+    /// Automatic EXPLAIN of slow statements.
+    pub explain: RawExplain,
 }
 
 impl Default for RawConfig {
@@ -229,6 +231,44 @@ impl Default for RawConfig {
             listen: DEFAULT_LISTEN.into(),
             targets: Vec::new(),
             collectors: RawCollectors::default(),
+            explain: RawExplain::default(),
+        }
+    }
+}
+
+/// `[explain]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawExplain {
+    /// Explain slow statements automatically (needs the statements collector).
+    pub enabled: bool,
+    /// A statement whose mean time over the last interval exceeds this is slow.
+    #[serde(with = "humantime_serde")]
+    pub slow_threshold: Duration,
+    /// Use EXPLAIN ANALYZE where the guard allows it (one plain SELECT with real parameter values).
+    pub analyze: bool,
+    /// statement_timeout of each EXPLAIN; statements whose mean is over half of it are not explained.
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
+    /// EXPLAINs per hour per target, across all statements.
+    pub max_per_hour: u32,
+    /// Each statement is explained at most once per this long.
+    #[serde(with = "humantime_serde")]
+    pub per_statement_interval: Duration,
+    /// Replace literal values in stored and published plans and texts by $n.
+    pub redact: bool,
+}
+
+impl Default for RawExplain {
+    fn default() -> Self {
+        RawExplain {
+            enabled: true,
+            slow_threshold: Duration::from_millis(100),
+            analyze: true,
+            statement_timeout: Duration::from_secs(5),
+            max_per_hour: 30,
+            per_statement_interval: Duration::from_secs(3600),
+            redact: true,
         }
     }
 }
@@ -332,6 +372,25 @@ pub struct Config {
     pub targets: Vec<Target>,
     /// The collector schedule.
     pub collectors: Collectors,
+    /// Automatic EXPLAIN; `None` when disabled.
+    pub explain: Option<Explain>,
+}
+
+/// Validated `[explain]` settings.
+#[derive(Debug, Clone)]
+pub struct Explain {
+    /// Mean time that marks a statement slow.
+    pub slow_threshold: Duration,
+    /// Whether ANALYZE may be used.
+    pub analyze: bool,
+    /// Timeout of each EXPLAIN.
+    pub statement_timeout: Duration,
+    /// Global hourly budget.
+    pub max_per_hour: u32,
+    /// Minimum time between two EXPLAINs of one statement.
+    pub per_statement_interval: Duration,
+    /// Whether literals are redacted.
+    pub redact: bool,
 }
 
 /// What validation may look up outside the file: environment variables and
@@ -682,10 +741,26 @@ fn validate_with(
             buckets: st.buckets.clone().into(),
         },
     };
+    let e = &raw.explain;
+    if e.statement_timeout.is_zero() {
+        problem(
+            "explain.statement_timeout".into(),
+            "must be longer than zero".into(),
+        );
+    }
+    let explain = e.enabled.then_some(Explain {
+        slow_threshold: e.slow_threshold,
+        analyze: e.analyze,
+        statement_timeout: e.statement_timeout,
+        max_per_hour: e.max_per_hour,
+        per_statement_interval: e.per_statement_interval,
+        redact: e.redact,
+    });
     Some(Config {
         listen: listen?,
         targets,
         collectors,
+        explain,
     })
 }
 

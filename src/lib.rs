@@ -31,6 +31,7 @@ pub mod cli;
 pub mod collect;
 pub mod commands;
 pub mod config;
+pub mod explain;
 pub mod exposition;
 pub mod http;
 pub mod metric;

@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 fn init_logging(cli: &Cli) {
     // `once` prints its result on stdout; keep its stderr for problems.
     let default = match cli.command {
-        Command::Once { .. } => "warn",
+        Command::Once { .. } | Command::Explain { .. } => "warn",
         _ => "info",
     };
     let filter = cli
@@ -69,6 +69,13 @@ fn main() -> ExitCode {
                 format,
                 interval,
             } => commands::once(commands::load(&source)?, format, interval).await,
+            Command::Explain {
+                dsn,
+                analyze,
+                json,
+                timeout,
+                sql,
+            } => commands::explain(dsn.as_deref(), analyze, json, timeout, &sql).await,
             Command::CheckConfig { file } => {
                 if commands::check_config(&file) {
                     Ok(())

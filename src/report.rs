@@ -53,9 +53,30 @@ fn series_json(family: &Family) -> Vec<Json> {
 
 /// The statements report of a target, if its collector has produced one.
 pub fn statements_of(view: &TargetView) -> Option<&StatementsReport> {
-    view.collectors
-        .iter()
-        .find_map(|(_, s)| s.detail.as_ref().map(|Detail::Statements(r)| r.as_ref()))
+    view.collectors.iter().find_map(|(_, s)| match &s.detail {
+        Some(Detail::Statements(r)) => Some(r.as_ref()),
+        _ => None,
+    })
+}
+
+/// `/api/v1/plans`: recent automatic plans of every target, newest first.
+pub fn plans_json(views: &[TargetView]) -> Json {
+    let mut plans: Vec<(f64, Json)> = Vec::new();
+    for view in views {
+        for (_, state) in &view.collectors {
+            if let Some(Detail::Plans(list)) = &state.detail {
+                for p in list.iter() {
+                    let mut value = serde_json::to_value(p.as_ref()).unwrap_or(Json::Null);
+                    if let Some(obj) = value.as_object_mut() {
+                        obj.insert("target".into(), json!(&*view.name));
+                    }
+                    plans.push((p.explained_at, value));
+                }
+            }
+        }
+    }
+    plans.sort_by(|a, b| b.0.total_cmp(&a.0));
+    json!({ "plans": plans.into_iter().map(|(_, p)| p).collect::<Vec<_>>() })
 }
 
 /// `/api/v1/statements`: per target, the last interval's report, or the

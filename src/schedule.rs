@@ -23,6 +23,8 @@ use crate::target::session::Session;
 pub struct TargetHandle {
     /// The target's name in the store.
     pub name: Arc<str>,
+    /// How to reach it.
+    pub params: Arc<crate::target::dsn::ConnParams>,
     /// Its monitoring session, shared by its collectors.
     pub session: Arc<Mutex<Session>>,
     /// The store results go to.

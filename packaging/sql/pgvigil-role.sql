@@ -20,6 +20,15 @@ $$;
 ALTER ROLE pgvigil WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION CONNECTION LIMIT 10;
 GRANT pg_monitor TO pgvigil;
 
+-- Automatic EXPLAIN (the [explain] section) plans the slow statements it
+-- sees, which needs read access to their tables. On PostgreSQL 14+ grant
+-- pg_read_all_data (read-only: EXPLAIN ANALYZE runs only plain SELECTs, in a
+-- READ ONLY transaction that is always rolled back); before 14, grant SELECT
+-- on the schemas concerned. Without it, EXPLAIN fails with "permission
+-- denied" and pgvigil_explain_runs_total{result="failed"} counts it; nothing
+-- else needs it.
+--   GRANT pg_read_all_data TO pgvigil;
+
 -- Every pgvigil session starts with these limits; the agent also sets them
 -- itself, so this is a second line of defence.
 ALTER ROLE pgvigil SET statement_timeout = '10s';

@@ -47,6 +47,8 @@ impl From<Vec<Family>> for Collected {
 pub enum Detail {
     /// The last interval's statement latencies.
     Statements(Arc<statements::report::StatementsReport>),
+    /// Recent automatic plans, newest first.
+    Plans(Arc<Vec<Arc<crate::explain::worker::PlanRecord>>>),
 }
 
 /// What a collector may use during one run.
@@ -195,6 +197,7 @@ pub fn catalog() -> Vec<(&'static str, &'static [&'static Desc])> {
         ("databases", databases::METRICS),
         ("database_size", database_size::METRICS),
         ("statements", statements::METRICS),
+        ("explain", crate::explain::worker::METRICS),
     ]
 }
 
@@ -209,6 +212,8 @@ pub fn own_queries() -> Vec<&'static str> {
         databases::OWN_SQL,
         database_size::OWN_SQL,
         statements::OWN_SQL,
+        crate::explain::runner::OWN_SQL,
+        crate::explain::worker::OWN_SQL,
     ]
     .concat()
 }

@@ -23,6 +23,10 @@ pub struct Limits {
     pub statement_timeout: Duration,
     /// `lock_timeout`.
     pub lock_timeout: Duration,
+    /// Tune the session for monitoring queries (`jit = off`, a larger
+    /// `work_mem`). Off for the explain session: its plans must be the
+    /// ones the application gets with the server's own settings.
+    pub monitoring: bool,
 }
 
 /// Why a connection could not be (re)established. Displays as one line
@@ -222,12 +226,15 @@ pub async fn open(params: &ConnParams, limits: Limits) -> Result<Live, ConnectEr
     // materialises every entry; with 10,000 entries that is over the 4 MB
     // default, and the server would write a temporary file (and count it
     // in pg_database_temp_bytes) on every cycle.
-    let setup = format!(
-        "SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = {}; SET jit = off; SET work_mem = '32MB'",
+    let mut setup = format!(
+        "SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = {}",
         limits.statement_timeout.as_millis(),
         limits.lock_timeout.as_millis(),
         limits.statement_timeout.as_millis()
     );
+    if limits.monitoring {
+        setup.push_str("; SET jit = off; SET work_mem = '32MB'");
+    }
     client.batch_execute(&setup).await.map_err(failed)?;
     let caps = Capabilities::detect(&client).await.map_err(failed)?;
     tracing::debug!(addr = %addr, version = %caps.server_version, in_recovery = caps.in_recovery, "connected");

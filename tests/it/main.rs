@@ -6,6 +6,7 @@ mod harness;
 mod cli;
 mod collectors;
 mod docs;
+mod explain;
 mod http;
 mod percentiles;
 mod statements;

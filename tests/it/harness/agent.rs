@@ -118,7 +118,11 @@ impl RunningAgent {
         cmd.args(["run", "--config"])
             .arg(&file)
             .args(["--listen", &addr.to_string()]);
-        cmd.env("RUST_LOG", "info").env_remove("PGVIGIL_DSN");
+        cmd.env(
+            "RUST_LOG",
+            std::env::var("PGVIGIL_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .env_remove("PGVIGIL_DSN");
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -1,0 +1,15 @@
+//! Automatic, guarded EXPLAIN of slow statements (SPEC §6).
+//!
+//! - [`guard`]: what may be EXPLAINed, and whether with ANALYZE (pure).
+//! - [`runner`]: the guarded EXPLAIN on a connection (read-only, rolled back).
+//! - [`worker`]: selection, rate limits, parameters, plans and their metrics.
+//! - [`findings`]: plan heuristics and the plan-shape hash (pure).
+//! - [`redact`]: literal values out of plans (pure).
+//! - [`render`]: a plan as an indented tree for humans (pure).
+
+pub mod findings;
+pub mod guard;
+pub mod redact;
+pub mod render;
+pub mod runner;
+pub mod worker;

@@ -1,0 +1,544 @@
+//! The explain worker: picks slow statements from each new statements
+//! report, gets real parameter values where it can, runs the guarded
+//! EXPLAIN on its own connection and publishes plans with findings.
+//!
+//! Selection (SPEC §6): interval mean over `explain.slow_threshold`,
+//! largest interval execution time first; at most once per statement per
+//! `explain.per_statement_interval` (an hour) and `explain.max_per_hour` in
+//! all; none while the server is under
+//! pressure (connections near the limit, a lagging replica) and none for a
+//! statement whose mean is over half the EXPLAIN timeout.
+//!
+//! Parameters: a sampled `pg_stat_activity` row with the statement's
+//! `query_id` (PostgreSQL 14+) whose text is complete, has literal values
+//! and fingerprints like the statement. Without one, a generic plan.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::findings::{self, Finding};
+use super::redact;
+use super::runner::{self, ExplainError, Explained, Limits, Mode, Server};
+use crate::collect::statements::query as pgss;
+use crate::collect::statements::report::StatementSummary;
+use crate::collect::{Collected, Detail};
+use crate::config::Explain as Settings;
+use crate::desc;
+use crate::metric::{Desc, Family};
+use crate::snapshot::{Outcome, Store};
+use crate::target::dsn::ConnParams;
+use crate::target::session::{self, Session};
+
+static RUNS: Desc = desc!(Counter "pgvigil_explain_runs", ["result"],
+    "EXPLAINs run by the worker, by result: analyze, plain, generic, refused, failed.",
+    only_when = "the explain worker has run");
+static SKIPPED: Desc = desc!(Counter "pgvigil_explain_skipped", ["reason"],
+    "Slow statements not explained, by reason: rate_limit, pressure, too_slow.",
+    only_when = "the explain worker has skipped a statement");
+static FINDINGS: Desc = desc!(Gauge "pg_plan_findings", ["datname", "queryid", "fingerprint", "finding", "severity"],
+    "Findings in the latest automatic plan of a statement, 1 per finding.",
+    only_when = "a plan had findings");
+static CHANGES: Desc = desc!(Counter "pg_plan_changes", ["datname", "queryid"],
+    "Times a statement's plan shape (node types, relations, indexes) changed between automatic EXPLAINs.",
+    only_when = "a statement was explained");
+
+/// The worker's metric families.
+pub static METRICS: &[&Desc] = &[&RUNS, &SKIPPED, &FINDINGS, &CHANGES];
+
+/// Statements whose latest plan is kept (for findings and plan changes).
+pub const KEPT_STATEMENTS: usize = 200;
+/// Plans listed by `/api/v1/plans`.
+pub const RECENT_PLANS: usize = 50;
+/// How long to watch pg_stat_activity for a running instance of a statement.
+pub const SAMPLE_FOR: Duration = Duration::from_secs(2);
+
+/// One automatic plan, as published.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanRecord {
+    /// Database.
+    pub datname: String,
+    /// Role that ran the statement.
+    pub usename: String,
+    /// pg_stat_statements query id.
+    pub queryid: String,
+    /// pg_query fingerprint.
+    pub fingerprint: String,
+    /// Normalized text.
+    pub query: Option<String>,
+    /// How the plan was obtained.
+    pub mode: Mode,
+    /// Why not ANALYZE, when it was not.
+    pub note: Option<String>,
+    /// Where parameter values came from.
+    pub parameters: &'static str,
+    /// The interval mean that made the statement slow, seconds.
+    pub mean_seconds: f64,
+    /// When, Unix seconds.
+    pub explained_at: f64,
+    /// The plan (literals replaced unless `explain.redact = false`).
+    pub plan: Value,
+    /// Findings.
+    pub findings: Vec<Finding>,
+    /// Plan-shape hash.
+    pub shape_hash: String,
+    /// The plan before, when its shape changed.
+    pub previous: Option<Box<PreviousPlan>>,
+}
+
+/// A statement's plan before its shape changed.
+#[derive(Debug, Clone, Serialize)]
+pub struct PreviousPlan {
+    /// Its shape hash.
+    pub shape_hash: String,
+    /// When it was explained.
+    pub explained_at: f64,
+    /// The plan.
+    pub plan: Value,
+}
+
+type Key = (String, String);
+
+/// Per-target worker state.
+pub struct Worker {
+    target: Arc<str>,
+    settings: Settings,
+    params: ConnParams,
+    store: Arc<Store>,
+    main: Arc<Mutex<Session>>,
+    explain_session: Option<(String, Session)>,
+    last_report: f64,
+    last_explained: HashMap<Key, Instant>,
+    window: VecDeque<Instant>,
+    latest: HashMap<Key, Arc<PlanRecord>>,
+    changes: HashMap<Key, f64>,
+    runs: BTreeMap<&'static str, f64>,
+    skipped: BTreeMap<&'static str, f64>,
+    recent: VecDeque<Arc<PlanRecord>>,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+impl Worker {
+    /// A worker for one target; `main` is the target's collector session,
+    /// used briefly for cluster-wide reads between collector runs.
+    pub fn new(
+        target: Arc<str>,
+        settings: Settings,
+        params: ConnParams,
+        store: Arc<Store>,
+        main: Arc<Mutex<Session>>,
+    ) -> Worker {
+        Worker {
+            target,
+            settings,
+            params,
+            store,
+            main,
+            explain_session: None,
+            last_report: 0.0,
+            last_explained: HashMap::new(),
+            window: VecDeque::new(),
+            latest: HashMap::new(),
+            changes: HashMap::new(),
+            runs: BTreeMap::new(),
+            skipped: BTreeMap::new(),
+            recent: VecDeque::new(),
+        }
+    }
+
+    /// Runs until `cancel`: looks for a new statements report every few
+    /// seconds and explains what it selects.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let Some(report) = self.new_report() else {
+                continue;
+            };
+            self.round(&report, &cancel).await;
+            if cancel.is_cancelled() {
+                return;
+            }
+            self.publish();
+        }
+    }
+
+    fn new_report(&mut self) -> Option<Arc<crate::collect::statements::report::StatementsReport>> {
+        let views = self.store.view(Some(&self.target));
+        let report = views
+            .first()?
+            .collectors
+            .iter()
+            .find_map(|(_, s)| match &s.detail {
+                Some(Detail::Statements(r)) => Some(r.clone()),
+                _ => None,
+            })?;
+        if report.collected_at <= self.last_report {
+            return None;
+        }
+        self.last_report = report.collected_at;
+        Some(report)
+    }
+
+    /// One pass over a report's slow statements.
+    async fn round(
+        &mut self,
+        report: &crate::collect::statements::report::StatementsReport,
+        cancel: &CancellationToken,
+    ) {
+        let threshold = self.settings.slow_threshold.as_secs_f64();
+        let mut slow: Vec<&StatementSummary> = report
+            .statements
+            .iter()
+            .filter(|s| s.mean_seconds > threshold)
+            .collect();
+        slow.sort_by(|a, b| b.total_seconds.total_cmp(&a.total_seconds));
+        if slow.is_empty() {
+            return;
+        }
+        if let Some(reason) = self.under_pressure().await {
+            tracing::info!(target_name = %self.target, reason, "explain skipped: server under pressure");
+            *self.skipped.entry("pressure").or_default() += slow.len() as f64;
+            return;
+        }
+        for statement in slow {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let key = (statement.datname.clone(), statement.queryid.clone());
+            if statement.mean_seconds > self.settings.statement_timeout.as_secs_f64() / 2.0 {
+                *self.skipped.entry("too_slow").or_default() += 1.0;
+                continue;
+            }
+            let now = Instant::now();
+            while self
+                .window
+                .front()
+                .is_some_and(|t| now.duration_since(*t) > Duration::from_secs(3600))
+            {
+                self.window.pop_front();
+            }
+            let per_statement = self.settings.per_statement_interval;
+            let recently = self
+                .last_explained
+                .get(&key)
+                .is_some_and(|t| now.duration_since(*t) < per_statement);
+            if recently || self.window.len() >= self.settings.max_per_hour as usize {
+                *self.skipped.entry("rate_limit").or_default() += 1.0;
+                continue;
+            }
+            self.last_explained.insert(key.clone(), now);
+            self.window.push_back(now);
+            self.explain_one(statement, key, cancel).await;
+        }
+    }
+
+    /// Connections near the limit or a lagging replica: leave the server alone.
+    async fn under_pressure(&self) -> Option<String> {
+        let mut main = self.main.lock().await;
+        let live = main.connect().await.ok()?;
+        let row = live
+            .client
+            .query_one(crate::sql::register_own(PRESSURE), &[])
+            .await
+            .ok()?;
+        let used: f64 = row.get("used");
+        let usable: f64 = row.get("usable");
+        let lag: Option<f64> = row.get("lag");
+        if usable > 0.0 && used / usable >= 0.9 {
+            return Some(format!("{used} of {usable} usable connections in use"));
+        }
+        lag.filter(|l| *l > 30.0)
+            .map(|l| format!("replication is {l:.0}s behind"))
+    }
+
+    async fn explain_one(
+        &mut self,
+        statement: &StatementSummary,
+        key: Key,
+        cancel: &CancellationToken,
+    ) {
+        let Ok(queryid) = statement.queryid.parse::<i64>() else {
+            return;
+        };
+        let sampled = self.sample(queryid, statement).await;
+        let (sql, parameters) = match sampled {
+            Some(text) => (text, "sampled from pg_stat_activity"),
+            None => match self.full_text(queryid).await {
+                Some(text) => (text, "none: generic plan"),
+                None => {
+                    self.count_run("failed");
+                    tracing::info!(target_name = %self.target, queryid, "explain skipped: the statement's text is unavailable");
+                    return;
+                }
+            },
+        };
+        let limits = Limits {
+            statement_timeout: self.settings.statement_timeout,
+            lock_timeout: Duration::from_secs(1),
+        };
+        let analyze = self.settings.analyze;
+        let result = match self.explain_session(&statement.datname).await {
+            Ok(live) => {
+                let server = Server {
+                    version_num: live.caps.server_version_num,
+                };
+                runner::explain(&live.client, server, &sql, analyze, limits, cancel).await
+            }
+            Err(e) => Err(ExplainError::Failed(e.to_string())),
+        };
+        match result {
+            Ok(explained) => {
+                self.count_run(explained.mode.as_str());
+                self.remember(statement, key, explained, parameters);
+            }
+            Err(ExplainError::Refused(reason)) => {
+                self.count_run("refused");
+                tracing::info!(target_name = %self.target, queryid, reason, "explain refused");
+            }
+            Err(ExplainError::Cancelled) => {
+                // Shutdown: stop the query server-side, then drop the connection.
+                if let Some((_, session)) = self.explain_session.as_mut() {
+                    session.cancel_query().await;
+                }
+                self.explain_session = None;
+            }
+            Err(ExplainError::Failed(reason)) => {
+                self.count_run("failed");
+                tracing::warn!(target_name = %self.target, queryid, datname = %statement.datname, error = %reason, "explain failed");
+                self.explain_session = None;
+            }
+        }
+    }
+
+    fn count_run(&mut self, result: &'static str) {
+        *self.runs.entry(result).or_default() += 1.0;
+    }
+
+    /// The explain connection, to the statement's database.
+    async fn explain_session(
+        &mut self,
+        datname: &str,
+    ) -> Result<&mut session::Live, session::ConnectError> {
+        if self
+            .explain_session
+            .as_ref()
+            .is_none_or(|(db, _)| db != datname)
+        {
+            let mut params = self.params.clone();
+            params.dbname = Some(datname.to_string());
+            let limits = session::Limits {
+                statement_timeout: self.settings.statement_timeout * 2,
+                lock_timeout: Duration::from_secs(1),
+                monitoring: false,
+            };
+            self.explain_session =
+                Some((datname.to_string(), Session::new(Arc::new(params), limits)));
+        }
+        let (_, session) = self.explain_session.as_mut().expect("set above");
+        session.connect().await
+    }
+
+    /// Watches pg_stat_activity for a running instance of the statement
+    /// with its literal values (14+: `query_id`).
+    async fn sample(&self, queryid: i64, statement: &StatementSummary) -> Option<String> {
+        let deadline = Instant::now() + SAMPLE_FOR;
+        while Instant::now() < deadline {
+            let rows = {
+                let mut main = self.main.lock().await;
+                let live = main.connect().await.ok()?;
+                if live.caps.server_version_num < 140000 {
+                    return None;
+                }
+                match live
+                    .client
+                    .query(
+                        crate::sql::register_own(SAMPLE),
+                        &[&queryid, &statement.datname],
+                    )
+                    .await
+                {
+                    Ok(rows) => rows,
+                    Err(e) => {
+                        tracing::debug!(error = %session::describe(&e), "pg_stat_activity sample failed");
+                        return None;
+                    }
+                }
+            };
+            for row in &rows {
+                let text: Option<String> = row.get("query");
+                let truncated: bool = row.get("truncated");
+                let Some(text) = text else { continue };
+                let complete = !truncated && super::guard::param_count(&text) == 0;
+                if complete
+                    && crate::sql::fingerprint(&text).as_deref()
+                        == Some(statement.fingerprint.as_str())
+                {
+                    return Some(text);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// The statement's full text from pg_stat_statements (with `$n` for
+    /// its constants), for a generic plan.
+    async fn full_text(&self, queryid: i64) -> Option<String> {
+        let mut main = self.main.lock().await;
+        let live = main.connect().await.ok()?;
+        let ext = pgss::find(&live.client, &live.caps.database).await.ok()?;
+        pgss::texts(&live.client, &ext, &[queryid])
+            .await
+            .ok()?
+            .remove(&queryid)
+    }
+
+    /// Keeps the plan: findings, shape change, redaction, bounded lists.
+    fn remember(
+        &mut self,
+        statement: &StatementSummary,
+        key: Key,
+        explained: Explained,
+        parameters: &'static str,
+    ) {
+        let found = findings::findings(&explained.plan);
+        let shape_hash = findings::shape_hash(&explained.plan);
+        let mut plan = explained.plan;
+        if self.settings.redact {
+            redact::redact_plan(&mut plan);
+        }
+        let previous = self
+            .latest
+            .get(&key)
+            .filter(|p| p.shape_hash != shape_hash)
+            .map(|p| {
+                Box::new(PreviousPlan {
+                    shape_hash: p.shape_hash.clone(),
+                    explained_at: p.explained_at,
+                    plan: p.plan.clone(),
+                })
+            });
+        if previous.is_some() {
+            *self.changes.entry(key.clone()).or_default() += 1.0;
+        } else {
+            self.changes.entry(key.clone()).or_default();
+        }
+        for f in &found {
+            tracing::info!(
+                target_name = %self.target, queryid = %statement.queryid, finding = f.id, severity = f.severity.as_str(),
+                node = %f.node_path, "plan finding"
+            );
+        }
+        let record = Arc::new(PlanRecord {
+            datname: statement.datname.clone(),
+            usename: statement.usename.clone(),
+            queryid: statement.queryid.clone(),
+            fingerprint: statement.fingerprint.clone(),
+            query: statement.query.clone(),
+            mode: explained.mode,
+            note: explained.note,
+            parameters,
+            mean_seconds: statement.mean_seconds,
+            explained_at: unix_now(),
+            plan,
+            findings: found,
+            shape_hash,
+            previous,
+        });
+        self.latest.insert(key, record.clone());
+        if self.latest.len() > KEPT_STATEMENTS {
+            let oldest = self
+                .latest
+                .iter()
+                .min_by(|a, b| a.1.explained_at.total_cmp(&b.1.explained_at))
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.latest.remove(&k);
+                self.changes.remove(&k);
+            }
+        }
+        self.recent.push_front(record);
+        self.recent.truncate(RECENT_PLANS);
+    }
+
+    /// Stores the worker's families and plans like a collector's.
+    fn publish(&self) {
+        let mut runs = Family::new(&RUNS);
+        for (result, n) in &self.runs {
+            runs.push(&[result], *n);
+        }
+        let mut skipped = Family::new(&SKIPPED);
+        for (reason, n) in &self.skipped {
+            skipped.push(&[reason], *n);
+        }
+        let mut findings = Family::new(&FINDINGS);
+        let mut changes = Family::new(&CHANGES);
+        for ((datname, queryid), record) in &self.latest {
+            for f in &record.findings {
+                findings.push(
+                    &[
+                        datname,
+                        queryid,
+                        &record.fingerprint,
+                        f.id,
+                        f.severity.as_str(),
+                    ],
+                    1.0,
+                );
+            }
+            changes.push(
+                &[datname, queryid],
+                self.changes
+                    .get(&(datname.clone(), queryid.clone()))
+                    .copied()
+                    .unwrap_or(0.0),
+            );
+        }
+        let plans: Vec<Arc<PlanRecord>> = self.recent.iter().cloned().collect();
+        let collected = Collected {
+            families: vec![runs, skipped, findings, changes],
+            detail: Some(Detail::Plans(Arc::new(plans))),
+        };
+        self.store.record(
+            &self.target,
+            "explain",
+            Outcome {
+                result: Ok(collected),
+                duration: Duration::ZERO,
+            },
+        );
+    }
+}
+
+const PRESSURE: &str = "SELECT (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend')::float8 AS used,
+        current_setting('max_connections')::float8 - current_setting('superuser_reserved_connections')::float8 AS usable,
+        CASE WHEN pg_catalog.pg_is_in_recovery()
+             THEN CASE WHEN pg_catalog.pg_last_wal_receive_lsn() IS DISTINCT FROM pg_catalog.pg_last_wal_replay_lsn()
+                       THEN extract(epoch FROM now() - pg_catalog.pg_last_xact_replay_timestamp())::float8 END
+             ELSE (SELECT max(extract(epoch FROM replay_lag))::float8 FROM pg_catalog.pg_stat_replication) END AS lag";
+
+const SAMPLE: &str = "SELECT query,
+                             octet_length(query) >= (SELECT setting::int FROM pg_catalog.pg_settings
+                                                      WHERE name = 'track_activity_query_size') - 1 AS truncated
+                        FROM pg_catalog.pg_stat_activity
+                       WHERE query_id = $1 AND datname = $2 AND state = 'active' AND pid <> pg_catalog.pg_backend_pid()";
+
+/// The SQL the worker sends on its own behalf.
+pub const OWN_SQL: &[&str] = &[PRESSURE, SAMPLE];
