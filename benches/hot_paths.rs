@@ -108,6 +108,7 @@ fn main() {
                 black_box(encode(
                     vec![Scoped {
                         target: None,
+                        label: None,
                         families: families.clone(),
                     }],
                     format,

@@ -61,16 +61,17 @@ impl Agent {
         let mut store_targets = Vec::new();
         let mut prepared = Vec::new();
         for target in &config.targets {
-            let collectors = collect::for_target(config);
+            let collectors = collect::for_target(config, target);
             store_targets.push((
                 target.name.clone(),
-                collectors.iter().map(|s| s.collector.name()).collect(),
+                collectors.iter().map(|s| s.job.name()).collect(),
             ));
             let params = Arc::new(target.conn.clone());
             let session = Session::new(params.clone(), limits);
             prepared.push((
                 target.name.clone(),
                 params,
+                Arc::new(target.databases.clone()),
                 Arc::new(Mutex::new(session)),
                 collectors,
             ));
@@ -78,10 +79,11 @@ impl Agent {
         let store = Arc::new(Store::new(store_targets));
         let targets = prepared
             .into_iter()
-            .map(|(name, params, session, collectors)| {
+            .map(|(name, params, databases, session, collectors)| {
                 let handle = TargetHandle {
                     name: Arc::from(name),
                     params,
+                    databases,
                     session,
                     store: store.clone(),
                     budget: config.collectors.timeout,
@@ -145,11 +147,11 @@ impl Agent {
         if self
             .targets
             .iter()
-            .any(|(_, cs)| cs.iter().any(|s| s.collector.wants_two_samples()))
+            .any(|(_, cs)| cs.iter().any(|s| s.job.wants_two_samples()))
         {
             tokio::time::sleep(interval).await;
             for (handle, collectors) in &mut self.targets {
-                run_all(handle, collectors, |s| s.collector.wants_two_samples()).await;
+                run_all(handle, collectors, |s| s.job.wants_two_samples()).await;
             }
         }
         Ok(())
@@ -167,6 +169,7 @@ impl Agent {
         let process = exposition::encode_part(
             vec![exposition::Scoped {
                 target: None,
+                label: None,
                 families: Arc::new(self.process.sample()),
             }],
             format,
@@ -210,6 +213,6 @@ async fn run_all(
 ) {
     for scheduled in collectors.iter_mut().filter(|s| select(s)) {
         let mut errors = schedule::ErrorLog::default();
-        schedule::run_and_record(handle, scheduled.collector.as_mut(), &mut errors).await;
+        schedule::run_and_record(handle, &mut scheduled.job, &mut errors).await;
     }
 }

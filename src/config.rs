@@ -82,26 +82,35 @@ impl Default for StatementsSettings {
     }
 }
 
-/// `[collectors] database_size = { … }` as written: like any collector, but
-/// every 5 minutes unless set.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SlowSettings {
+/// A collector's settings when its own default interval differs from
+/// `default_interval` (slow, costly reads): every `SECS` seconds unless set.
+#[derive(Debug, Clone)]
+pub struct Every<const SECS: u64> {
     /// How often this collector runs; `"off"` disables it.
     pub interval: Option<Interval>,
 }
 
-impl Default for SlowSettings {
+impl<'de, const SECS: u64> Deserialize<'de> for Every<SECS> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // serde cannot derive for const generics: go through a plain struct.
+        let raw = CollectorSettings::deserialize(d)?;
+        Ok(raw
+            .interval
+            .map_or_else(Every::default, |i| Every { interval: Some(i) }))
+    }
+}
+
+impl<const SECS: u64> Default for Every<SECS> {
     fn default() -> Self {
-        SlowSettings {
-            interval: Some(Interval::Every(Duration::from_secs(300))),
+        Every {
+            interval: Some(Interval::Every(Duration::from_secs(SECS))),
         }
     }
 }
 
-impl HasInterval for SlowSettings {
+impl<const SECS: u64> HasInterval for Every<SECS> {
     fn with_interval(interval: Interval) -> Self {
-        SlowSettings {
+        Every {
             interval: Some(interval),
         }
     }
@@ -176,7 +185,23 @@ pub struct RawCollectors {
     /// pg_stat_database counters and frozen XID age.
     pub databases: Setting,
     /// pg_database_size of every database: every 5 minutes unless set (it stats every file).
-    pub database_size: Setting<SlowSettings>,
+    pub database_size: Setting<Every<300>>,
+    /// Streaming replication: lag of each replica (on a primary), replay lag and receiver (on a replica).
+    pub replication: Setting,
+    /// Replication slots: active, retained WAL, safe_wal_size, wal_status.
+    pub slots: Setting,
+    /// WAL position (as a byte counter) and the WAL directory's size.
+    pub wal: Setting,
+    /// Checkpoints and buffer writes (pg_stat_bgwriter / pg_stat_checkpointer).
+    pub checkpoints: Setting,
+    /// WAL archiving: pg_stat_archiver, segments waiting, recovery point at risk.
+    pub archiver: Setting,
+    /// Free space of the filesystems holding the data directory, WAL and tablespaces (when on the database host).
+    pub filesystem: Setting,
+    /// Tables and indexes of every watched database: sizes, scans, dead tuples, autovacuum; every minute unless set.
+    pub tables: Setting<Every<60>>,
+    /// PgBouncer admin consoles configured under [target.pgbouncer]: pools, databases, totals.
+    pub pgbouncer: Setting,
     /// pg_stat_statements: per-statement counters, latency histograms and percentiles.
     pub statements: Setting<StatementsSettings>,
 }
@@ -191,6 +216,14 @@ impl Default for RawCollectors {
             connections: Setting::default(),
             databases: Setting::default(),
             database_size: Setting::default(),
+            replication: Setting::default(),
+            slots: Setting::default(),
+            wal: Setting::default(),
+            checkpoints: Setting::default(),
+            archiver: Setting::default(),
+            filesystem: Setting::default(),
+            tables: Setting::default(),
+            pgbouncer: Setting::default(),
             statements: Setting::default(),
         }
     }
@@ -208,6 +241,164 @@ pub struct RawTarget {
     pub password_file: Option<PathBuf>,
     /// Name of an environment variable holding the password.
     pub password_env: Option<String>,
+    /// Databases whose tables are watched: "auto" (every one the role may connect to) or a list of names.
+    pub databases: Databases,
+    /// Backup freshness from pgBackRest.
+    pub backup: Option<RawBackup>,
+    /// PgBouncer admin consoles in front of this server: one table, or an array of tables for several.
+    pub pgbouncer: OneOrMany<RawPgbouncer>,
+}
+
+/// A table, or an array of tables (`[target.pgbouncer]` or `[[target.pgbouncer]]`).
+#[derive(Debug, Clone, Default)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table or an array of tables")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<OneOrMany<T>, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(|one| OneOrMany(vec![one]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany<T>, A::Error> {
+                let mut all = Vec::new();
+                while let Some(one) = seq.next_element()? {
+                    all.push(one);
+                }
+                Ok(OneOrMany(all))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// `[target.pgbouncer]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawPgbouncer {
+    /// Becomes the `pgbouncer` label when a target has several; defaults to "pgbouncer".
+    pub name: Option<String>,
+    /// The admin console: a DSN to the "pgbouncer" database as a user in admin_users or stats_users.
+    pub dsn: String,
+    /// File holding the password (first line).
+    pub password_file: Option<PathBuf>,
+    /// Name of an environment variable holding the password.
+    pub password_env: Option<String>,
+}
+
+/// A validated PgBouncer to watch.
+#[derive(Debug, Clone)]
+pub struct Pgbouncer {
+    /// Its name.
+    pub name: String,
+    /// Whether series carry a `pgbouncer` label (the target has several).
+    pub labelled: bool,
+    /// How to reach its admin console.
+    pub conn: ConnParams,
+}
+
+/// `[target.backup]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawBackup {
+    /// The pgBackRest stanza; runs `pgbackrest --stanza=… --output=json info`.
+    pub pgbackrest_stanza: String,
+    /// The pgbackrest executable.
+    pub pgbackrest_command: PathBuf,
+    /// pgBackRest's configuration file, when not the default (/etc/pgbackrest/pgbackrest.conf).
+    pub pgbackrest_config: Option<PathBuf>,
+    /// How often to ask pgBackRest (each call reads the repository).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// How long one `pgbackrest info` may take.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The full-backup schedule: a full backup older than this is overdue.
+    #[serde(with = "humantime_serde")]
+    pub full_max_age: Duration,
+    /// Any backup (full, differential or incremental) older than this is overdue.
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+impl Default for RawBackup {
+    fn default() -> Self {
+        RawBackup {
+            pgbackrest_stanza: String::new(),
+            pgbackrest_command: PathBuf::from("pgbackrest"),
+            pgbackrest_config: None,
+            interval: Duration::from_secs(300),
+            timeout: Duration::from_secs(60),
+            full_max_age: Duration::from_secs(7 * 86400 + 3600),
+            max_age: Duration::from_secs(86400 + 3600),
+        }
+    }
+}
+
+/// Validated backup settings.
+#[derive(Debug, Clone)]
+pub struct Backup {
+    /// Stanza.
+    pub stanza: String,
+    /// Executable.
+    pub command: PathBuf,
+    /// Config file.
+    pub config: Option<PathBuf>,
+    /// Interval.
+    pub interval: Duration,
+    /// Timeout of one call.
+    pub timeout: Duration,
+    /// Full backup schedule.
+    pub full_max_age: Duration,
+    /// Any-backup schedule.
+    pub max_age: Duration,
+}
+
+/// Which databases per-database collectors visit.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Databases {
+    /// Every database that allows connections and the role may connect to.
+    #[default]
+    Auto,
+    /// These, by name.
+    List(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for Databases {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Databases;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"auto\" or a list of database names")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Databases, E> {
+                if v == "auto" {
+                    Ok(Databases::Auto)
+                } else {
+                    Err(E::custom(format!(
+                        "{v:?}: expected \"auto\" or a list of database names"
+                    )))
+                }
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Databases, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    names.push(name);
+                }
+                Ok(Databases::List(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// The whole file as written.
@@ -339,6 +530,22 @@ pub struct Collectors {
     pub databases: Option<Duration>,
     /// Interval of the database_size collector.
     pub database_size: Option<Duration>,
+    /// Interval of the replication collector.
+    pub replication: Option<Duration>,
+    /// Interval of the slots collector.
+    pub slots: Option<Duration>,
+    /// Interval of the wal collector.
+    pub wal: Option<Duration>,
+    /// Interval of the checkpoints collector.
+    pub checkpoints: Option<Duration>,
+    /// Interval of the archiver collector.
+    pub archiver: Option<Duration>,
+    /// Interval of the filesystem collector.
+    pub filesystem: Option<Duration>,
+    /// Interval of the tables collector.
+    pub tables: Option<Duration>,
+    /// Interval of the PgBouncer collectors.
+    pub pgbouncer: Option<Duration>,
     /// The statements collector.
     pub statements: Statements,
 }
@@ -361,6 +568,12 @@ pub struct Target {
     pub name: String,
     /// Connection parameters, password resolved, defaults applied.
     pub conn: ConnParams,
+    /// Databases per-database collectors visit.
+    pub databases: Databases,
+    /// Backup freshness settings, when configured.
+    pub backup: Option<Backup>,
+    /// PgBouncers in front of the server.
+    pub pgbouncers: Vec<Pgbouncer>,
 }
 
 /// A validated configuration.
@@ -656,40 +869,84 @@ fn validate_with(
         if libpq_env && let Err(e) = conn.fill_from_env(|name| (env.var)(name)) {
             problem(String::new(), format!("environment: {e}"));
         }
-        match (&t.password_file, &t.password_env) {
-            (Some(_), Some(_)) => problem(
-                path("password_file"),
-                "set either password_file or password_env, not both".into(),
-            ),
-            (Some(file), None) => match read_password_file(file) {
-                Ok(pw) if conn.password.is_some() => {
-                    drop(pw);
-                    problem(
-                        path("password_file"),
-                        "the dsn already contains a password; keep only one".into(),
-                    )
-                }
-                Ok(pw) => conn.password = Some(pw),
-                Err(message) => problem(path("password_file"), message),
-            },
-            (None, Some(var)) => match (env.var)(var) {
-                Some(_) if conn.password.is_some() => problem(
-                    path("password_env"),
-                    "the dsn already contains a password; keep only one".into(),
-                ),
-                Some(pw) => conn.password = Some(pw),
-                None => problem(
-                    path("password_env"),
-                    format!("environment variable {var} is not set"),
-                ),
-            },
-            (None, None) => {}
+        if let Err((key, message)) = apply_password(
+            &mut conn,
+            t.password_file.as_deref(),
+            t.password_env.as_deref(),
+            env,
+        ) {
+            problem(path(key), message);
         }
         conn.fill_defaults(env.os_user());
         if conn.password.is_none() {
             conn.password = conn.pgpass_password(env.home().as_deref());
         }
-        targets.push(Target { name, conn });
+        let backup = t.backup.as_ref().and_then(|b| {
+            if b.pgbackrest_stanza.is_empty() {
+                problem(
+                    path("backup.pgbackrest_stanza"),
+                    "required: the pgBackRest stanza to watch".into(),
+                );
+                return None;
+            }
+            Some(Backup {
+                stanza: b.pgbackrest_stanza.clone(),
+                command: b.pgbackrest_command.clone(),
+                config: b.pgbackrest_config.clone(),
+                interval: b.interval,
+                timeout: b.timeout,
+                full_max_age: b.full_max_age,
+                max_age: b.max_age,
+            })
+        });
+        let mut pgbouncers = Vec::new();
+        let several = t.pgbouncer.0.len() > 1;
+        for (j, b) in t.pgbouncer.0.iter().enumerate() {
+            let key = |k: &str| format!("target[{i}].pgbouncer[{j}].{k}");
+            let name = b.name.clone().unwrap_or_else(|| {
+                if several {
+                    format!("pgbouncer{j}")
+                } else {
+                    "pgbouncer".into()
+                }
+            });
+            if b.dsn.is_empty() {
+                problem(key("dsn"), "required: the admin console, e.g. postgresql://pgvigil@localhost:6432/pgbouncer".into());
+                continue;
+            }
+            let mut conn = match ConnParams::parse(&b.dsn) {
+                Ok(c) => c,
+                Err(e) => {
+                    problem(key("dsn"), e.to_string());
+                    continue;
+                }
+            };
+            if let Err((k, message)) = apply_password(
+                &mut conn,
+                b.password_file.as_deref(),
+                b.password_env.as_deref(),
+                env,
+            ) {
+                problem(key(k), message);
+            }
+            // The admin console is the "pgbouncer" database, whatever the user.
+            if conn.dbname.is_none() {
+                conn.dbname = Some("pgbouncer".into());
+            }
+            conn.fill_defaults(env.os_user());
+            pgbouncers.push(Pgbouncer {
+                name,
+                labelled: several,
+                conn,
+            });
+        }
+        targets.push(Target {
+            name,
+            conn,
+            databases: t.databases,
+            backup,
+            pgbouncers,
+        });
     }
 
     let c = &raw.collectors;
@@ -735,6 +992,14 @@ fn validate_with(
         connections: interval(&c.connections),
         databases: interval(&c.databases),
         database_size: resolve(c.database_size.0.interval),
+        replication: interval(&c.replication),
+        slots: interval(&c.slots),
+        wal: interval(&c.wal),
+        checkpoints: interval(&c.checkpoints),
+        archiver: interval(&c.archiver),
+        filesystem: interval(&c.filesystem),
+        tables: resolve(c.tables.0.interval),
+        pgbouncer: interval(&c.pgbouncer),
         statements: Statements {
             interval: resolve(st.interval),
             top: st.top,
@@ -762,6 +1027,46 @@ fn validate_with(
         collectors,
         explain,
     })
+}
+
+/// Puts the password from `password_file` or `password_env` (at most one
+/// of them) into `conn`; on a problem, the key it concerns and why.
+fn apply_password(
+    conn: &mut ConnParams,
+    file: Option<&Path>,
+    var: Option<&str>,
+    env: &Environment,
+) -> Result<(), (&'static str, String)> {
+    let (key, password) = match (file, var) {
+        (Some(_), Some(_)) => {
+            return Err((
+                "password_file",
+                "set either password_file or password_env, not both".into(),
+            ));
+        }
+        (Some(file), None) => (
+            "password_file",
+            read_password_file(file).map_err(|m| ("password_file", m))?,
+        ),
+        (None, Some(var)) => (
+            "password_env",
+            (env.var)(var).ok_or_else(|| {
+                (
+                    "password_env",
+                    format!("environment variable {var} is not set"),
+                )
+            })?,
+        ),
+        (None, None) => return Ok(()),
+    };
+    if conn.password.is_some() {
+        return Err((
+            key,
+            "the dsn already contains a password; keep only one".into(),
+        ));
+    }
+    conn.password = Some(password);
+    Ok(())
 }
 
 fn read_password_file(path: &Path) -> Result<String, String> {

@@ -52,6 +52,8 @@ impl Format {
 pub struct Scoped {
     /// The `target` label value, when series carry one.
     pub target: Option<Arc<str>>,
+    /// Another label all of the group's series carry (`pgbouncer`).
+    pub label: Option<(&'static str, Arc<str>)>,
     /// The families.
     pub families: Arc<Vec<Family>>,
 }
@@ -64,11 +66,13 @@ pub fn scoped(views: &[TargetView]) -> Vec<Scoped> {
         let target = view.labelled.then(|| view.name.clone());
         out.push(Scoped {
             target: target.clone(),
+            label: None,
             families: Arc::new(view.health_families()),
         });
         for (_, state) in &view.collectors {
             out.push(Scoped {
                 target: target.clone(),
+                label: state.label.clone(),
                 families: state.families.clone(),
             });
         }
@@ -124,7 +128,7 @@ pub fn encode(groups: Vec<Scoped>, format: Format) -> String {
 
 /// One family's descriptor and its series from every group, with the
 /// group's target label.
-type Merged<'a> = (&'static Desc, Vec<(Option<&'a str>, &'a Series)>);
+type Merged<'a> = (&'static Desc, Vec<(Group<'a>, &'a Series)>);
 
 #[derive(Debug)]
 struct Snapshots {
@@ -133,15 +137,25 @@ struct Snapshots {
 
 /// The labels of one series: the optional target, then the family's own.
 struct SeriesLabels<'a> {
-    target: Option<&'a str>,
+    group: &'a Group<'a>,
     names: &'static [&'static str],
     values: &'a [String],
 }
 
+/// The labels a group of families adds to each of its series.
+#[derive(Clone, Copy)]
+struct Group<'a> {
+    target: Option<&'a str>,
+    label: Option<(&'static str, &'a str)>,
+}
+
 impl EncodeLabelSet for SeriesLabels<'_> {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
-        if let Some(target) = self.target {
+        if let Some(target) = self.group.target {
             ("target", target).encode(encoder.encode_label())?;
+        }
+        if let Some((name, value)) = self.group.label {
+            (name, value).encode(encoder.encode_label())?;
         }
         for (name, value) in self.names.iter().zip(self.values) {
             (*name, value.as_str()).encode(encoder.encode_label())?;
@@ -168,21 +182,25 @@ fn unit(unit: Unit) -> PcUnit {
 
 impl Collector for Snapshots {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        // Merge by name so that each family gets exactly one header.
-        let mut merged: BTreeMap<&'static str, Merged> = BTreeMap::new();
+        // Merge by exposed name (pg_replication_lag_seconds and
+        // pg_replication_lag_bytes share a base name) so that each family
+        // gets exactly one header.
+        let mut merged: BTreeMap<(&'static str, Option<Unit>), Merged> = BTreeMap::new();
         for group in &self.groups {
             for family in group.families.iter() {
                 let entry = merged
-                    .entry(family.desc.name)
+                    .entry((family.desc.name, family.desc.unit))
                     .or_insert_with(|| (family.desc, Vec::new()));
                 debug_assert!(
                     std::ptr::eq(entry.0, family.desc),
                     "two descriptors named {}",
-                    family.desc.name
+                    family.desc.exposed_name()
                 );
-                entry
-                    .1
-                    .extend(family.series.iter().map(|s| (group.target.as_deref(), s)));
+                let labels = Group {
+                    target: group.target.as_deref(),
+                    label: group.label.as_ref().map(|(n, v)| (*n, &**v)),
+                };
+                entry.1.extend(family.series.iter().map(|s| (labels, s)));
             }
         }
         for (desc, series) in merged.values() {
@@ -196,9 +214,9 @@ impl Collector for Snapshots {
                 unit.as_ref(),
                 metric_type(desc.kind),
             )?;
-            for (target, s) in series {
+            for (group, s) in series {
                 let labels = SeriesLabels {
-                    target: *target,
+                    group,
                     names: desc.labels,
                     values: &s.labels,
                 };
@@ -265,6 +283,7 @@ mod tests {
         let out = encode(
             vec![Scoped {
                 target: None,
+                label: None,
                 families: Arc::new(families()),
             }],
             Format::Prometheus,
@@ -296,6 +315,7 @@ mod tests {
         let out = encode(
             vec![Scoped {
                 target: None,
+                label: None,
                 families: Arc::new(families()),
             }],
             Format::OpenMetrics,
@@ -312,10 +332,12 @@ mod tests {
         let groups = vec![
             Scoped {
                 target: Some("a".into()),
+                label: None,
                 families: Arc::new(families()),
             },
             Scoped {
                 target: Some("b".into()),
+                label: None,
                 families: Arc::new(families()),
             },
         ];

@@ -23,6 +23,9 @@
 //!   hysteresis.
 //! - [`sql`]: everything that touches pg_query (fingerprints, normalized
 //!   texts, recognising pgvigil's own statements).
+//! - [`saturation`]: connection saturation across PgBouncer and PostgreSQL,
+//!   arithmetic on published families.
+//! - [`logs`]: PostgreSQL's own log (prefix, records, events).
 //! - [`http`]: the hyper server and its endpoints; [`shutdown`]: signals.
 #![deny(missing_docs)]
 
@@ -34,8 +37,10 @@ pub mod config;
 pub mod explain;
 pub mod exposition;
 pub mod http;
+pub mod logs;
 pub mod metric;
 pub mod report;
+pub mod saturation;
 pub mod schedule;
 pub mod shutdown;
 pub mod snapshot;

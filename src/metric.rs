@@ -36,7 +36,7 @@ impl Kind {
 ///
 /// Ratios are deliberately absent: prometheus-client would write `_ratios`,
 /// while our convention (SPEC §5) is `_ratio` as part of the name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Unit {
     /// Seconds.
     Seconds,

@@ -11,6 +11,7 @@ use serde_json::{Value as Json, json};
 use crate::collect::Detail;
 use crate::collect::statements::report::StatementsReport;
 use crate::metric::{Family, Value};
+use crate::saturation::{Pool, Saturation};
 use crate::snapshot::TargetView;
 
 fn families(view: &TargetView) -> impl Iterator<Item = &Family> {
@@ -135,14 +136,23 @@ pub fn json(views: &[TargetView]) -> Json {
                     })
                 })
                 .collect();
-            let statements = statements_of(view).map(|r| serde_json::to_value(r).unwrap_or(Json::Null));
-            json!({ "name": &*view.name, "up": view.up, "collectors": collectors, "statements": statements, "metrics": metrics })
+            let statements =
+                statements_of(view).map(|r| serde_json::to_value(r).unwrap_or(Json::Null));
+            json!({
+                "name": &*view.name,
+                "up": view.up,
+                "collectors": collectors,
+                "statements": statements,
+                "saturation": Saturation::of(view),
+                "metrics": metrics,
+            })
         })
         .collect();
     json!({ "version": crate::cli::VERSION, "targets": targets })
 }
 
-fn number(family: Option<&Family>, labels: &[&str]) -> Option<f64> {
+/// The value of the series with exactly these label values.
+pub(crate) fn number(family: Option<&Family>, labels: &[&str]) -> Option<f64> {
     family?
         .series
         .iter()
@@ -224,27 +234,16 @@ pub fn table(views: &[TargetView]) -> String {
             let _ = writeln!(out, "  collector {name:<12} {status}");
         }
 
-        let max = number(find(view, "pg_settings_max_connections"), &[]);
-        let reserved = number(find(view, "pg_connections_reserved"), &[]);
-        if let Some(conns) = find(view, "pg_connections") {
-            let used: f64 = conns
-                .series
-                .iter()
-                .filter_map(|s| {
-                    if let Value::Number(v) = s.value {
-                        Some(v)
-                    } else {
-                        None
-                    }
-                })
-                .sum();
-            let limit = match (max, reserved) {
-                (Some(m), Some(r)) => {
-                    format!(" of {} usable ({m} max_connections - {r} reserved)", m - r)
-                }
+        let saturation = Saturation::of(view);
+        if let (Some(conns), Some(pg)) = (find(view, "pg_connections"), &saturation.postgres) {
+            let limit = match (pg.max_connections, pg.reserved, pg.usable, pg.ratio) {
+                (Some(m), Some(r), Some(u), Some(ratio)) => format!(
+                    " of {u} usable ({m} max_connections - {r} reserved), {}",
+                    percent(ratio)
+                ),
                 _ => String::new(),
             };
-            let _ = writeln!(out, "\nconnections: {used}{limit}");
+            let _ = writeln!(out, "\nconnections: {}{limit}", pg.used);
             let mut rows: Vec<Vec<String>> = conns
                 .series
                 .iter()
@@ -262,6 +261,10 @@ pub fn table(views: &[TargetView]) -> String {
                 &["DATABASE", "USER", "APPLICATION", "STATE", "COUNT"],
                 &rows,
             ));
+        }
+
+        if !saturation.pools.is_empty() {
+            out.push_str(&pools_table(&saturation.pools));
         }
 
         if let Some(commits) = find(view, "pg_database_xact_commit") {
@@ -322,6 +325,49 @@ pub fn table(views: &[TargetView]) -> String {
         }
         out.push('\n');
     }
+    out
+}
+
+fn percent(ratio: f64) -> String {
+    format!("{:.0}%", ratio * 100.0)
+}
+
+/// PgBouncer pools, busiest first: waiting clients and server connections
+/// against `pool_size`.
+fn pools_table(pools: &[Pool]) -> String {
+    let rows: Vec<Vec<String>> = pools
+        .iter()
+        .map(|p| {
+            vec![
+                p.pgbouncer.clone().unwrap_or_else(|| "-".into()),
+                p.database.clone(),
+                p.user.clone(),
+                p.clients_active.to_string(),
+                p.clients_waiting.to_string(),
+                format!("{:.3}s", p.maxwait_seconds),
+                p.servers_used.to_string(),
+                p.pool_size
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                p.ratio.map(percent).unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let mut out = String::from("\npools:\n");
+    out.push_str(&columns(
+        &[
+            "PGBOUNCER",
+            "DATABASE",
+            "USER",
+            "ACTIVE",
+            "WAITING",
+            "MAXWAIT",
+            "SERVERS",
+            "POOL SIZE",
+            "USE",
+        ],
+        &rows,
+    ));
     out
 }
 

@@ -14,7 +14,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::collect::{CollectError, Collected, Collector, Context, Scheduled};
+use crate::collect::{CollectError, Collected, Collector, Context, Job, Scheduled};
 use crate::snapshot::{Outcome, Store};
 use crate::target::session::Session;
 
@@ -25,6 +25,8 @@ pub struct TargetHandle {
     pub name: Arc<str>,
     /// How to reach it.
     pub params: Arc<crate::target::dsn::ConnParams>,
+    /// Databases per-database collectors visit.
+    pub databases: Arc<crate::config::Databases>,
     /// Its monitoring session, shared by its collectors.
     pub session: Arc<Mutex<Session>>,
     /// The store results go to.
@@ -38,22 +40,38 @@ pub struct TargetHandle {
 /// failure when it first appears or changes. The recorded duration starts
 /// once the session is ours, so it is the collector's own time, not time
 /// spent queueing behind the target's other collectors.
-pub async fn run_and_record(
-    target: &TargetHandle,
-    collector: &mut dyn Collector,
-    errors: &mut ErrorLog,
-) {
-    let mut session = target.session.lock().await;
-    let started = Instant::now();
-    let result = run_once(&mut session, target, collector).await;
-    let duration = started.elapsed();
-    drop(session);
-    errors.note(&target.name, collector.name(), &result);
+pub async fn run_and_record(target: &TargetHandle, job: &mut Job, errors: &mut ErrorLog) {
+    let name = job.name();
+    let (on_failure, label) = match job {
+        Job::Standalone(c) => (c.on_failure(), c.label()),
+        Job::Session(_) => (Vec::new(), None),
+    };
+    let (result, duration) = match job {
+        Job::Session(collector) => {
+            let mut session = target.session.lock().await;
+            let started = Instant::now();
+            let result = run_once(&mut session, target, collector.as_mut()).await;
+            (result, started.elapsed())
+        }
+        Job::Standalone(collector) => {
+            let started = Instant::now();
+            let result = match tokio::time::timeout(target.budget, collector.collect()).await {
+                Ok(result) => result,
+                Err(_) => Err(CollectError::Timeout {
+                    budget: target.budget,
+                }),
+            };
+            (result, started.elapsed())
+        }
+    };
+    errors.note(&target.name, name, &result);
     let outcome = Outcome {
         result: result.map_err(|e| e.to_string()),
         duration,
+        on_failure,
+        label,
     };
-    target.store.record(&target.name, collector.name(), outcome);
+    target.store.record(&target.name, name, outcome);
 }
 
 async fn run_once(
@@ -61,7 +79,7 @@ async fn run_once(
     target: &TargetHandle,
     collector: &mut dyn Collector,
 ) -> Result<Collected, CollectError> {
-    let result = collect_within_budget(session, collector, target.budget).await;
+    let result = collect_within_budget(session, target, collector).await;
     let up = match &result {
         Ok(_) => true,
         Err(e) if e.connection_lost() => {
@@ -76,13 +94,18 @@ async fn run_once(
 
 async fn collect_within_budget(
     session: &mut Session,
+    target: &TargetHandle,
     collector: &mut dyn Collector,
-    budget: Duration,
 ) -> Result<Collected, CollectError> {
+    let budget = target.budget;
+    let limits = session.limits();
     let live = session.connect().await?;
     let mut cx = Context {
         client: &live.client,
         caps: &mut live.caps,
+        params: &target.params,
+        limits,
+        databases: &target.databases,
     };
     match tokio::time::timeout(budget, collector.collect(&mut cx)).await {
         Ok(result) => result,
@@ -143,7 +166,7 @@ pub fn spawn(
             }
             tokio::select! {
                 _ = token.cancelled() => return,
-                _ = run_and_record(&target, scheduled.collector.as_mut(), &mut errors) => {}
+                _ = run_and_record(&target, &mut scheduled.job, &mut errors) => {}
             }
         }
     });

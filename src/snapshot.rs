@@ -38,6 +38,9 @@ pub struct CollectorState {
     pub last_success: Option<SystemTime>,
     /// Why the last run failed, one line, safe to show (no secrets).
     pub last_error: Option<String>,
+    /// A label every series of this collector carries (a PgBouncer's name
+    /// when a target has several).
+    pub label: Option<(&'static str, Arc<str>)>,
 }
 
 /// The outcome of one collector run, as handed to [`Store::record`].
@@ -47,6 +50,22 @@ pub struct Outcome {
     pub result: Result<Collected, String>,
     /// Wall time the run took.
     pub duration: Duration,
+    /// Families published even when the run failed (an `up` gauge at 0).
+    pub on_failure: Vec<Family>,
+    /// A label for all of this collector's series.
+    pub label: Option<(&'static str, Arc<str>)>,
+}
+
+impl Outcome {
+    /// An outcome with no failure families and no extra label.
+    pub fn plain(result: Result<Collected, String>, duration: Duration) -> Outcome {
+        Outcome {
+            result,
+            duration,
+            on_failure: Vec::new(),
+            label: None,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -136,14 +155,16 @@ impl Store {
                     duration: outcome.duration,
                     last_success: Some(now),
                     last_error: None,
+                    label: outcome.label,
                 },
                 Err(reason) => CollectorState {
-                    families: Arc::new(Vec::new()),
+                    families: Arc::new(outcome.on_failure),
                     detail: previous_detail,
                     success: false,
                     duration: outcome.duration,
                     last_success: previous_success,
                     last_error: Some(reason),
+                    label: outcome.label,
                 },
             };
             entry.collectors.insert(collector, state);
@@ -225,10 +246,10 @@ mod tests {
     static THING: Desc = desc!(Gauge "pg_thing", [], "A thing.");
 
     fn ok() -> Outcome {
-        Outcome {
-            result: Ok(vec![Family::single(&THING, 1.0)].into()),
-            duration: Duration::from_millis(3),
-        }
+        Outcome::plain(
+            Ok(vec![Family::single(&THING, 1.0)].into()),
+            Duration::from_millis(3),
+        )
     }
 
     #[test]
@@ -236,14 +257,7 @@ mod tests {
         let store = Store::new(vec![("a".into(), vec!["x", "y"]), ("b".into(), vec!["x"])]);
         assert!(!store.ready());
         store.record("a", "x", ok());
-        store.record(
-            "a",
-            "y",
-            Outcome {
-                result: Err("boom".into()),
-                duration: Duration::ZERO,
-            },
-        );
+        store.record("a", "y", Outcome::plain(Err("boom".into()), Duration::ZERO));
         assert!(!store.ready());
         store.record("b", "x", ok());
         assert!(store.ready());
@@ -253,14 +267,7 @@ mod tests {
     fn failure_drops_families_but_keeps_last_success_time() {
         let store = Store::new(vec![("a".into(), vec!["x"])]);
         store.record("a", "x", ok());
-        store.record(
-            "a",
-            "x",
-            Outcome {
-                result: Err("gone".into()),
-                duration: Duration::ZERO,
-            },
-        );
+        store.record("a", "x", Outcome::plain(Err("gone".into()), Duration::ZERO));
         let view = store.view(None);
         let (_, state) = &view[0].collectors[0];
         assert!(!state.success);

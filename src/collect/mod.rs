@@ -17,12 +17,21 @@ use crate::metric::{Desc, Family};
 use crate::target::caps::Capabilities;
 use crate::target::session::{ConnectError, describe};
 
+pub mod archiver;
+pub mod backup;
+pub mod checkpoints;
 pub mod connections;
 pub mod database_size;
 pub mod databases;
+pub mod filesystem;
+pub mod pgbouncer;
 pub mod process;
+pub mod replication;
 pub mod server;
+pub mod slots;
 pub mod statements;
+pub mod tables;
+pub mod wal;
 
 /// What one collector run produced.
 #[derive(Debug, Default)]
@@ -58,6 +67,12 @@ pub struct Context<'a> {
     /// What was detected about the server; collectors may update
     /// `in_recovery`.
     pub caps: &'a mut Capabilities,
+    /// How to reach the target, for collectors that visit other databases.
+    pub params: &'a crate::target::dsn::ConnParams,
+    /// The session limits, for such extra connections.
+    pub limits: crate::target::session::Limits,
+    /// Which databases per-database collectors visit.
+    pub databases: &'a crate::config::Databases,
 }
 
 /// Why a collector run failed.
@@ -155,35 +170,104 @@ pub trait Collector: Send + Sync {
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError>;
 }
 
-/// A collector and how often it runs.
+/// A collector that does not read the target's PostgreSQL session: it
+/// runs a command or keeps a connection of its own (pgBackRest, PgBouncer),
+/// so it keeps reporting when PostgreSQL is unreachable and never affects
+/// `pg_up`.
+#[async_trait]
+pub trait Standalone: Send + Sync {
+    /// The `collector` label value.
+    fn name(&self) -> &'static str;
+
+    /// Reads its source and returns this cycle's families.
+    async fn collect(&mut self) -> Result<Collected, CollectError>;
+
+    /// Families to publish when a run fails (an `up` gauge at 0).
+    fn on_failure(&self) -> Vec<Family> {
+        Vec::new()
+    }
+
+    /// A label all of its series carry, such as which PgBouncer.
+    fn label(&self) -> Option<(&'static str, Arc<str>)> {
+        None
+    }
+}
+
+/// Something the schedule runs.
+pub enum Job {
+    /// Reads through the target's monitoring session.
+    Session(Box<dyn Collector>),
+    /// Reads something else.
+    Standalone(Box<dyn Standalone>),
+}
+
+impl Job {
+    /// The `collector` label value.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Job::Session(c) => c.name(),
+            Job::Standalone(c) => c.name(),
+        }
+    }
+
+    /// Whether `pgvigil once` should run it twice.
+    pub fn wants_two_samples(&self) -> bool {
+        matches!(self, Job::Session(c) if c.wants_two_samples())
+    }
+}
+
+/// A job and how often it runs.
 pub struct Scheduled {
-    /// The collector.
-    pub collector: Box<dyn Collector>,
+    /// What runs.
+    pub job: Job,
     /// Its interval.
     pub interval: std::time::Duration,
 }
 
 /// The enabled collectors of one target, per the config.
-pub fn for_target(config: &Config) -> Vec<Scheduled> {
+pub fn for_target(config: &Config, target: &crate::config::Target) -> Vec<Scheduled> {
     let c = &config.collectors;
-    let all: [(Option<std::time::Duration>, Box<dyn Collector>); 5] = [
+    let all: [(Option<std::time::Duration>, Box<dyn Collector>); 12] = [
         (c.server, Box::new(server::Server)),
         (c.connections, Box::new(connections::Connections)),
         (c.databases, Box::new(databases::Databases::default())),
         (c.database_size, Box::new(database_size::DatabaseSize)),
+        (c.replication, Box::new(replication::Replication::default())),
+        (c.slots, Box::new(slots::Slots)),
+        (c.wal, Box::new(wal::Wal)),
+        (c.checkpoints, Box::new(checkpoints::Checkpoints::default())),
+        (c.archiver, Box::new(archiver::Archiver::default())),
+        (c.filesystem, Box::new(filesystem::Filesystem)),
+        (c.tables, Box::new(tables::Tables::default())),
         (
             c.statements.interval,
             Box::new(statements::Statements::new(c.statements.clone())),
         ),
     ];
-    all.into_iter()
+    let mut jobs: Vec<Scheduled> = all
+        .into_iter()
         .filter_map(|(interval, collector)| {
             interval.map(|interval| Scheduled {
-                collector,
+                job: Job::Session(collector),
                 interval,
             })
         })
-        .collect()
+        .collect();
+    for pgbouncer in target.pgbouncers.iter().filter(|_| c.pgbouncer.is_some()) {
+        let collector = pgbouncer::Pgbouncer::new(pgbouncer.clone());
+        let interval = c.pgbouncer.unwrap_or_default();
+        jobs.push(Scheduled {
+            job: Job::Standalone(Box::new(collector)),
+            interval,
+        });
+    }
+    if let Some(backup) = &target.backup {
+        jobs.push(Scheduled {
+            job: Job::Standalone(Box::new(backup::Backup::new(backup.clone()))),
+            interval: backup.interval,
+        });
+    }
+    jobs
 }
 
 /// Every metric family pgvigil can publish, grouped by collector, for the
@@ -196,6 +280,15 @@ pub fn catalog() -> Vec<(&'static str, &'static [&'static Desc])> {
         ("connections", connections::METRICS),
         ("databases", databases::METRICS),
         ("database_size", database_size::METRICS),
+        ("replication", replication::METRICS),
+        ("slots", slots::METRICS),
+        ("wal", wal::METRICS),
+        ("checkpoints", checkpoints::METRICS),
+        ("archiver", archiver::METRICS),
+        ("filesystem", filesystem::METRICS),
+        ("tables", tables::METRICS),
+        ("backup", backup::METRICS),
+        ("pgbouncer", pgbouncer::METRICS),
         ("statements", statements::METRICS),
         ("explain", crate::explain::worker::METRICS),
     ]
@@ -211,6 +304,13 @@ pub fn own_queries() -> Vec<&'static str> {
         connections::OWN_SQL,
         databases::OWN_SQL,
         database_size::OWN_SQL,
+        replication::OWN_SQL,
+        slots::OWN_SQL,
+        wal::OWN_SQL,
+        checkpoints::OWN_SQL,
+        archiver::OWN_SQL,
+        filesystem::OWN_SQL,
+        tables::OWN_SQL,
         statements::OWN_SQL,
         crate::explain::runner::OWN_SQL,
         crate::explain::worker::OWN_SQL,

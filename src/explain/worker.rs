@@ -424,21 +424,23 @@ impl Worker {
         if self.settings.redact {
             redact::redact_plan(&mut plan);
         }
-        let previous = self
-            .latest
-            .get(&key)
-            .filter(|p| p.shape_hash != shape_hash)
-            .map(|p| {
-                Box::new(PreviousPlan {
-                    shape_hash: p.shape_hash.clone(),
-                    explained_at: p.explained_at,
-                    plan: p.plan.clone(),
-                })
-            });
-        if previous.is_some() {
-            *self.changes.entry(key.clone()).or_default() += 1.0;
-        } else {
-            self.changes.entry(key.clone()).or_default();
+        // The plan before the latest change of shape stays attached until
+        // the shape changes again, so a re-explain of the new plan does not
+        // hide what it replaced.
+        let last = self.latest.get(&key);
+        let changed = last.is_some_and(|p| p.shape_hash != shape_hash);
+        let previous = match last {
+            Some(p) if changed => Some(Box::new(PreviousPlan {
+                shape_hash: p.shape_hash.clone(),
+                explained_at: p.explained_at,
+                plan: p.plan.clone(),
+            })),
+            Some(p) => p.previous.clone(),
+            None => None,
+        };
+        let changes = self.changes.entry(key.clone()).or_default();
+        if changed {
+            *changes += 1.0;
         }
         for f in &found {
             tracing::info!(
@@ -519,10 +521,7 @@ impl Worker {
         self.store.record(
             &self.target,
             "explain",
-            Outcome {
-                result: Ok(collected),
-                duration: Duration::ZERO,
-            },
+            Outcome::plain(Ok(collected), Duration::ZERO),
         );
     }
 }

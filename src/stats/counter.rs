@@ -34,6 +34,12 @@ impl<K> Default for Totals<K> {
 impl<K: Hash + Eq> Totals<K> {
     /// Feeds one raw reading and returns the monotonic total.
     pub fn observe(&mut self, key: K, raw: f64) -> f64 {
+        self.observe_with_growth(key, raw).0
+    }
+
+    /// Like [`Totals::observe`], also returning the growth since the
+    /// previous reading (0 for a key seen for the first time).
+    pub fn observe_with_growth(&mut self, key: K, raw: f64) -> (f64, f64) {
         let raw = if raw.is_finite() && raw > 0.0 {
             raw
         } else {
@@ -45,10 +51,11 @@ impl<K: Hash + Eq> Totals<K> {
             total: raw,
             seen: true,
         });
-        entry.total += delta(entry.last_raw, raw);
+        let growth = delta(entry.last_raw, raw);
+        entry.total += growth;
         entry.last_raw = raw;
         entry.seen = true;
-        entry.total
+        (entry.total, growth)
     }
 
     /// Forgets keys not observed since the previous sweep (a dropped

@@ -128,6 +128,11 @@ impl Session {
         }
     }
 
+    /// The limits every connection of this session gets.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// `host:port as user`, safe to log.
     pub fn addr(&self) -> String {
         self.params.endpoint()
@@ -199,29 +204,61 @@ impl Session {
     }
 }
 
-/// Opens a connection, applies the session limits and detects capabilities.
-pub async fn open(params: &ConnParams, limits: Limits) -> Result<Live, ConnectError> {
+/// A connection to a PgBouncer admin console: no session settings, no
+/// capability detection, simple queries only.
+#[derive(Debug)]
+pub struct Console {
+    /// The client.
+    pub client: Client,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// Connects (TLS per sslmode) and spawns the connection's driver.
+async fn connect(
+    params: &ConnParams,
+) -> Result<(Client, tokio::task::JoinHandle<()>), ConnectError> {
     let addr = params.endpoint();
     let connector: MakeRustlsConnect =
         tls::make_connector(params).map_err(|e| ConnectError::Tls {
             addr: addr.clone(),
             reason: e.to_string(),
         })?;
-    let failed = |e: tokio_postgres::Error| ConnectError::Failed {
-        addr: addr.clone(),
-        reason: describe(&e),
-    };
     let (client, connection) = params
         .to_tokio_config()
         .connect(connector)
         .await
-        .map_err(failed)?;
-    let driver_addr = addr.clone();
+        .map_err(|e| ConnectError::Failed {
+            addr: addr.clone(),
+            reason: describe(&e),
+        })?;
     let driver = tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::debug!(addr = %driver_addr, error = %describe(&e), "connection ended");
+            tracing::debug!(addr = %addr, error = %describe(&e), "connection ended");
         }
     });
+    Ok((client, driver))
+}
+
+/// Opens a PgBouncer admin console connection.
+pub async fn open_console(params: &ConnParams) -> Result<Console, ConnectError> {
+    let (client, driver) = connect(params).await?;
+    Ok(Console { client, driver })
+}
+
+/// Opens a connection, applies the session limits and detects capabilities.
+pub async fn open(params: &ConnParams, limits: Limits) -> Result<Live, ConnectError> {
+    let addr = params.endpoint();
+    let failed = |e: tokio_postgres::Error| ConnectError::Failed {
+        addr: addr.clone(),
+        reason: describe(&e),
+    };
+    let (client, driver) = connect(params).await?;
     // Keep in step with OWN_SQL below. work_mem: pg_stat_statements()
     // materialises every entry; with 10,000 entries that is over the 4 MB
     // default, and the server would write a temporary file (and count it

@@ -183,7 +183,10 @@ fn the_shipped_example_config_is_valid_and_documents_every_key() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/pgvigil.toml");
     let out = pgvigil(
         &["check-config", example],
-        &[("PGVIGIL_PASSWORD", "example")],
+        &[
+            ("PGVIGIL_PASSWORD", "example"),
+            ("PGVIGIL_PGBOUNCER_PASSWORD", "example"),
+        ],
     );
     let (stdout, stderr) = outputs(&out);
     assert!(out.status.success(), "{stdout}{stderr}");

@@ -321,9 +321,11 @@ async fn the_worker_explains_slow_statements_and_notices_plan_changes() {
     let app = fx.pg.connect().await;
     let load = tokio::spawn(async move {
         loop {
-            app.batch_execute("SELECT count(*) FROM orders WHERE customer = 4242 AND note <> 'classified-text'")
-                .await
-                .unwrap();
+            app.batch_execute(
+                "SELECT count(*) FROM orders WHERE customer = 4242 AND note <> 'classified-text'",
+            )
+            .await
+            .unwrap();
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });

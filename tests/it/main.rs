@@ -9,5 +9,7 @@ mod docs;
 mod explain;
 mod http;
 mod percentiles;
+mod pgbouncer;
 mod statements;
+mod storage;
 mod tls;

@@ -1,8 +1,10 @@
 //! The one test harness: real PostgreSQL clusters, the real pgvigil binary.
 
 pub mod agent;
+pub mod bouncer;
 pub mod metrics;
 pub mod pg;
+pub mod replica;
 
 use std::path::PathBuf;
 
@@ -58,8 +60,14 @@ impl Fixture {
     /// An agent config for this cluster: 1 s intervals, the password from a
     /// file, plus `extra` TOML appended to `[collectors]`.
     pub fn config(&self, extra_collectors: &str) -> String {
+        self.config_with("", extra_collectors)
+    }
+
+    /// Like [`Fixture::config`], with `target_tables` (sub-tables of the
+    /// target such as `[target.backup]`) placed after the target's keys.
+    pub fn config_with(&self, target_tables: &str, extra_collectors: &str) -> String {
         format!(
-            "[[target]]\nname = \"main\"\ndsn = \"{}\"\npassword_file = \"{}\"\n\n[collectors]\ndefault_interval = \"1s\"\n{extra_collectors}\n",
+            "[[target]]\nname = \"main\"\ndsn = \"{}\"\npassword_file = \"{}\"\n{target_tables}\n\n[collectors]\ndefault_interval = \"1s\"\n{extra_collectors}\n",
             self.dsn(),
             self.password_file().display()
         )

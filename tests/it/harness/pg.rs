@@ -53,9 +53,9 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Runs a server binary, as `postgres` when we are root. Panics with the
-/// command's output on failure: a harness failure must say why.
-fn pg_command(program: &str, args: &[&str]) -> Output {
+/// Runs a server binary from [`bindir`], as `postgres` when we are root.
+/// Panics when it cannot be run at all; [`check`] its output.
+pub fn pg_command(program: &str, args: &[&str]) -> Output {
     let exe = bindir().join(program);
     let mut cmd = if is_root() {
         let mut c = Command::new("runuser");
@@ -75,7 +75,9 @@ fn pg_command(program: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("could not run {}: {e}", exe.display()))
 }
 
-fn check(out: Output, what: &str) {
+/// Panics with the command's output unless it succeeded: a harness failure
+/// must say why.
+pub fn check(out: Output, what: &str) {
     assert!(
         out.status.success(),
         "{what} failed: {}\nstdout: {}\nstderr: {}",
@@ -148,6 +150,20 @@ fn template() -> PathBuf {
             dir
         })
         .clone()
+}
+
+/// The major version of the server binaries in use (13, 14, …), from the
+/// template's `PG_VERSION`.
+pub fn major_version() -> u32 {
+    static MAJOR: OnceLock<u32> = OnceLock::new();
+    *MAJOR.get_or_init(|| {
+        let file = template().join("PG_VERSION");
+        let text = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("odd PG_VERSION {text:?}"))
+    })
 }
 
 fn fxhash(bytes: &[u8]) -> u64 {
@@ -242,38 +258,55 @@ pub struct PgServer {
 impl PgServer {
     /// A cluster with extra settings.
     pub fn start_with(options: PgOptions) -> PgServer {
+        let mut server = PgServer::unstarted();
+        let status = Command::new("cp")
+            .arg("-a")
+            .arg(template())
+            .arg(server.data_dir())
+            .status()
+            .expect("cp template");
+        assert!(status.success(), "copy template");
+        server.start_prepared(&options);
+        server
+    }
+
+    /// A cluster's directories (socket, logs; no data directory yet), not
+    /// running, for a data directory made some other way, e.g. a base
+    /// backup into [`PgServer::data_dir`]; then [`PgServer::start_prepared`].
+    /// Dropping it removes everything, started or not.
+    pub fn unstarted() -> PgServer {
         let share = Share::take();
         let root = tempfile::Builder::new()
             .prefix("pgvigil-it-")
             .tempdir()
             .expect("temp dir");
         open_up(root.path());
-        let data = root.path().join("data");
         let sock = root.path().join("sock");
-        let status = Command::new("cp")
-            .arg("-a")
-            .arg(template())
-            .arg(&data)
-            .status()
-            .expect("cp template");
-        assert!(status.success(), "copy template");
         std::fs::create_dir_all(&sock).expect("socket dir");
         chown_to_postgres(&sock);
         let logs = root.path().join("logs");
         std::fs::create_dir_all(&logs).expect("log dir");
         chown_to_postgres(&logs);
-        chown_to_postgres(&data);
-        let mut server = PgServer {
+        PgServer {
             root,
             port: 0,
             _share: share,
-        };
+        }
+    }
+
+    /// Starts a cluster from [`PgServer::unstarted`] once its data
+    /// directory is in place, on a free port: hands the data directory to
+    /// `postgres` when we are root and replaces its postgresql.auto.conf
+    /// with the harness settings (port, socket, fast settings) plus
+    /// `options.conf`.
+    pub fn start_prepared(&mut self, options: &PgOptions) {
+        chown_to_postgres(&self.data_dir());
         let mut last_error = String::new();
         for _ in 0..5 {
-            server.port = free_port();
-            server.write_conf(&options);
-            match server.try_start() {
-                Ok(()) => return server,
+            self.port = free_port();
+            self.write_conf(options);
+            match self.try_start() {
+                Ok(()) => return,
                 Err(e) => last_error = e,
             }
         }
@@ -438,12 +471,13 @@ impl Drop for PgServer {
 
 /// Makes sure the session's statistics reached the cumulative views.
 ///
-/// Before PostgreSQL 15 a backend sends its counts only when it goes idle
-/// and at least 500 ms have passed since its last report, with no timer to
-/// send them later: the tail of a burst waits for the next statement. So
-/// wait, then run one more statement. (15+ flushes on an idle timer.)
+/// A backend sends its counts when it goes idle, but not within a short
+/// interval of its last report (500 ms before PostgreSQL 15, 1 s since),
+/// and then only on the next statement (before 15) or after an idle timer
+/// of up to 10 s (15+). So wait past that interval and run one more
+/// statement, whose end flushes everything pending.
 pub async fn flush_stats(client: &Client) {
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     client
         .batch_execute("SELECT 1")
         .await

@@ -1,0 +1,281 @@
+//! Backup freshness from pgBackRest: when the last full, differential and
+//! incremental backups completed, how long they took, how large they were,
+//! whether the stanza is healthy, and the schedule they are held to.
+//!
+//! Runs `pgbackrest --stanza=S --output=json info` with a timeout, every few
+//! minutes (each call reads the repository). It does not use the
+//! PostgreSQL session: backups stay visible while the server is down. A
+//! missing or failing pgbackrest is this collector's error, nothing more.
+
+use std::process::Stdio;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use super::{CollectError, Collected, Standalone};
+use crate::config::Backup as Settings;
+use crate::desc;
+use crate::metric::{Desc, Family};
+
+static COMPLETED: Desc = desc!(Gauge "pg_backup_last_completed_timestamp", unit = Seconds, ["type", "stanza"],
+    "When the newest backup of this type (full, diff, incr) finished, as a Unix time.", only_when = "the stanza has a backup of this type");
+static DURATION: Desc = desc!(Gauge "pg_backup_last_duration", unit = Seconds, ["type", "stanza"],
+    "How long the newest backup of this type took.", only_when = "the stanza has a backup of this type");
+static SIZE: Desc = desc!(Gauge "pg_backup_last_size", unit = Bytes, ["type", "stanza"],
+    "Size of the database as the newest backup of this type saw it.", only_when = "the stanza has a backup of this type");
+static REPO_SIZE: Desc = desc!(Gauge "pg_backup_last_repository_size", unit = Bytes, ["type", "stanza"],
+    "Space the newest backup of this type takes in the repository (compressed, its own files only).",
+    only_when = "the stanza has a backup of this type");
+static SUCCESS: Desc = desc!(Gauge "pg_backup_info_success", ["stanza"],
+    "1 if pgBackRest reports the stanza healthy (status ok) and its newest backup without error, else 0.",
+    only_when = "a [target.backup] is configured");
+static MAX_AGE: Desc = desc!(Gauge "pg_backup_max_age", unit = Seconds, ["type", "stanza"],
+    "The configured schedule: a backup older than this is overdue (type full, or any).",
+    only_when = "a [target.backup] is configured");
+
+/// This collector's metric families.
+pub static METRICS: &[&Desc] = &[&COMPLETED, &DURATION, &SIZE, &REPO_SIZE, &SUCCESS, &MAX_AGE];
+
+/// The `backup` collector.
+#[derive(Debug)]
+pub struct Backup {
+    settings: Settings,
+}
+
+impl Backup {
+    /// A collector for one stanza.
+    pub fn new(settings: Settings) -> Backup {
+        Backup { settings }
+    }
+
+    async fn info(&self) -> Result<Value, CollectError> {
+        let s = &self.settings;
+        let mut cmd = tokio::process::Command::new(&s.command);
+        if let Some(config) = &s.config {
+            cmd.arg(format!("--config={}", config.display()));
+        }
+        cmd.arg(format!("--stanza={}", s.stanza)).args([
+            "--output=json",
+            "--log-level-console=off",
+            "info",
+        ]);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let run = cmd.output();
+        let out = match tokio::time::timeout(s.timeout, run).await {
+            Err(_) => {
+                return Err(CollectError::Unavailable(format!(
+                    "pgbackrest info took longer than {:?}",
+                    s.timeout
+                )));
+            }
+            Ok(Err(e)) => {
+                return Err(CollectError::Unavailable(format!(
+                    "could not run {}: {e}",
+                    s.command.display()
+                )));
+            }
+            Ok(Ok(out)) => out,
+        };
+        if !out.status.success() {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let why = stderr
+                .lines()
+                .chain(stdout.lines())
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no output");
+            return Err(CollectError::Unavailable(format!(
+                "pgbackrest info failed ({}): {why}",
+                out.status
+            )));
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| {
+            CollectError::Unavailable(format!(
+                "pgbackrest info printed something that is not JSON: {e}"
+            ))
+        })
+    }
+}
+
+#[async_trait]
+impl Standalone for Backup {
+    fn name(&self) -> &'static str {
+        "backup"
+    }
+
+    async fn collect(&mut self) -> Result<Collected, CollectError> {
+        let info = self.info().await?;
+        Ok(families(&info, &self.settings).into())
+    }
+}
+
+/// The families from `pgbackrest info` output (an array of stanzas).
+pub fn families(info: &Value, settings: &Settings) -> Vec<Family> {
+    let stanza = &settings.stanza;
+    let mut completed = Family::new(&COMPLETED);
+    let mut duration = Family::new(&DURATION);
+    let mut size = Family::new(&SIZE);
+    let mut repo_size = Family::new(&REPO_SIZE);
+    let mut success = Family::new(&SUCCESS);
+    let entry = info.as_array().and_then(|stanzas| {
+        stanzas
+            .iter()
+            .find(|s| s.get("name").and_then(Value::as_str) == Some(stanza.as_str()))
+    });
+    let mut healthy = false;
+    if let Some(entry) = entry {
+        let status_ok = entry.pointer("/status/code").and_then(Value::as_i64) == Some(0);
+        let backups = entry
+            .get("backup")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let newest_failed = backups
+            .last()
+            .and_then(|b| b.get("error"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        healthy = status_ok && !newest_failed;
+        for kind in ["full", "diff", "incr"] {
+            let Some(b) = backups
+                .iter()
+                .filter(|b| b.get("type").and_then(Value::as_str) == Some(kind))
+                .max_by_key(|b| {
+                    b.pointer("/timestamp/stop")
+                        .and_then(Value::as_i64)
+                        .unwrap_or(0)
+                })
+            else {
+                continue;
+            };
+            let labels = [kind, stanza.as_str()];
+            let start = b.pointer("/timestamp/start").and_then(Value::as_f64);
+            if let Some(stop) = b.pointer("/timestamp/stop").and_then(Value::as_f64) {
+                completed.push(&labels, stop);
+                if let Some(start) = start {
+                    duration.push(&labels, (stop - start).max(0.0));
+                }
+            }
+            if let Some(bytes) = b.pointer("/info/size").and_then(Value::as_f64) {
+                size.push(&labels, bytes);
+            }
+            if let Some(bytes) = b.pointer("/info/repository/delta").and_then(Value::as_f64) {
+                repo_size.push(&labels, bytes);
+            }
+        }
+    }
+    success.push(&[stanza], if healthy { 1.0 } else { 0.0 });
+    let mut max_age = Family::new(&MAX_AGE);
+    max_age.push(
+        &["full", stanza.as_str()],
+        settings.full_max_age.as_secs_f64(),
+    );
+    max_age.push(&["any", stanza.as_str()], settings.max_age.as_secs_f64());
+    vec![completed, duration, size, repo_size, success, max_age]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn settings() -> Settings {
+        Settings {
+            stanza: "main".into(),
+            command: "pgbackrest".into(),
+            config: None,
+            interval: Duration::from_secs(300),
+            timeout: Duration::from_secs(30),
+            full_max_age: Duration::from_secs(7 * 86400),
+            max_age: Duration::from_secs(86400),
+        }
+    }
+
+    fn value(families: &[Family], name: &str, labels: &[&str]) -> Option<f64> {
+        let f = families.iter().find(|f| f.desc.exposed_name() == name)?;
+        f.series
+            .iter()
+            .find(|s| {
+                s.labels
+                    .iter()
+                    .map(String::as_str)
+                    .eq(labels.iter().copied())
+            })
+            .and_then(|s| match s.value {
+                crate::metric::Value::Number(v) => Some(v),
+                _ => None,
+            })
+    }
+
+    #[test]
+    fn the_newest_backup_of_each_type_counts() {
+        let info = serde_json::json!([{
+            "name": "main",
+            "status": {"code": 0, "message": "ok"},
+            "backup": [
+                {"type": "full", "timestamp": {"start": 100, "stop": 160}, "info": {"size": 1000, "repository": {"delta": 300}}},
+                {"type": "incr", "timestamp": {"start": 200, "stop": 205}, "info": {"size": 1100, "repository": {"delta": 20}}},
+                {"type": "full", "timestamp": {"start": 300, "stop": 390}, "info": {"size": 1200, "repository": {"delta": 310}}, "error": false}
+            ]
+        }]);
+        let f = families(&info, &settings());
+        assert_eq!(
+            value(
+                &f,
+                "pg_backup_last_completed_timestamp_seconds",
+                &["full", "main"]
+            ),
+            Some(390.0)
+        );
+        assert_eq!(
+            value(&f, "pg_backup_last_duration_seconds", &["full", "main"]),
+            Some(90.0)
+        );
+        assert_eq!(
+            value(&f, "pg_backup_last_size_bytes", &["incr", "main"]),
+            Some(1100.0)
+        );
+        assert_eq!(
+            value(
+                &f,
+                "pg_backup_last_repository_size_bytes",
+                &["full", "main"]
+            ),
+            Some(310.0)
+        );
+        assert_eq!(
+            value(
+                &f,
+                "pg_backup_last_completed_timestamp_seconds",
+                &["diff", "main"]
+            ),
+            None
+        );
+        assert_eq!(value(&f, "pg_backup_info_success", &["main"]), Some(1.0));
+        assert_eq!(
+            value(&f, "pg_backup_max_age_seconds", &["full", "main"]),
+            Some(604800.0)
+        );
+    }
+
+    #[test]
+    fn an_unhealthy_or_missing_stanza_is_not_a_success() {
+        let cases = [
+            serde_json::json!([{"name": "main", "status": {"code": 2, "message": "no valid backups"}, "backup": []}]),
+            serde_json::json!([{"name": "main", "status": {"code": 0}, "backup": [{"type": "full", "error": true, "timestamp": {"start": 1, "stop": 2}}]}]),
+            serde_json::json!([{"name": "other", "status": {"code": 0}}]),
+            serde_json::json!({"unexpected": true}),
+        ];
+        for info in cases {
+            let f = families(&info, &settings());
+            assert_eq!(
+                value(&f, "pg_backup_info_success", &["main"]),
+                Some(0.0),
+                "{info}"
+            );
+        }
+    }
+}

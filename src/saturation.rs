@@ -1,0 +1,158 @@
+//! Connection saturation across layers, read from the store: each
+//! PgBouncer pool (clients waiting, server connections used against
+//! `pool_size`) and PostgreSQL itself (client connections against
+//! `max_connections` minus the reserved slots).
+//!
+//! Shown by `pgvigil once --format table`, in `once --format json` and at
+//! `/api/v1/saturation`. Nothing here queries a server: it is arithmetic
+//! on the families the collectors already published.
+
+use serde::Serialize;
+
+use crate::metric::Value;
+use crate::report::number as get;
+use crate::snapshot::TargetView;
+
+/// PostgreSQL's own connection slots.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Postgres {
+    /// Client connections now (`pg_connections` summed).
+    pub used: f64,
+    /// `max_connections`.
+    pub max_connections: Option<f64>,
+    /// Slots only superusers (and `pg_use_reserved_connections`) may use.
+    pub reserved: Option<f64>,
+    /// `max_connections - reserved`: what an application role can get.
+    pub usable: Option<f64>,
+    /// `used / usable`, 0..1 (above 1 when superusers use reserved slots).
+    pub ratio: Option<f64>,
+}
+
+/// One PgBouncer pool (database, user).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pool {
+    /// The PgBouncer's name when the target has several.
+    pub pgbouncer: Option<String>,
+    /// Pool database.
+    pub database: String,
+    /// Pool user.
+    pub user: String,
+    /// Clients linked to a server connection.
+    pub clients_active: f64,
+    /// Clients waiting for a server connection.
+    pub clients_waiting: f64,
+    /// How long the oldest waiting client has waited.
+    pub maxwait_seconds: f64,
+    /// Server connections open for the pool (active, idle, used, tested,
+    /// logging in).
+    pub servers_used: f64,
+    /// The database's `pool_size`.
+    pub pool_size: Option<f64>,
+    /// `servers_used / pool_size`.
+    pub ratio: Option<f64>,
+}
+
+/// Saturation of one target.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Saturation {
+    /// PostgreSQL's connection slots, when the connections collector ran.
+    pub postgres: Option<Postgres>,
+    /// Every PgBouncer pool, busiest first.
+    pub pools: Vec<Pool>,
+}
+
+const SERVER_STATES: [&str; 5] = [
+    "pgbouncer_pools_server_active_connections",
+    "pgbouncer_pools_server_idle_connections",
+    "pgbouncer_pools_server_used_connections",
+    "pgbouncer_pools_server_testing_connections",
+    "pgbouncer_pools_server_login_connections",
+];
+
+fn number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(v) => Some(*v),
+        _ => None,
+    }
+}
+
+fn ratio(used: f64, limit: Option<f64>) -> Option<f64> {
+    limit.filter(|l| *l > 0.0).map(|l| used / l)
+}
+
+impl Saturation {
+    /// Computes saturation from a target's last collection.
+    pub fn of(view: &TargetView) -> Saturation {
+        let find = |name: &str| {
+            view.collectors
+                .iter()
+                .flat_map(|(_, s)| s.families.iter())
+                .find(|f| f.desc.name == name)
+        };
+        let postgres = find("pg_connections").map(|conns| {
+            let used = conns.series.iter().filter_map(|s| number(&s.value)).sum();
+            let max_connections = get(find("pg_settings_max_connections"), &[]);
+            let reserved = get(find("pg_connections_reserved"), &[]);
+            let usable = max_connections.map(|m| m - reserved.unwrap_or(0.0));
+            Postgres {
+                used,
+                max_connections,
+                reserved,
+                usable,
+                ratio: ratio(used, usable),
+            }
+        });
+        let mut pools = Vec::new();
+        for (name, state) in &view.collectors {
+            if !name.starts_with("pgbouncer") {
+                continue;
+            }
+            let family = |n: &str| state.families.iter().find(|f| f.desc.name == n);
+            let Some(waiting) = family("pgbouncer_pools_client_waiting_connections") else {
+                continue;
+            };
+            for s in &waiting.series {
+                let labels = [s.labels[0].as_str(), s.labels[1].as_str()];
+                let servers_used = SERVER_STATES
+                    .iter()
+                    .filter_map(|n| get(family(n), &labels))
+                    .sum();
+                let pool_size = get(family("pgbouncer_databases_pool_size"), &labels[..1]);
+                pools.push(Pool {
+                    pgbouncer: state.label.as_ref().map(|(_, v)| v.to_string()),
+                    database: labels[0].to_string(),
+                    user: labels[1].to_string(),
+                    clients_active: get(
+                        family("pgbouncer_pools_client_active_connections"),
+                        &labels,
+                    )
+                    .unwrap_or(0.0),
+                    clients_waiting: number(&s.value).unwrap_or(0.0),
+                    maxwait_seconds: get(family("pgbouncer_pools_client_maxwait_seconds"), &labels)
+                        .unwrap_or(0.0),
+                    servers_used,
+                    pool_size,
+                    ratio: ratio(servers_used, pool_size),
+                });
+            }
+        }
+        pools.sort_by(|a, b| {
+            b.clients_waiting
+                .total_cmp(&a.clients_waiting)
+                .then(b.ratio.unwrap_or(0.0).total_cmp(&a.ratio.unwrap_or(0.0)))
+                .then_with(|| {
+                    (&a.pgbouncer, &a.database, &a.user).cmp(&(&b.pgbouncer, &b.database, &b.user))
+                })
+        });
+        Saturation { postgres, pools }
+    }
+}
+
+/// `/api/v1/saturation`: every target's saturation.
+pub fn json(views: &[TargetView]) -> serde_json::Value {
+    let targets: Vec<_> = views
+        .iter()
+        .map(|v| serde_json::json!({ "target": &*v.name, "saturation": Saturation::of(v) }))
+        .collect();
+    serde_json::json!({ "targets": targets })
+}

@@ -1,0 +1,352 @@
+//! Disk, tables, WAL archiving and pgBackRest backups against real servers:
+//! a real pgBackRest repository in a temp dir with archive_command pointing
+//! at it, a full backup, then a broken archive_command.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::harness::pg::{chown_to_postgres, flush_stats, is_root, open_up};
+use crate::harness::{Fixture, PgOptions, RunningAgent};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_of_every_database_are_watched_and_the_rest_folded() {
+    let fx = Fixture::start().await;
+    let admin = fx.pg.connect().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE big (id int, pad text);
+             INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 50000) g;
+             CREATE INDEX big_id ON big (id);
+             DELETE FROM big WHERE id <= 10000;
+             DO $$ BEGIN FOR t IN 1..150 LOOP EXECUTE format('CREATE TABLE tiny_%s (id int)', t); END LOOP; END $$;",
+        )
+        .await
+        .unwrap();
+    for _ in 0..7 {
+        admin
+            .batch_execute("SELECT count(*) FROM big WHERE pad = 'nope'")
+            .await
+            .unwrap();
+    }
+    flush_stats(&admin).await;
+    admin.batch_execute("CREATE DATABASE second").await.unwrap();
+    let second = fx.pg.connect_to("second").await;
+    second
+        .batch_execute("CREATE TABLE elsewhere (id int); INSERT INTO elsewhere VALUES (1)")
+        .await
+        .unwrap();
+    second
+        .batch_execute("SELECT * FROM elsewhere")
+        .await
+        .unwrap();
+    flush_stats(&second).await;
+    let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config("tables = \"1s\"")).await;
+    let big = [
+        ("datname", "postgres"),
+        ("schemaname", "public"),
+        ("relname", "big"),
+    ];
+    let m = agent
+        .wait_for(WAIT, "the scans of big", |m| {
+            m.get("pg_table_seq_scan_total", &big)
+                .filter(|n| *n >= 7.0)
+                .map(|_| m.clone())
+        })
+        .await;
+    assert!(m.get("pg_table_size_bytes", &big).unwrap() > 10e6);
+    assert!(m.get("pg_table_seq_tup_read_total", &big).unwrap() >= 7.0 * 40000.0);
+    assert!(
+        m.get("pg_table_dead_tuples", &big).unwrap() >= 9000.0,
+        "the 10,000 deleted rows"
+    );
+    assert!(
+        m.get(
+            "pg_index_size_bytes",
+            &[("relname", "big"), ("indexrelname", "big_id")]
+        )
+        .unwrap()
+            > 100e3
+    );
+    // The other database is visited on a connection of its own.
+    agent
+        .wait_for(WAIT, "the scan of a table in the other database", |m| {
+            m.get(
+                "pg_table_seq_scan_total",
+                &[("datname", "second"), ("relname", "elsewhere")],
+            )
+            .filter(|n| *n >= 1.0)
+        })
+        .await;
+    // 152 tables: the largest 100 have series, the rest one "other".
+    let tables = m.find("pg_table_size_bytes", &[]).count();
+    assert!(tables <= 101, "{tables} table series");
+    assert!(
+        m.get("pg_table_size_bytes", &[("relname", "other")])
+            .is_some()
+    );
+    assert_eq!(m.get("pg_tables_watched", &[]), Some(152.0));
+    crate::cli::promtool_check(&agent.get("/metrics").await.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_filesystems_of_data_and_tablespaces_are_measured() {
+    let fx = Fixture::start().await;
+    let space = tempfile::Builder::new()
+        .prefix("pgvigil-ts-")
+        .tempdir()
+        .unwrap();
+    open_up(space.path());
+    chown_to_postgres(space.path());
+    let admin = fx.pg.connect().await;
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLESPACE archive_space LOCATION '{}'",
+            space.path().display()
+        ))
+        .await
+        .unwrap();
+    let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config("")).await;
+    let m = agent
+        .wait_for(WAIT, "filesystem metrics", |m| {
+            m.get("pg_filesystem_size_bytes", &[("purpose", "data")])
+                .map(|_| m.clone())
+        })
+        .await;
+    let size = m
+        .get("pg_filesystem_size_bytes", &[("purpose", "data")])
+        .unwrap();
+    let avail = m
+        .get("pg_filesystem_avail_bytes", &[("purpose", "data")])
+        .unwrap();
+    assert!(size > 0.0 && avail > 0.0 && avail <= size, "{size} {avail}");
+    assert!(
+        m.get("pg_filesystem_size_bytes", &[("purpose", "wal")])
+            .is_some()
+    );
+    assert!(
+        m.get("pg_filesystem_size_bytes", &[("purpose", "archive_space")])
+            .is_some()
+    );
+    let mount = &m
+        .find("pg_filesystem_size_bytes", &[("purpose", "data")])
+        .next()
+        .unwrap()
+        .labels["mountpoint"];
+    assert!(fx.pg.data_dir().starts_with(mount), "{mount}");
+}
+
+/// A pgBackRest configuration with its repository in a temp dir.
+struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    fn new() -> Repo {
+        let dir = tempfile::Builder::new()
+            .prefix("pgvigil-pgbr-")
+            .tempdir()
+            .unwrap();
+        open_up(dir.path());
+        for sub in ["repo", "log", "lock"] {
+            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
+        }
+        Repo { dir }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.path().join("pgbackrest.conf")
+    }
+
+    fn write_config(&self, data: &Path, socket: &Path, port: u16) {
+        let d = self.dir.path();
+        let text = format!(
+            "[global]\nrepo1-path={}\nlog-path={}\nlock-path={}\nstart-fast=y\narchive-async=n\ncompress-type=none\n\n[main]\npg1-path={}\npg1-socket-path={}\npg1-port={port}\n",
+            d.join("repo").display(),
+            d.join("log").display(),
+            d.join("lock").display(),
+            data.display(),
+            socket.display(),
+        );
+        std::fs::write(self.config(), text).unwrap();
+        chown_to_postgres(d);
+    }
+
+    /// `archive_command`, as postgres runs it.
+    fn archive_command(&self) -> String {
+        format!(
+            "pgbackrest --config={} --stanza=main archive-push %p",
+            self.config().display()
+        )
+    }
+
+    /// Runs pgbackrest as postgres.
+    fn run(&self, args: &[&str]) {
+        let config = format!("--config={}", self.config().display());
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", "pgbackrest"]);
+            c
+        } else {
+            Command::new("pgbackrest")
+        };
+        let out = cmd
+            .arg(&config)
+            .arg("--stanza=main")
+            .args(args)
+            .output()
+            .expect("pgbackrest is required");
+        assert!(
+            out.status.success(),
+            "pgbackrest {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_archiving_and_the_recovery_point_at_risk() {
+    let repo = Repo::new();
+    let fx = Fixture::start_with(PgOptions {
+        conf: vec![
+            "archive_mode = on".into(),
+            format!("archive_command = '{}'", repo.archive_command()),
+            "archive_timeout = 0".into(),
+        ],
+    })
+    .await;
+    repo.write_config(&fx.pg.data_dir(), &fx.pg.socket_dir(), fx.pg.port);
+    repo.run(&["stanza-create"]);
+    let started = now();
+    repo.run(&["--type=full", "backup"]);
+
+    let backup = format!(
+        "[target.backup]\npgbackrest_stanza = \"main\"\npgbackrest_config = \"{}\"\ninterval = \"1s\"",
+        repo.config().display()
+    );
+    let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config_with(&backup, "")).await;
+    let full = [("type", "full"), ("stanza", "main")];
+    let m = agent
+        .wait_for(WAIT, "the full backup", |m| {
+            m.get("pg_backup_last_completed_timestamp_seconds", &full)
+                .map(|_| m.clone())
+        })
+        .await;
+    let completed = m
+        .get("pg_backup_last_completed_timestamp_seconds", &full)
+        .unwrap();
+    assert!(
+        completed >= started - 1.0 && completed <= now() + 1.0,
+        "{completed} vs {started}"
+    );
+    assert!(m.get("pg_backup_last_duration_seconds", &full).unwrap() >= 0.0);
+    assert!(m.get("pg_backup_last_size_bytes", &full).unwrap() > 10e6);
+    assert_eq!(
+        m.get("pg_backup_info_success", &[("stanza", "main")]),
+        Some(1.0)
+    );
+    assert!(
+        m.get(
+            "pg_backup_max_age_seconds",
+            &[("type", "full"), ("stanza", "main")]
+        )
+        .unwrap()
+            > 86400.0
+    );
+    let m = agent
+        .wait_for(WAIT, "archived WAL", |m| {
+            m.get("pg_archiver_archived_total", &[])
+                .filter(|n| *n >= 1.0)
+                .map(|_| m.clone())
+        })
+        .await;
+    let archived = m.get("pg_archiver_archived_total", &[]).unwrap();
+    assert_eq!(m.get("pg_archiver_failed_total", &[]), Some(0.0));
+
+    // Break archiving and keep writing: failures, a backlog and a growing RPO.
+    let admin = fx.pg.connect().await;
+    admin
+        .batch_execute("ALTER SYSTEM SET archive_command = 'false'")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("CREATE TABLE churn (n int)")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        admin
+            .batch_execute(
+                "INSERT INTO churn SELECT generate_series(1, 10000); SELECT pg_switch_wal()",
+            )
+            .await
+            .unwrap();
+    }
+    let m = agent
+        .wait_for(WAIT, "failures and pending segments", |m| {
+            let failed = m.get("pg_archiver_failed_total", &[])?;
+            let pending = m.get("pg_archiver_pending_segments", &[])?;
+            (failed >= 1.0 && pending >= 2.0).then(|| m.clone())
+        })
+        .await;
+    assert!(m.get("pg_archiver_archived_total", &[]).unwrap() >= archived);
+    let rpo = m.get("pg_archiver_rpo_seconds", &[]).unwrap();
+    assert!(rpo > 0.0, "{rpo}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let later = agent
+        .metrics()
+        .await
+        .get("pg_archiver_rpo_seconds", &[])
+        .unwrap();
+    assert!(
+        later >= rpo + 2.0,
+        "RPO should keep rising: {rpo} then {later}"
+    );
+    assert!(
+        agent
+            .metrics()
+            .await
+            .get("pg_archiver_last_failed_timestamp_seconds", &[])
+            .unwrap()
+            > started
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_pgbackrest_fails_only_the_backup_collector() {
+    let fx = Fixture::start().await;
+    let backup = "[target.backup]\npgbackrest_stanza = \"main\"\npgbackrest_command = \"/nonexistent/pgbackrest\"\ninterval = \"1s\"";
+    let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config_with(backup, "")).await;
+    let m = agent
+        .wait_for(WAIT, "the backup collector to fail, the server up", |m| {
+            let failed =
+                m.get("pgvigil_collector_success", &[("collector", "backup")]) == Some(0.0);
+            (failed && m.get("pg_up", &[]).is_some()).then(|| m.clone())
+        })
+        .await;
+    assert_eq!(m.get("pg_up", &[]), Some(1.0));
+    assert_eq!(
+        m.get("pgvigil_collector_success", &[("collector", "server")]),
+        Some(1.0)
+    );
+    assert!(
+        agent
+            .log()
+            .contains("could not run /nonexistent/pgbackrest"),
+        "{}",
+        agent.log()
+    );
+}
