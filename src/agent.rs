@@ -36,6 +36,11 @@ pub struct Agent {
     targets: Vec<(TargetHandle, Vec<Scheduled>)>,
     /// Automatic EXPLAIN settings, when enabled (and statements collected).
     explain: Option<crate::config::Explain>,
+    /// Per target with `[target.logs]`: what its logs collector hands its
+    /// EXPLAIN worker.
+    feeds: HashMap<String, Arc<crate::logs::feed::LogFeed>>,
+    /// Desktop notifications, when `[notify] desktop` is on.
+    notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 /// `pgvigil once` could not reach a target.
@@ -60,8 +65,16 @@ impl Agent {
         };
         let mut store_targets = Vec::new();
         let mut prepared = Vec::new();
+        let mut feeds = HashMap::new();
         for target in &config.targets {
-            let collectors = collect::for_target(config, target);
+            let feed = target
+                .logs
+                .as_ref()
+                .map(|_| Arc::new(crate::logs::feed::LogFeed::default()));
+            let collectors = collect::for_target(config, target, feed.clone());
+            if let Some(feed) = feed {
+                feeds.insert(target.name.clone(), feed);
+            }
             store_targets.push((
                 target.name.clone(),
                 collectors.iter().map(|s| s.job.name()).collect(),
@@ -77,6 +90,7 @@ impl Agent {
             ));
         }
         let store = Arc::new(Store::new(store_targets));
+        let notifier = config.notify.desktop.then(crate::notify::Notifier::start);
         let targets = prepared
             .into_iter()
             .map(|(name, params, databases, session, collectors)| {
@@ -87,6 +101,7 @@ impl Agent {
                     session,
                     store: store.clone(),
                     budget: config.collectors.timeout,
+                    notifier: notifier.clone(),
                 };
                 (handle, collectors)
             })
@@ -96,10 +111,12 @@ impl Agent {
             process: ProcessSampler::default(),
             encoded: std::sync::Mutex::new(HashMap::new()),
             targets,
+            notifier,
             explain: config
                 .explain
                 .clone()
                 .filter(|_| config.collectors.statements.interval.is_some()),
+            feeds,
         }
     }
 
@@ -117,7 +134,9 @@ impl Agent {
                     (*handle.params).clone(),
                     self.store.clone(),
                     handle.session.clone(),
-                );
+                    self.notifier.clone(),
+                )
+                .with_feed(self.feeds.get(&*handle.name).cloned());
                 tracker.spawn(worker.run(token.child_token()));
             }
         }

@@ -40,12 +40,13 @@ pub async fn run(mut config: Config, listen: Option<std::net::SocketAddr>) -> an
     let mut agent = Agent::new(&config);
     agent.start(&tracker, &token);
     let agent = Arc::new(agent);
-    let server = tracker.spawn(http::serve(
+    let server = tracker.spawn(http::spawn(
         listener,
         agent,
+        config.web.clone(),
         token.clone(),
         SHUTDOWN_DEADLINE,
-    ));
+    )?);
     token.cancelled().await;
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait())

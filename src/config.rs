@@ -202,6 +202,8 @@ pub struct RawCollectors {
     pub tables: Setting<Every<60>>,
     /// PgBouncer admin consoles configured under [target.pgbouncer]: pools, databases, totals.
     pub pgbouncer: Setting,
+    /// The server's log directory configured under [target.logs]: slow statements, auth failures, errors; every 5 seconds unless set.
+    pub logs: Setting<Every<5>>,
     /// pg_stat_statements: per-statement counters, latency histograms and percentiles.
     pub statements: Setting<StatementsSettings>,
 }
@@ -224,6 +226,7 @@ impl Default for RawCollectors {
             filesystem: Setting::default(),
             tables: Setting::default(),
             pgbouncer: Setting::default(),
+            logs: Setting::default(),
             statements: Setting::default(),
         }
     }
@@ -247,6 +250,31 @@ pub struct RawTarget {
     pub backup: Option<RawBackup>,
     /// PgBouncer admin consoles in front of this server: one table, or an array of tables for several.
     pub pgbouncer: OneOrMany<RawPgbouncer>,
+    /// The server's log directory, when pgvigil runs beside the server.
+    pub logs: Option<RawLogs>,
+}
+
+/// `[target.logs]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLogs {
+    /// The server's log_directory, as pgvigil sees it (required).
+    pub directory: PathBuf,
+    /// "auto" (from the server's log_destination: jsonlog, else csvlog, else stderr), "stderr", "csvlog" or "jsonlog".
+    pub format: String,
+    /// Where the read position and the fingerprints seen are kept across restarts.
+    pub state_file: Option<PathBuf>,
+}
+
+/// Validated `[target.logs]`.
+#[derive(Debug, Clone)]
+pub struct Logs {
+    /// The directory.
+    pub directory: PathBuf,
+    /// The format; `None` asks the server.
+    pub format: Option<crate::logs::record::Format>,
+    /// The state file.
+    pub state_file: PathBuf,
 }
 
 /// A table, or an array of tables (`[target.pgbouncer]` or `[[target.pgbouncer]]`).
@@ -414,6 +442,10 @@ pub struct RawConfig {
     pub collectors: RawCollectors,
     /// Automatic EXPLAIN of slow statements.
     pub explain: RawExplain,
+    /// Desktop notifications, for debugging on a workstation.
+    pub notify: RawNotify,
+    /// Who may reach the HTTP server, and over TLS or not.
+    pub web: RawWeb,
 }
 
 impl Default for RawConfig {
@@ -423,8 +455,22 @@ impl Default for RawConfig {
             targets: Vec::new(),
             collectors: RawCollectors::default(),
             explain: RawExplain::default(),
+            notify: RawNotify::default(),
+            web: RawWeb::default(),
         }
     }
+}
+
+/// `[web]` as written: the web config of Prometheus exporters, in TOML.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawWeb {
+    /// HTTP basic authentication: user name to bcrypt hash; empty means none. /healthz and /readyz stay open.
+    pub basic_auth_users: std::collections::BTreeMap<String, String>,
+    /// PEM certificate chain for HTTPS (server certificate first); set together with tls_key_file.
+    pub tls_cert_file: PathBuf,
+    /// PEM private key of the certificate (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key_file: PathBuf,
 }
 
 /// `[explain]` as written.
@@ -466,6 +512,9 @@ impl Default for RawExplain {
 
 /// The default HTTP listen address (SPEC §2).
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9932";
+
+/// The longest timeout PostgreSQL accepts: `i32::MAX` milliseconds.
+const MAX_SERVER_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
 /// One problem in a config, with the key path it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -546,6 +595,8 @@ pub struct Collectors {
     pub tables: Option<Duration>,
     /// Interval of the PgBouncer collectors.
     pub pgbouncer: Option<Duration>,
+    /// Interval of the logs collector.
+    pub logs: Option<Duration>,
     /// The statements collector.
     pub statements: Statements,
 }
@@ -574,6 +625,8 @@ pub struct Target {
     pub backup: Option<Backup>,
     /// PgBouncers in front of the server.
     pub pgbouncers: Vec<Pgbouncer>,
+    /// The log directory to follow, when configured.
+    pub logs: Option<Logs>,
 }
 
 /// A validated configuration.
@@ -587,6 +640,78 @@ pub struct Config {
     pub collectors: Collectors,
     /// Automatic EXPLAIN; `None` when disabled.
     pub explain: Option<Explain>,
+    /// Desktop notifications.
+    pub notify: Notify,
+    /// Access to the HTTP server.
+    pub web: Web,
+}
+
+/// Validated `[web]` settings.
+#[derive(Debug, Clone, Default)]
+pub struct Web {
+    /// User name to bcrypt hash (each hash checked); empty means no authentication.
+    pub basic_auth_users: std::collections::BTreeMap<String, String>,
+    /// The HTTPS configuration, certificate and key loaded; `None` serves plain HTTP.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+}
+
+fn validate_web(raw: &RawWeb, problem: &mut dyn FnMut(String, String)) -> Web {
+    for (user, hash) in &raw.basic_auth_users {
+        if user.is_empty() || user.contains(':') {
+            problem(
+                "web.basic_auth_users".into(),
+                format!("{user:?}: a user name must be non-empty and without ':'"),
+            );
+        }
+        if let Some(why) = crate::web::auth::check_hash(hash) {
+            problem(format!("web.basic_auth_users.{user}"), why);
+        }
+    }
+    let cert = &raw.tls_cert_file;
+    let key = &raw.tls_key_file;
+    let tls = match (cert.as_os_str().is_empty(), key.as_os_str().is_empty()) {
+        (true, true) => None,
+        (false, true) => {
+            problem(
+                "web.tls_key_file".into(),
+                "required with tls_cert_file: set both for HTTPS, or neither".into(),
+            );
+            None
+        }
+        (true, false) => {
+            problem(
+                "web.tls_cert_file".into(),
+                "required with tls_key_file: set both for HTTPS, or neither".into(),
+            );
+            None
+        }
+        (false, false) => match crate::web::tls::server_config(cert, key) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                problem(format!("web.{}", e.key()), e.to_string());
+                None
+            }
+        },
+    };
+    Web {
+        basic_auth_users: raw.basic_auth_users.clone(),
+        tls,
+    }
+}
+
+/// `[notify]` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawNotify {
+    /// Desktop notifications (D-Bus session bus) for each new critical plan finding and each lost target; for debugging on a workstation.
+    pub desktop: bool,
+}
+
+/// Validated `[notify]` settings.
+#[derive(Debug, Clone, Default)]
+pub struct Notify {
+    /// Whether desktop notifications are sent.
+    pub desktop: bool,
 }
 
 /// Validated `[explain]` settings.
@@ -940,12 +1065,49 @@ fn validate_with(
                 conn,
             });
         }
+        let logs = t.logs.as_ref().and_then(|l| {
+            if l.directory.as_os_str().is_empty() {
+                problem(
+                    path("logs.directory"),
+                    "required: the server's log directory".into(),
+                );
+                return None;
+            }
+            use crate::logs::record::Format;
+            let format = match l.format.as_str() {
+                "" | "auto" => None,
+                "stderr" => Some(Format::Stderr),
+                "csvlog" => Some(Format::Csv),
+                "jsonlog" => Some(Format::Json),
+                other => {
+                    problem(
+                        path("logs.format"),
+                        format!(
+                            "{other:?}: expected \"auto\", \"stderr\", \"csvlog\" or \"jsonlog\""
+                        ),
+                    );
+                    return None;
+                }
+            };
+            let state_file = l.state_file.clone().unwrap_or_else(|| {
+                let dir = (env.var)("STATE_DIRECTORY")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("/var/lib/pgvigil"));
+                dir.join(format!("logs-{name}.json"))
+            });
+            Some(Logs {
+                directory: l.directory.clone(),
+                format,
+                state_file,
+            })
+        });
         targets.push(Target {
             name,
             conn,
             databases: t.databases,
             backup,
             pgbouncers,
+            logs,
         });
     }
 
@@ -1000,6 +1162,7 @@ fn validate_with(
         filesystem: interval(&c.filesystem),
         tables: resolve(c.tables.0.interval),
         pgbouncer: interval(&c.pgbouncer),
+        logs: resolve(c.logs.0.interval),
         statements: Statements {
             interval: resolve(st.interval),
             top: st.top,
@@ -1013,6 +1176,20 @@ fn validate_with(
             "must be longer than zero".into(),
         );
     }
+    // These become PostgreSQL settings in milliseconds, which stop at
+    // 2^31 - 1 (about 24.8 days); past that every session would fail.
+    for (key, value) in [
+        ("collectors.timeout", raw.collectors.timeout),
+        ("collectors.lock_timeout", raw.collectors.lock_timeout),
+        ("explain.statement_timeout", e.statement_timeout),
+    ] {
+        if value > MAX_SERVER_TIMEOUT {
+            problem(
+                key.into(),
+                "must be at most 24 days (PostgreSQL's limit for timeouts)".into(),
+            );
+        }
+    }
     let explain = e.enabled.then_some(Explain {
         slow_threshold: e.slow_threshold,
         analyze: e.analyze,
@@ -1021,11 +1198,16 @@ fn validate_with(
         per_statement_interval: e.per_statement_interval,
         redact: e.redact,
     });
+    let web = validate_web(&raw.web, &mut problem);
     Some(Config {
         listen: listen?,
         targets,
         collectors,
         explain,
+        notify: Notify {
+            desktop: raw.notify.desktop,
+        },
+        web,
     })
 }
 
@@ -1185,6 +1367,10 @@ dsn = "postgresql://u@h/d"
                 "collectors.timeout: invalid type",
             ),
             ("[[target]]\ndsn = 'x' \n", "target[0].dsn:"),
+            (
+                "[explain]\nstatement_timeout = '30000000000y'\n[[target]]\ndsn=''",
+                "explain.statement_timeout: must be at most 24 days",
+            ),
             ("listen = ", "TOML parse error"),
             ("", "target: no [[target]] configured"),
             (
@@ -1241,6 +1427,55 @@ dsn = "postgresql://u@h/d"
             err.contains("already contains a password") && !err.contains("fromenv"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn web_problems_name_their_key() {
+        let hash = bcrypt::hash("pw", 4).unwrap();
+        let target = "[[target]]\ndsn = 'host=h'\n";
+        let cases = [
+            (
+                format!("[web]\ntls_cert_file = '/x.crt'\n{target}"),
+                "web.tls_key_file: required with tls_cert_file",
+            ),
+            (
+                format!("[web]\ntls_key_file = '/x.key'\n{target}"),
+                "web.tls_cert_file: required with tls_key_file",
+            ),
+            (
+                format!(
+                    "[web]\ntls_cert_file = '/nonexistent.crt'\ntls_key_file = '/x.key'\n{target}"
+                ),
+                "web.tls_cert_file: /nonexistent.crt: could not read",
+            ),
+            (
+                format!("[web]\nbasic_auth_users = {{ alice = 'secret' }}\n{target}"),
+                "web.basic_auth_users.alice: not a bcrypt hash",
+            ),
+            (
+                format!("[web]\nbasic_auth_users = {{ 'a:b' = '{hash}' }}\n{target}"),
+                "web.basic_auth_users: \"a:b\": a user name must be non-empty",
+            ),
+            (
+                format!("[web]\nbasic_auth_users = ['alice']\n{target}"),
+                "web.basic_auth_users: invalid type",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = problems(&text);
+            assert!(
+                got.iter().any(|g| g.starts_with(want)),
+                "{text:?}: want {want:?}, got {got:#?}"
+            );
+            assert!(!got.iter().any(|g| g.contains("secret")), "{got:#?}");
+        }
+        let var = env(&[]);
+        let ok = format!("[web]\nbasic_auth_users = {{ alice = '{hash}' }}\n{target}");
+        let web = Config::parse(&ok, "t", &Environment { var: &var })
+            .unwrap()
+            .web;
+        assert_eq!(web.basic_auth_users.len(), 1);
+        assert!(web.tls.is_none());
     }
 
     #[test]

@@ -229,12 +229,17 @@ impl Collector for Snapshots {
                     }
                     (Value::Number(v), _) => metric.encode_family(&labels)?.encode_gauge(v)?,
                     (Value::Histogram(h), _) => {
-                        let buckets: Vec<(f64, u64)> = h
+                        // prometheus-client writes exactly the buckets it is
+                        // given: the +Inf bucket (all observations) must be
+                        // one of them, or histogram_quantile() gives NaN.
+                        let mut buckets: Vec<(f64, u64)> = h
                             .bounds
                             .iter()
                             .copied()
                             .zip(h.counts.iter().copied())
                             .collect();
+                        let finite: u64 = h.counts.iter().sum();
+                        buckets.push((f64::INFINITY, h.count.saturating_sub(finite)));
                         metric
                             .encode_family(&labels)?
                             .encode_histogram::<NoLabelSet>(h.sum, h.count, &buckets, None)?
@@ -325,6 +330,17 @@ mod tests {
         assert!(out.contains("# TYPE pg_database_xact_commit counter"));
         assert!(out.contains("pg_database_xact_commit_total{datname=\"postgres\"} 42"));
         assert!(out.contains("# TYPE pg_server info"));
+        // Cumulative buckets ending with +Inf = count: without it,
+        // histogram_quantile() over OpenMetrics scrapes is NaN.
+        assert!(
+            out.contains("pg_statement_latency_seconds_bucket{le=\"0.1\"} 5"),
+            "{out}"
+        );
+        assert!(
+            out.contains("pg_statement_latency_seconds_bucket{le=\"+Inf\"} 6"),
+            "{out}"
+        );
+        assert_eq!(out.matches("le=\"+Inf\"").count(), 1, "{out}");
     }
 
     #[test]

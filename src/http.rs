@@ -2,8 +2,14 @@
 //!
 //! Handlers only read the store; nothing here talks to PostgreSQL, so a
 //! scrape costs the database nothing however many scrapers there are.
-//! Slow or idle clients are bounded by a header read timeout and a cap on
-//! concurrent connections, and shutdown drains open requests.
+//! Slow or idle clients are bounded by a header read timeout (and a TLS
+//! handshake timeout) and a cap on open connections at which the longest
+//! idle connection gives way to a newcomer ([`crate::web::slots`]), so a
+//! slow-loris client cannot keep a scrape out. With `[web]` set, every
+//! endpoint except `/healthz` and `/readyz` needs basic authentication
+//! (probes from the orchestrator carry no credentials, and say nothing
+//! but "alive" and "ready"), and the server speaks HTTPS. Shutdown drains
+//! open requests.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,22 +19,27 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, ALLOW, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ACCEPT, ALLOW, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::Agent;
 use crate::exposition::Format;
+use crate::web::auth::{self, BasicAuth};
+use crate::web::slots::{Slot, Slots};
 
-/// At most this many client connections are served at once; further ones
-/// wait in the kernel's accept queue.
+/// At most this many client connections are open at once; at the cap, the
+/// connection idle the longest is closed for a newcomer.
 pub const MAX_CONNECTIONS: usize = 512;
-/// A client must send its request headers within this time.
+/// A client must send its request headers (and finish a TLS handshake)
+/// within this time.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Paths answered without credentials: liveness and readiness probes.
+pub const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
 
 type Body = Full<Bytes>;
 
@@ -47,6 +58,15 @@ fn json(value: &serde_json::Value) -> Response<Body> {
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn html(page: String) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::from(page)));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     response
 }
 
@@ -96,6 +116,7 @@ pub fn route(agent: &Agent, req: &Request<Incoming>) -> Response<Body> {
         "/api/v1/statements" => json(&agent.statements_json()),
         "/api/v1/saturation" => json(&crate::saturation::json(&agent.store.view(None))),
         "/api/v1/plans" => json(&crate::report::plans_json(&agent.store.view(None))),
+        "/" => html(crate::page::render(&agent.store.view(None))),
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
             if agent.store.ready() {
@@ -118,28 +139,132 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, std::io::Error> {
         .map_err(|e| std::io::Error::new(e.kind(), format!("could not listen on {addr}: {e}")))
 }
 
+fn unauthorized() -> Response<Body> {
+    let mut response = text(
+        StatusCode::UNAUTHORIZED,
+        "this endpoint needs HTTP basic authentication\n",
+    );
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(auth::CHALLENGE));
+    response
+}
+
+/// Checks credentials where they are needed, then [`route`]s.
+async fn answer(agent: &Agent, auth: Option<&BasicAuth>, req: Request<Incoming>) -> Response<Body> {
+    if let Some(auth) = auth
+        && !OPEN_PATHS.contains(&req.uri().path())
+        && !auth.allows(req.headers().get(AUTHORIZATION)).await
+    {
+        return unauthorized();
+    }
+    route(agent, &req)
+}
+
+/// What every connection shares.
+#[derive(Clone)]
+struct Server {
+    agent: Arc<Agent>,
+    auth: Option<Arc<BasicAuth>>,
+    builder: hyper::server::conn::http1::Builder,
+}
+
+impl Server {
+    /// Serves one connection until it ends, or until its slot is taken
+    /// for a newcomer.
+    async fn connection<S>(self, io: S, slot: Slot, watcher: Watcher)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let slot = Arc::new(slot);
+        let in_service = slot.clone();
+        let Server {
+            agent,
+            auth,
+            builder,
+        } = self;
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let busy = in_service.busy();
+            let agent = agent.clone();
+            let auth = auth.clone();
+            async move {
+                let response = answer(&agent, auth.as_deref(), req).await;
+                drop(busy);
+                Ok::<_, Infallible>(response)
+            }
+        });
+        let connection = watcher.watch(builder.serve_connection(TokioIo::new(io), service));
+        tokio::select! {
+            result = connection => {
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "http connection ended with an error");
+                }
+            }
+            _ = slot.evicted() => {}
+        }
+    }
+}
+
+/// Runs [`serve`] on a thread of its own, with a single-threaded runtime,
+/// and completes when it has stopped. Scrapes then compete with
+/// collection for the CPU like any two threads, not task by task on one
+/// runtime: on the shared runtime, 200 scrapers in a loop cut the
+/// collectors' pace by a factor of six (each collector wake-up queued
+/// behind hundreds of ready connections); on its own thread they cannot.
+pub fn spawn(
+    listener: TcpListener,
+    agent: Arc<Agent>,
+    web: crate::config::Web,
+    token: CancellationToken,
+    drain: Duration,
+) -> std::io::Result<impl std::future::Future<Output = ()>> {
+    let listener = listener.into_std()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("pgvigil-http".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => serve(listener, agent, &web, token, drain).await,
+                    Err(e) => tracing::error!(error = %e, "the HTTP server could not start"),
+                }
+            });
+            let _ = done.send(());
+        })?;
+    Ok(async move {
+        let _ = stopped.await;
+    })
+}
+
 /// Serves until `token` is cancelled, then drains open connections for at
-/// most `drain`.
+/// most `drain`. `web` says who may connect and whether over TLS.
 pub async fn serve(
     listener: TcpListener,
     agent: Arc<Agent>,
+    web: &crate::config::Web,
     token: CancellationToken,
     drain: Duration,
 ) {
     let graceful = GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::new(MAX_CONNECTIONS);
+    let tls = web.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
+    let server = Server {
+        agent,
+        auth: BasicAuth::new(&web.basic_auth_users).map(Arc::new),
+        builder,
+    };
     loop {
-        let permit = tokio::select! {
+        tokio::select! {
             _ = token.cancelled() => break,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
+            _ = slots.room() => {}
+        }
         let (stream, _) = tokio::select! {
             _ = token.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -152,16 +277,22 @@ pub async fn serve(
                 }
             },
         };
-        let agent = agent.clone();
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let response = route(&agent, &req);
-            async move { Ok::<_, Infallible>(response) }
-        });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let slot = slots.admit();
+        let server = server.clone();
+        let watcher = graceful.watcher();
+        let Some(acceptor) = tls.clone() else {
+            tokio::spawn(server.connection(stream, slot, watcher));
+            continue;
+        };
         tokio::spawn(async move {
-            let _permit = permit;
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "http connection ended with an error");
+            let handshake = tokio::select! {
+                _ = slot.evicted() => return,
+                done = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)) => done,
+            };
+            match handshake {
+                Ok(Ok(stream)) => server.connection(stream, slot, watcher).await,
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
             }
         });
     }

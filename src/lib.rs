@@ -26,7 +26,11 @@
 //! - [`saturation`]: connection saturation across PgBouncer and PostgreSQL,
 //!   arithmetic on published families.
 //! - [`logs`]: PostgreSQL's own log (prefix, records, events).
-//! - [`http`]: the hyper server and its endpoints; [`shutdown`]: signals.
+//! - [`http`]: the hyper server and its endpoints; [`page`]: the `/` HTML
+//!   page; [`notify`]: desktop notifications of new critical findings and
+//!   lost targets; [`shutdown`]: signals.
+//! - [`web`]: who may reach the HTTP server: basic auth, TLS, the
+//!   connection cap.
 #![deny(missing_docs)]
 
 pub mod agent;
@@ -39,6 +43,8 @@ pub mod exposition;
 pub mod http;
 pub mod logs;
 pub mod metric;
+pub mod notify;
+pub mod page;
 pub mod report;
 pub mod saturation;
 pub mod schedule;
@@ -47,3 +53,4 @@ pub mod snapshot;
 pub mod sql;
 pub mod stats;
 pub mod target;
+pub mod web;

@@ -8,6 +8,9 @@ use pgvigil::cli::{Cli, Command};
 use pgvigil::commands;
 use tracing_subscriber::EnvFilter;
 
+/// Caps the log level of the PostgreSQL client library (see [`init_logging`]).
+const LIBRARY_STATEMENT_LOG_CAP: &str = "tokio_postgres=info";
+
 fn init_logging(cli: &Cli) {
     // `once` prints its result on stdout; keep its stderr for problems.
     let default = match cli.command {
@@ -19,7 +22,15 @@ fn init_logging(cli: &Cli) {
         .clone()
         .or_else(|| std::env::var("RUST_LOG").ok())
         .and_then(|f| EnvFilter::try_new(f).ok())
-        .unwrap_or_else(|| EnvFilter::new(default));
+        .unwrap_or_else(|| EnvFilter::new(default))
+        // tokio-postgres logs every statement it sends, with parameters, at
+        // debug level; the EXPLAIN worker sends real parameter values taken
+        // from the workload. No log level may show them.
+        .add_directive(
+            LIBRARY_STATEMENT_LOG_CAP
+                .parse()
+                .expect("a valid directive"),
+        );
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)

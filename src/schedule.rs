@@ -33,6 +33,8 @@ pub struct TargetHandle {
     pub store: Arc<Store>,
     /// Time budget of one collector run.
     pub budget: Duration,
+    /// Desktop notifications, when enabled: told when the target is lost.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
 }
 
 /// Runs one collector once and stores the outcome: connect if needed,
@@ -88,7 +90,10 @@ async fn run_once(
         }
         Err(_) => true,
     };
-    target.store.set_up(&target.name, up);
+    let was_up = target.store.set_up(&target.name, up);
+    if let (Some(true), false, Some(notifier), Err(e)) = (was_up, up, &target.notifier, &result) {
+        notifier.target_lost(&target.name, &e.to_string());
+    }
     result
 }
 
@@ -110,15 +115,24 @@ async fn collect_within_budget(
     match tokio::time::timeout(budget, collector.collect(&mut cx)).await {
         Ok(result) => result,
         Err(_) => {
-            // The abandoned query may still run server-side; cancel it. If
-            // even that fails, the connection is in an unknown state.
-            if !session.cancel_query().await {
-                session.reset("a query outlived its budget and could not be cancelled");
+            // The abandoned query may still run server-side; cancel it, then
+            // check that the connection answers again. A slow query answers
+            // (cancelled) at once; a stalled network or a hung server takes
+            // the cancel request and stays silent, and is unreachable, not
+            // slow: drop the connection and let pg_up say so.
+            if session.cancel_query().await && session.answers(ANSWER_AFTER_CANCEL).await {
+                Err(CollectError::Timeout { budget })
+            } else {
+                session.reset("no answer within the budget, nor after a cancel request");
+                Err(CollectError::Unresponsive { budget })
             }
-            Err(CollectError::Timeout { budget })
         }
     }
 }
+
+/// How long a connection may take to answer after its query was cancelled
+/// before it counts as unresponsive.
+const ANSWER_AFTER_CANCEL: Duration = Duration::from_secs(2);
 
 /// Remembers the last error per collector so a persistent failure is
 /// logged once, not every cycle.

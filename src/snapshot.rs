@@ -133,9 +133,11 @@ impl Store {
             .map(|(_, entry)| f(entry))
     }
 
-    /// Records whether the target's server answered.
-    pub fn set_up(&self, target: &str, up: bool) {
-        self.with_target(target, |entry| entry.up = Some(up));
+    /// Records whether the target's server answered; returns what was
+    /// recorded before (`None` until the first attempt).
+    pub fn set_up(&self, target: &str, up: bool) -> Option<bool> {
+        self.with_target(target, |entry| entry.up.replace(up))
+            .flatten()
     }
 
     /// Stores one collector run.

@@ -24,6 +24,7 @@ pub mod connections;
 pub mod database_size;
 pub mod databases;
 pub mod filesystem;
+pub mod logs;
 pub mod pgbouncer;
 pub mod process;
 pub mod replication;
@@ -105,6 +106,26 @@ pub enum CollectError {
         /// The budget.
         budget: std::time::Duration,
     },
+    /// The run exceeded its time budget and the connection did not answer
+    /// after a cancel request either: the server or the network has
+    /// stopped answering, and the connection was dropped.
+    #[error(
+        "no answer within its {budget:?} budget, nor after a cancel request; the connection was dropped"
+    )]
+    Unresponsive {
+        /// The budget.
+        budget: std::time::Duration,
+    },
+    /// A connection of the collector's own, to another database, could
+    /// not be opened (no free slot, no CONNECT privilege). The target's
+    /// session is not affected and stays.
+    #[error("database {datname}: {source}")]
+    Visit {
+        /// The database it tried to visit.
+        datname: String,
+        /// Why it could not connect.
+        source: ConnectError,
+    },
     /// Something the collector needs is not there (an extension, a
     /// privilege); it says what to do.
     #[error("{0}")]
@@ -115,7 +136,7 @@ impl CollectError {
     /// Whether the connection is unusable afterwards and must be rebuilt.
     pub fn connection_lost(&self) -> bool {
         match self {
-            CollectError::Connect(_) => true,
+            CollectError::Connect(_) | CollectError::Unresponsive { .. } => true,
             CollectError::Query { source, .. } | CollectError::Column { source, .. } => {
                 if source.is_closed() {
                     return true;
@@ -131,7 +152,9 @@ impl CollectError {
                     None => source.as_db_error().is_none(),
                 }
             }
-            CollectError::Timeout { .. } | CollectError::Unavailable(_) => false,
+            CollectError::Timeout { .. }
+            | CollectError::Visit { .. }
+            | CollectError::Unavailable(_) => false,
         }
     }
 }
@@ -224,10 +247,24 @@ pub struct Scheduled {
     pub interval: std::time::Duration,
 }
 
-/// The enabled collectors of one target, per the config.
-pub fn for_target(config: &Config, target: &crate::config::Target) -> Vec<Scheduled> {
+/// The enabled collectors of one target, per the config. `feed` is where
+/// the logs collector hands slow executions and plans to the EXPLAIN
+/// worker (present when the target has `[target.logs]`).
+pub fn for_target(
+    config: &Config,
+    target: &crate::config::Target,
+    feed: Option<Arc<crate::logs::feed::LogFeed>>,
+) -> Vec<Scheduled> {
     let c = &config.collectors;
-    let all: [(Option<std::time::Duration>, Box<dyn Collector>); 12] = [
+    // The log is read by the logs collector and, at the end of each
+    // interval, by the statements collector (exact tail quantiles).
+    let reader = match (&target.logs, feed, c.logs) {
+        (Some(logs), Some(feed), Some(_)) => Some(Arc::new(std::sync::Mutex::new(
+            logs::LogReader::new(logs.clone(), feed),
+        ))),
+        _ => None,
+    };
+    let mut all: Vec<(Option<std::time::Duration>, Box<dyn Collector>)> = vec![
         (c.server, Box::new(server::Server)),
         (c.connections, Box::new(connections::Connections)),
         (c.databases, Box::new(databases::Databases::default())),
@@ -239,11 +276,16 @@ pub fn for_target(config: &Config, target: &crate::config::Target) -> Vec<Schedu
         (c.archiver, Box::new(archiver::Archiver::default())),
         (c.filesystem, Box::new(filesystem::Filesystem)),
         (c.tables, Box::new(tables::Tables::default())),
-        (
-            c.statements.interval,
-            Box::new(statements::Statements::new(c.statements.clone())),
-        ),
     ];
+    // Before statements: a cycle then reads the log before the statements
+    // sample, so the next interval is covered from its start.
+    if let Some(reader) = &reader {
+        all.push((c.logs, Box::new(logs::Logs::new(reader.clone()))));
+    }
+    all.push((
+        c.statements.interval,
+        Box::new(statements::Statements::new(c.statements.clone()).with_log(reader)),
+    ));
     let mut jobs: Vec<Scheduled> = all
         .into_iter()
         .filter_map(|(interval, collector)| {
@@ -289,6 +331,7 @@ pub fn catalog() -> Vec<(&'static str, &'static [&'static Desc])> {
         ("tables", tables::METRICS),
         ("backup", backup::METRICS),
         ("pgbouncer", pgbouncer::METRICS),
+        ("logs", logs::METRICS),
         ("statements", statements::METRICS),
         ("explain", crate::explain::worker::METRICS),
     ]
@@ -311,6 +354,7 @@ pub fn own_queries() -> Vec<&'static str> {
         archiver::OWN_SQL,
         filesystem::OWN_SQL,
         tables::OWN_SQL,
+        logs::OWN_SQL,
         statements::OWN_SQL,
         crate::explain::runner::OWN_SQL,
         crate::explain::worker::OWN_SQL,

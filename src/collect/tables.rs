@@ -154,8 +154,8 @@ async fn read_database(
         tables.push(TableRow {
             key: (
                 datname.to_string(),
-                col(&row, TABLES_WHAT, "schemaname")?,
-                col(&row, TABLES_WHAT, "relname")?,
+                name(&row, TABLES_WHAT, "schemaname")?,
+                name(&row, TABLES_WHAT, "relname")?,
                 String::new(),
             ),
             size: col(&row, TABLES_WHAT, "size")?,
@@ -175,9 +175,9 @@ async fn read_database(
         indexes.push(IndexRow {
             key: (
                 datname.to_string(),
-                col(&row, INDEXES_WHAT, "schemaname")?,
-                col(&row, INDEXES_WHAT, "relname")?,
-                col(&row, INDEXES_WHAT, "indexrelname")?,
+                name(&row, INDEXES_WHAT, "schemaname")?,
+                name(&row, INDEXES_WHAT, "relname")?,
+                name(&row, INDEXES_WHAT, "indexrelname")?,
             ),
             size: col(&row, INDEXES_WHAT, "size")?,
             scans: col(&row, INDEXES_WHAT, "scans")?,
@@ -218,7 +218,14 @@ impl Collector for Tables {
             } else {
                 let mut params = cx.params.clone();
                 params.dbname = Some(datname.clone());
-                let other = crate::target::session::open(&params, cx.limits).await?;
+                // Failing to open this one (no free slot, say) says nothing
+                // about the target's session, which must not be dropped.
+                let other = crate::target::session::open(&params, cx.limits)
+                    .await
+                    .map_err(|source| CollectError::Visit {
+                        datname: datname.clone(),
+                        source,
+                    })?;
                 read_database(&other.client, &datname).await?
             };
             tables.extend(t);
@@ -335,8 +342,33 @@ const DATABASES_SQL: &str = "SELECT datname::text AS datname FROM pg_catalog.pg_
                                 AND pg_catalog.has_database_privilege(datname, 'CONNECT')
                               ORDER BY 1";
 
-const TABLES_SQL: &str = "
-SELECT s.schemaname::text AS schemaname, s.relname::text AS relname,
+/// A name column as bytes any database can send: converted to UTF-8, except
+/// in a SQL_ASCII database, where names may hold any bytes and come as
+/// stored (to be decoded lossily), since the server refuses to send text
+/// that is not valid in the client's encoding, failing the whole query.
+macro_rules! name_bytes {
+    ($column:literal) => {
+        concat!(
+            "pg_catalog.convert_to(",
+            $column,
+            "::text, CASE WHEN pg_catalog.current_setting('server_encoding') = 'SQL_ASCII' THEN 'SQL_ASCII' ELSE 'UTF8' END)"
+        )
+    };
+}
+
+/// Reads a column of [`name_bytes`], replacing what is not UTF-8.
+fn name(
+    row: &tokio_postgres::Row,
+    what: &'static str,
+    column: &'static str,
+) -> Result<String, CollectError> {
+    let bytes: Vec<u8> = col(row, what, column)?;
+    Ok(String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+const TABLES_SQL: &str = concat!("
+SELECT ", name_bytes!("s.schemaname"), " AS schemaname, ", name_bytes!("s.relname"), " AS relname,
        pg_catalog.pg_table_size(s.relid)::float8 AS size,
        s.n_dead_tup::float8 AS dead, s.n_live_tup::float8 AS live,
        extract(epoch FROM s.last_autovacuum)::float8 AS last_autovacuum,
@@ -346,12 +378,20 @@ SELECT s.schemaname::text AS schemaname, s.relname::text AS relname,
        coalesce(io.heap_blks_hit, 0)::float8 AS heap_blks_hit, coalesce(io.heap_blks_read, 0)::float8 AS heap_blks_read,
        coalesce(io.idx_blks_hit, 0)::float8 AS idx_blks_hit, coalesce(io.idx_blks_read, 0)::float8 AS idx_blks_read
   FROM pg_catalog.pg_stat_user_tables s
-  JOIN pg_catalog.pg_statio_user_tables io ON io.relid = s.relid";
+  JOIN pg_catalog.pg_statio_user_tables io ON io.relid = s.relid");
 
-const INDEXES_SQL: &str = "
-SELECT schemaname::text AS schemaname, relname::text AS relname, indexrelname::text AS indexrelname,
+const INDEXES_SQL: &str = concat!(
+    "
+SELECT ",
+    name_bytes!("schemaname"),
+    " AS schemaname, ",
+    name_bytes!("relname"),
+    " AS relname, ",
+    name_bytes!("indexrelname"),
+    " AS indexrelname,
        pg_catalog.pg_relation_size(indexrelid)::float8 AS size, idx_scan::float8 AS scans
-  FROM pg_catalog.pg_stat_user_indexes";
+  FROM pg_catalog.pg_stat_user_indexes"
+);
 
 /// The SQL this module sends, for recognising it in pg_stat_statements.
 pub const OWN_SQL: &[&str] = &[DATABASES_SQL, TABLES_SQL, INDEXES_SQL];

@@ -29,6 +29,8 @@ pub enum Mode {
     Plain,
     /// A generic plan: planned without parameter values, not run.
     Generic,
+    /// Logged by auto_explain in the server log: pgvigil ran nothing.
+    AutoExplain,
 }
 
 impl Mode {
@@ -38,6 +40,7 @@ impl Mode {
             Mode::Analyze => "analyze",
             Mode::Plain => "plain",
             Mode::Generic => "generic",
+            Mode::AutoExplain => "auto_explain",
         }
     }
 }

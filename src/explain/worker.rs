@@ -121,6 +121,33 @@ pub struct Worker {
     runs: BTreeMap<&'static str, f64>,
     skipped: BTreeMap<&'static str, f64>,
     recent: VecDeque<Arc<PlanRecord>>,
+    notifier: Option<Arc<crate::notify::Notifier>>,
+    feed: Option<Arc<crate::logs::feed::LogFeed>>,
+    report: Option<Arc<crate::collect::statements::report::StatementsReport>>,
+}
+
+/// What a plan is of: a statement from the statements report, or one
+/// auto_explain logged.
+struct Subject {
+    datname: String,
+    usename: String,
+    queryid: String,
+    fingerprint: String,
+    query: Option<String>,
+    mean_seconds: f64,
+}
+
+impl Subject {
+    fn of(s: &StatementSummary) -> Subject {
+        Subject {
+            datname: s.datname.clone(),
+            usename: s.usename.clone(),
+            queryid: s.queryid.clone(),
+            fingerprint: s.fingerprint.clone(),
+            query: s.query.clone(),
+            mean_seconds: s.mean_seconds,
+        }
+    }
 }
 
 fn unix_now() -> f64 {
@@ -132,13 +159,15 @@ fn unix_now() -> f64 {
 
 impl Worker {
     /// A worker for one target; `main` is the target's collector session,
-    /// used briefly for cluster-wide reads between collector runs.
+    /// used briefly for cluster-wide reads between collector runs;
+    /// `notifier` is told of each new plan.
     pub fn new(
         target: Arc<str>,
         settings: Settings,
         params: ConnParams,
         store: Arc<Store>,
         main: Arc<Mutex<Session>>,
+        notifier: Option<Arc<crate::notify::Notifier>>,
     ) -> Worker {
         Worker {
             target,
@@ -155,7 +184,72 @@ impl Worker {
             runs: BTreeMap::new(),
             skipped: BTreeMap::new(),
             recent: VecDeque::new(),
+            notifier,
+            feed: None,
+            report: None,
         }
+    }
+
+    /// Takes slow executions (with their parameter values) and
+    /// auto_explain plans from the target's log.
+    pub fn with_feed(mut self, feed: Option<Arc<crate::logs::feed::LogFeed>>) -> Worker {
+        self.feed = feed;
+        self
+    }
+
+    /// auto_explain plans from the log go straight to the findings: no
+    /// statement runs. Returns whether there were any.
+    fn absorb_logged_plans(&mut self) -> bool {
+        let Some(feed) = &self.feed else {
+            return false;
+        };
+        let plans = feed.take_plans();
+        let any = !plans.is_empty();
+        for logged in plans {
+            let Some(fingerprint) = crate::sql::fingerprint(&logged.query) else {
+                continue;
+            };
+            if crate::sql::is_own(&fingerprint) {
+                continue;
+            }
+            // The query id from the log, else the statement's in the last
+            // statements report.
+            let queryid = logged.query_id.map(|q| q.to_string()).or_else(|| {
+                self.report.as_ref().and_then(|r| {
+                    r.statements
+                        .iter()
+                        .find(|s| s.fingerprint == fingerprint && s.datname == logged.datname)
+                        .map(|s| s.queryid.clone())
+                })
+            });
+            let Some(queryid) = queryid else {
+                tracing::debug!(target_name = %self.target, "auto_explain plan without a query id; set compute_query_id");
+                continue;
+            };
+            let subject = Subject {
+                datname: logged.datname,
+                usename: logged.usename,
+                queryid: queryid.clone(),
+                query: crate::sql::normalize(&logged.query).map(|q| crate::sql::shorten(&q, 200)),
+                fingerprint,
+                mean_seconds: logged.seconds,
+            };
+            // The plan as EXPLAIN (FORMAT JSON) prints it, without the
+            // statement text and parameter values auto_explain adds.
+            let mut plan = logged.plan;
+            if let Some(obj) = plan.as_object_mut() {
+                obj.remove("Query Text");
+                obj.remove("Query Parameters");
+            }
+            let explained = Explained {
+                mode: runner::Mode::AutoExplain,
+                plan: Value::Array(vec![plan]),
+                note: None,
+            };
+            let key = (subject.datname.clone(), queryid);
+            self.remember(&subject, key, explained, "auto_explain in the server log");
+        }
+        any
     }
 
     /// Runs until `cancel`: looks for a new statements report every few
@@ -168,7 +262,11 @@ impl Worker {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            let absorbed = self.absorb_logged_plans();
             let Some(report) = self.new_report() else {
+                if absorbed {
+                    self.publish();
+                }
                 continue;
             };
             self.round(&report, &cancel).await;
@@ -193,6 +291,7 @@ impl Worker {
             return None;
         }
         self.last_report = report.collected_at;
+        self.report = Some(report.clone());
         Some(report)
     }
 
@@ -277,9 +376,19 @@ impl Worker {
         let Ok(queryid) = statement.queryid.parse::<i64>() else {
             return;
         };
-        let sampled = self.sample(queryid, statement).await;
+        let logged = self
+            .feed
+            .as_ref()
+            .and_then(|f| f.execution(&statement.datname, &statement.fingerprint));
+        let sampled = match logged {
+            Some(text) => Some((text, "from the slow-statement log")),
+            None => self
+                .sample(queryid, statement)
+                .await
+                .map(|text| (text, "sampled from pg_stat_activity")),
+        };
         let (sql, parameters) = match sampled {
-            Some(text) => (text, "sampled from pg_stat_activity"),
+            Some(found) => found,
             None => match self.full_text(queryid).await {
                 Some(text) => (text, "none: generic plan"),
                 None => {
@@ -306,7 +415,7 @@ impl Worker {
         match result {
             Ok(explained) => {
                 self.count_run(explained.mode.as_str());
-                self.remember(statement, key, explained, parameters);
+                self.remember(&Subject::of(statement), key, explained, parameters);
             }
             Err(ExplainError::Refused(reason)) => {
                 self.count_run("refused");
@@ -406,14 +515,14 @@ impl Worker {
         let ext = pgss::find(&live.client, &live.caps.database).await.ok()?;
         pgss::texts(&live.client, &ext, &[queryid])
             .await
-            .ok()?
+            .ok()??
             .remove(&queryid)
     }
 
     /// Keeps the plan: findings, shape change, redaction, bounded lists.
     fn remember(
         &mut self,
-        statement: &StatementSummary,
+        statement: &Subject,
         key: Key,
         explained: Explained,
         parameters: &'static str,
@@ -464,6 +573,9 @@ impl Worker {
             shape_hash,
             previous,
         });
+        if let Some(notifier) = &self.notifier {
+            notifier.plan(&self.target, &record);
+        }
         self.latest.insert(key, record.clone());
         if self.latest.len() > KEPT_STATEMENTS {
             let oldest = self

@@ -4,7 +4,13 @@
 //! - [`record`]: log records and their assembly from stderr, csvlog and jsonlog (pure).
 //! - [`event`]: what a record means to pgvigil (slow statements with their
 //!   parameters, auto_explain plans, authentication failures, errors) (pure).
+//! - [`tail`]: following the log directory through rotation and truncation.
+//! - [`feed`]: what the tailer hands the EXPLAIN worker.
+//!
+//! The `logs` collector ([`crate::collect::logs`]) ties them together.
 
 pub mod event;
+pub mod feed;
 pub mod prefix;
 pub mod record;
+pub mod tail;

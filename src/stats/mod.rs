@@ -5,4 +5,5 @@
 pub mod counter;
 pub mod histogram;
 pub mod latency;
+pub mod tail;
 pub mod topn;

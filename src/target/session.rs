@@ -66,12 +66,18 @@ pub struct Live {
     pub client: Client,
     /// Capabilities detected at connect time.
     pub caps: Capabilities,
-    driver: tokio::task::JoinHandle<()>,
+    _driver: Driver,
 }
 
-impl Drop for Live {
+/// The task driving a connection's socket, aborted when dropped: a
+/// connection abandoned half-way (a connect attempt that timed out) must
+/// not leave its task and socket behind.
+#[derive(Debug)]
+struct Driver(tokio::task::JoinHandle<()>);
+
+impl Drop for Driver {
     fn drop(&mut self) {
-        self.driver.abort();
+        self.0.abort();
     }
 }
 
@@ -198,6 +204,18 @@ impl Session {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// Whether the live connection answers an empty query within
+    /// `within`. After a cancel request this tells a cancelled slow query
+    /// (the connection answers at once) from a server or network that has
+    /// stopped answering: a cancel request is only written to a new
+    /// socket, so its delivery proves nothing.
+    pub async fn answers(&mut self, within: Duration) -> bool {
+        let Some(live) = &self.live else { return false };
+        tokio::time::timeout(within, live.client.batch_execute(""))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// The live connection, if any, without connecting.
     pub fn live(&mut self) -> Option<&mut Live> {
         self.live.as_mut()
@@ -210,19 +228,40 @@ impl Session {
 pub struct Console {
     /// The client.
     pub client: Client,
-    driver: tokio::task::JoinHandle<()>,
+    _driver: Driver,
 }
 
-impl Drop for Console {
-    fn drop(&mut self) {
-        self.driver.abort();
-    }
+/// Bounds a whole connection establishment by the connect timeout.
+///
+/// tokio-postgres applies `connect_timeout` to the TCP (or Unix socket)
+/// connect only; libpq applies it to everything up to a usable session.
+/// A server or network that accepts the socket and then says nothing (a
+/// stalled link, a hung host, a backend stuck in authentication) would
+/// otherwise hold the target's session, and every collector queued
+/// behind it, for as long as it stays silent.
+async fn within_connect_timeout<T>(
+    params: &ConnParams,
+    attempt: impl std::future::Future<Output = Result<T, ConnectError>>,
+) -> Result<T, ConnectError> {
+    let limit = params.to_tokio_config().get_connect_timeout().copied();
+    let Some(limit) = limit else {
+        return attempt.await;
+    };
+    tokio::time::timeout(limit, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ConnectError::Failed {
+                addr: params.endpoint(),
+                reason: format!(
+                    "the server did not complete the connection within connect_timeout ({}s)",
+                    limit.as_secs_f64()
+                ),
+            })
+        })
 }
 
 /// Connects (TLS per sslmode) and spawns the connection's driver.
-async fn connect(
-    params: &ConnParams,
-) -> Result<(Client, tokio::task::JoinHandle<()>), ConnectError> {
+async fn connect(params: &ConnParams) -> Result<(Client, Driver), ConnectError> {
     let addr = params.endpoint();
     let connector: MakeRustlsConnect =
         tls::make_connector(params).map_err(|e| ConnectError::Tls {
@@ -237,22 +276,30 @@ async fn connect(
             addr: addr.clone(),
             reason: describe(&e),
         })?;
-    let driver = tokio::spawn(async move {
+    let driver = Driver(tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(addr = %addr, error = %describe(&e), "connection ended");
         }
-    });
+    }));
     Ok((client, driver))
 }
 
 /// Opens a PgBouncer admin console connection.
 pub async fn open_console(params: &ConnParams) -> Result<Console, ConnectError> {
-    let (client, driver) = connect(params).await?;
-    Ok(Console { client, driver })
+    let (client, driver) = within_connect_timeout(params, connect(params)).await?;
+    Ok(Console {
+        client,
+        _driver: driver,
+    })
 }
 
-/// Opens a connection, applies the session limits and detects capabilities.
+/// Opens a connection, applies the session limits and detects
+/// capabilities, all within the connect timeout.
 pub async fn open(params: &ConnParams, limits: Limits) -> Result<Live, ConnectError> {
+    within_connect_timeout(params, open_unbounded(params, limits)).await
+}
+
+async fn open_unbounded(params: &ConnParams, limits: Limits) -> Result<Live, ConnectError> {
     let addr = params.endpoint();
     let failed = |e: tokio_postgres::Error| ConnectError::Failed {
         addr: addr.clone(),
@@ -278,7 +325,7 @@ pub async fn open(params: &ConnParams, limits: Limits) -> Result<Live, ConnectEr
     Ok(Live {
         client,
         caps,
-        driver,
+        _driver: driver,
     })
 }
 

@@ -230,7 +230,10 @@ async fn run_with_a_wrong_password_reports_pg_up_zero_and_logs_why() {
     let agent = RunningAgent::start(&fx.pg.scratch(), &config).await;
     let m = agent
         .wait_for(Duration::from_secs(20), "pg_up 0", |m| {
-            m.get("pg_up", &[]).map(|_| m.clone())
+            // Each collector records its first failure on its own schedule.
+            m.get("pg_up", &[])
+                .and(m.get("pgvigil_collector_success", &[("collector", "server")]))
+                .map(|_| m.clone())
         })
         .await;
     assert_eq!(m.get("pg_up", &[]), Some(0.0));

@@ -202,7 +202,11 @@ async fn pg_up_follows_the_server_going_away_and_coming_back() {
     fx.pg.stop();
     let m = agent
         .wait_for(WAIT, "pg_up 0", |m| {
-            m.get("pg_up", &[]).filter(|v| *v == 0.0).map(|_| m.clone())
+            // Each collector records the failure on its own schedule.
+            let server = m.get("pgvigil_collector_success", &[("collector", "server")]);
+            m.get("pg_up", &[])
+                .filter(|v| *v == 0.0 && server == Some(0.0))
+                .map(|_| m.clone())
         })
         .await;
     assert_eq!(

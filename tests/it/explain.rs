@@ -12,13 +12,7 @@ use crate::harness::{Fixture, RunningAgent, outputs, pgvigil};
 /// The monitoring role may read the tables it explains (PostgreSQL 14+:
 /// pg_read_all_data; before: SELECT on the schema), as the README says.
 pub async fn grant_reading(admin: &Client) {
-    let version: i32 = admin
-        .query_one("SHOW server_version_num", &[])
-        .await
-        .unwrap()
-        .get::<_, String>(0)
-        .parse()
-        .unwrap();
+    let version: i32 = crate::harness::pg::version_num(admin).await;
     let grant = if version >= 140000 {
         "GRANT pg_read_all_data TO pgvigil"
     } else {
@@ -127,13 +121,7 @@ async fn nothing_refused_or_only_planned_changes_anything() {
             "",
         ),
     ];
-    let version: i32 = admin
-        .query_one("SHOW server_version_num", &[])
-        .await
-        .unwrap()
-        .get::<_, String>(0)
-        .parse()
-        .unwrap();
+    let version: i32 = crate::harness::pg::version_num(&admin).await;
     for (sql, ok, mode) in cases {
         if sql.starts_with("MERGE") && version < 150000 {
             continue; // no MERGE before PostgreSQL 15
@@ -310,13 +298,7 @@ async fn the_worker_explains_slow_statements_and_notices_plan_changes() {
         "statements = { interval = \"1s\" }\n[explain]\nslow_threshold = \"1us\"\nstatement_timeout = \"10s\"\nper_statement_interval = \"1s\"\nmax_per_hour = 1000\n",
     );
     let agent = RunningAgent::start(&fx.pg.scratch(), &config).await;
-    let version: i32 = admin
-        .query_one("SHOW server_version_num", &[])
-        .await
-        .unwrap()
-        .get::<_, String>(0)
-        .parse()
-        .unwrap();
+    let version: i32 = crate::harness::pg::version_num(&admin).await;
     // A slow statement with its literal inline (simple protocol), run over and over.
     let app = fx.pg.connect().await;
     let load = tokio::spawn(async move {

@@ -3,13 +3,25 @@
 
 mod harness;
 
+mod alerts;
 mod cli;
 mod collectors;
+mod dashboards;
 mod docs;
 mod explain;
+mod faults;
+mod fleet;
+mod hostile;
 mod http;
+mod load;
+mod logs;
+mod notify;
+mod packaging;
+mod page;
 mod percentiles;
 mod pgbouncer;
+mod replication;
 mod statements;
 mod storage;
 mod tls;
+mod web;

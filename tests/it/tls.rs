@@ -18,8 +18,9 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// A CA, and a server certificate for `localhost` signed by it.
-fn make_certs(dir: &Path) {
+/// A CA, and a server certificate for `localhost` signed by it (ca.crt,
+/// server.crt, server.key), and an unrelated CA (other.crt).
+pub(crate) fn make_certs(dir: &Path) {
     openssl(
         dir,
         &[

@@ -106,6 +106,7 @@ const P: [f64; 3] = [0.5, 0.95, 0.99];
 
 struct Previous {
     at: Instant,
+    at_unix: f64,
     readings: FxHashMap<EntryKey, Reading>,
     stats_reset: Option<f64>,
 }
@@ -123,9 +124,20 @@ pub struct Statements {
     other_histogram: Cumulative,
     instance_histogram: Cumulative,
     texts: Texts,
+    log: Option<Arc<std::sync::Mutex<crate::collect::logs::LogReader>>>,
 }
 
 impl Statements {
+    /// Reads the slow-statement log at the end of each interval, for
+    /// exact tail quantiles.
+    pub fn with_log(
+        mut self,
+        log: Option<Arc<std::sync::Mutex<crate::collect::logs::LogReader>>>,
+    ) -> Statements {
+        self.log = log;
+        self
+    }
+
     /// A collector with no history yet.
     pub fn new(settings: Settings) -> Statements {
         let buckets = settings.buckets.clone();
@@ -141,6 +153,7 @@ impl Statements {
             other_histogram: Cumulative::new(buckets.clone()),
             instance_histogram: Cumulative::new(buckets),
             texts: Texts::default(),
+            log: None,
         }
     }
 }
@@ -194,6 +207,15 @@ impl Collector for Statements {
         let read_started = Instant::now();
         let entries = query::entries(cx.client, &ext).await?;
         let now = Instant::now();
+        let now_unix = unix_now();
+        // The log up to now: complete for the interval, or nothing.
+        let logged = self.log.as_ref().and_then(|reader| {
+            let since = self.previous.as_ref().map_or(f64::MAX, |p| p.at_unix);
+            reader
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take_interval(since, now_unix)
+        });
         tracing::debug!(
             entries = entries.len(),
             read_ms = (now - read_started).as_secs_f64() * 1e3,
@@ -208,7 +230,7 @@ impl Collector for Statements {
             .is_some_and(|p| p.stats_reset != info.stats_reset);
         let mut cycle = self.merge(&entries, reset_all);
         self.fetch_texts(cx, &ext, &mut cycle).await?;
-        let (families, report) = self.publish(&cycle, &dbs, &roles);
+        let (families, report) = self.publish(&cycle, &dbs, &roles, logged.as_ref());
 
         let mut families = families;
         families.push(Family::single(&OWN_TIME, self.own_seconds));
@@ -235,6 +257,7 @@ impl Collector for Statements {
         );
         self.previous = Some(Previous {
             at: now,
+            at_unix: now_unix,
             readings: entries.into_iter().collect(),
             stats_reset: info.stats_reset,
         });
@@ -394,7 +417,9 @@ impl Statements {
         ids: Vec<i64>,
     ) -> Result<(), CollectError> {
         let started = Instant::now();
-        let fetched = query::texts(cx.client, ext, &ids).await?;
+        let Some(fetched) = query::texts(cx.client, ext, &ids).await? else {
+            return Ok(());
+        };
         self.texts.store(&ids, fetched);
         tracing::debug!(
             texts = ids.len(),
@@ -411,6 +436,7 @@ impl Statements {
         cycle: &Cycle,
         dbs: &HashMap<u32, String>,
         roles: &HashMap<u32, String>,
+        logged: Option<&crate::collect::logs::LoggedInterval>,
     ) -> (
         Vec<Family>,
         Option<(InstanceSummary, Vec<StatementSummary>)>,
@@ -425,6 +451,7 @@ impl Statements {
         let name = |map: &HashMap<u32, String>, oid: u32| {
             map.get(&oid).cloned().unwrap_or_else(|| oid.to_string())
         };
+        let no_durations: Vec<f64> = Vec::new();
         for (key, m) in &cycle.merged {
             if m.own {
                 if !first_cycle {
@@ -432,34 +459,71 @@ impl Statements {
                 }
                 continue;
             }
+            let member = self.membership.contains(key);
+            // Names only where they are needed (the top N, or matching the log).
+            let named = (member || logged.is_some()).then(|| {
+                let text = self
+                    .texts
+                    .get(key.2)
+                    .cloned()
+                    .unwrap_or_else(|| texts::TextInfo::from_text(key.2, None));
+                let labels = [
+                    name(dbs, key.0),
+                    name(roles, key.1),
+                    key.2.to_string(),
+                    text.fingerprint.clone(),
+                ];
+                (text, labels)
+            });
+            // The slow executions the log has of this statement, when the
+            // log covers the interval.
+            let tail = logged.zip(named.as_ref()).map(|(l, (text, labels))| {
+                let key = (
+                    labels[0].clone(),
+                    labels[1].clone(),
+                    text.fingerprint.clone(),
+                );
+                (
+                    l.threshold,
+                    l.by_statement.get(&key).unwrap_or(&no_durations),
+                )
+            });
+            // Above the log threshold the histogram counts exactly.
+            let adjusted = match (&m.interval, &m.estimate, tail) {
+                (Some(iv), Some(e), Some((threshold, durations))) if m.entries == 1 => {
+                    crate::stats::tail::tail_cdf(
+                        &e.cdf,
+                        &self.settings.buckets,
+                        iv.moments.calls,
+                        threshold,
+                        durations,
+                    )
+                }
+                _ => None,
+            };
+            let cdf: &[f64] = adjusted
+                .as_deref()
+                .or_else(|| m.estimate.as_ref().map(|e| e.cdf.as_slice()))
+                .unwrap_or(&[]);
             if let (Some(iv), Some(e)) = (&m.interval, &m.estimate)
                 && m.entries == 1
                 && m.toplevel
             {
                 self.instance_histogram
-                    .add_cdf(&e.cdf, iv.moments.calls, iv.moments.total);
+                    .add_cdf(cdf, iv.moments.calls, iv.moments.total);
                 instance.add(iv.moments.calls, e.dist, &e.cdf);
             }
             self.totals.entry(*key).or_default().add(&m.growth);
-            if !self.membership.contains(key) {
+            let Some((text, labels)) = named.filter(|_| member) else {
                 self.other.add(&m.growth);
-                if let (Some(iv), Some(e)) = (&m.interval, &m.estimate) {
+                if let Some(iv) = &m.interval
+                    && m.estimate.is_some()
+                {
                     self.other_histogram
-                        .add_cdf(&e.cdf, iv.moments.calls, iv.moments.total);
+                        .add_cdf(cdf, iv.moments.calls, iv.moments.total);
                 }
                 continue;
-            }
-            let text = self
-                .texts
-                .get(key.2)
-                .cloned()
-                .unwrap_or_else(|| texts::TextInfo::from_text(key.2, None));
-            let labels = [
-                name(dbs, key.0),
-                name(roles, key.1),
-                key.2.to_string(),
-                text.fingerprint.clone(),
-            ];
+            };
             for (family, value) in counters.iter_mut().zip(self.totals[key].values()) {
                 family.push(&labels, value);
             }
@@ -470,8 +534,18 @@ impl Statements {
                     .entry(*key)
                     .or_insert_with(|| Cumulative::new(buckets.clone()));
                 if let (Some(iv), Some(e)) = (&m.interval, &m.estimate) {
-                    histogram.add_cdf(&e.cdf, iv.moments.calls, iv.moments.total);
-                    summaries.push(summary(&labels, &text, iv, &e.dist));
+                    histogram.add_cdf(cdf, iv.moments.calls, iv.moments.total);
+                    let mut s = summary(&labels, &text, iv, &e.dist);
+                    if let Some((_, durations)) = tail.filter(|_| m.entries == 1) {
+                        report::apply_exact_tail(
+                            &mut s.quantiles,
+                            &mut s.method,
+                            &mut s.exact_quantiles,
+                            iv.moments.calls,
+                            durations,
+                        );
+                    }
+                    summaries.push(s);
                 }
                 latency.push_value(&labels, Value::Histogram(Box::new(histogram.value())));
             }
@@ -518,7 +592,19 @@ impl Statements {
         );
         families.extend([latency, inst, query_info]);
         summaries.sort_by(|a, b| b.total_seconds.total_cmp(&a.total_seconds));
-        (families, Some((instance_summary(&instance), summaries)))
+        let mut inst_summary = instance_summary(&instance);
+        if let (Some(l), Some(q)) = (logged, inst_summary.quantiles.as_mut())
+            && cycle.multi_entry.is_empty()
+        {
+            report::apply_exact_tail(
+                q,
+                &mut inst_summary.method,
+                &mut inst_summary.exact_quantiles,
+                inst_summary.calls,
+                &l.all,
+            );
+        }
+        (families, Some((inst_summary, summaries)))
     }
 }
 
@@ -537,6 +623,7 @@ fn instance_summary(instance: &Mixture) -> InstanceSummary {
         } else {
             Method::Estimate
         },
+        exact_quantiles: Vec::new(),
     }
 }
 
@@ -564,6 +651,7 @@ fn summary(
         } else {
             Method::Estimate
         },
+        exact_quantiles: Vec::new(),
         distribution: d.name(),
         rows_per_call: if calls > 0.0 {
             iv.growth.rows() / calls

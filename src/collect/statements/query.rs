@@ -252,23 +252,44 @@ pub async fn info(client: &Client, ext: &Extension) -> Result<Info, CollectError
 }
 
 /// Query texts of the given query ids. pg_stat_statements(true) reads the
-/// whole text file, so this runs only for ids not seen before.
+/// whole text file, so this runs only for ids not seen before. `None` when
+/// no text can be read now (see below): ask again next time.
 pub async fn texts(
     client: &Client,
     ext: &Extension,
     ids: &[i64],
-) -> Result<HashMap<i64, String>, CollectError> {
+) -> Result<Option<HashMap<i64, String>>, CollectError> {
     if ids.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(Some(HashMap::new()));
     }
     let sql = format!(
         "SELECT DISTINCT ON (queryid) queryid, query FROM {} WHERE queryid = ANY($1)",
         ext.function(true)
     );
-    let rows = client
-        .query(crate::sql::register_own(&sql), &[&ids])
-        .await
-        .map_err(not_preloaded)?;
+    let rows = match client.query(crate::sql::register_own(&sql), &[&ids]).await {
+        Ok(rows) => rows,
+        // pg_stat_statements(true) converts every entry's text to this
+        // database's encoding before any filter applies, so one text it
+        // cannot convert (bytes that are not UTF-8, recorded in a
+        // SQL_ASCII database) fails the call for all. Go on without texts
+        // rather than lose the statements' numbers too.
+        Err(e)
+            if e.code() == Some(&tokio_postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE) =>
+        {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    error = %crate::target::session::describe(&e),
+                    "query texts unavailable: pg_stat_statements holds a text that cannot be \
+                     converted to this database's encoding (a statement from a SQL_ASCII \
+                     database?); statements are published without text, by query id, \
+                     until it is evicted or pg_stat_statements_reset() is run"
+                );
+            });
+            return Ok(None);
+        }
+        Err(e) => return Err(not_preloaded(e)),
+    };
     let mut out = HashMap::with_capacity(rows.len());
     for row in &rows {
         let id: i64 = col(row, "pg_stat_statements texts", "queryid")?;
@@ -276,7 +297,7 @@ pub async fn texts(
             out.insert(id, text);
         }
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 const NAMES: &str = "SELECT 'd' AS kind, oid, datname::text AS name FROM pg_catalog.pg_database

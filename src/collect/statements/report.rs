@@ -22,6 +22,9 @@ pub enum Method {
     Exact,
     /// Estimated from the interval's moments and the entry's min/max.
     Estimate,
+    /// The quantiles named in `exact_quantiles` are slow executions from
+    /// the server log, exactly; the others are estimated.
+    ExactTail,
 }
 
 /// Instance-wide figures for the interval.
@@ -37,6 +40,8 @@ pub struct InstanceSummary {
     pub quantiles: Option<Quantiles>,
     /// How the quantiles were obtained.
     pub method: Method,
+    /// Which quantiles came from the slow-statement log ("p95", "p99").
+    pub exact_quantiles: Vec<&'static str>,
 }
 
 /// One statement's interval.
@@ -62,6 +67,8 @@ pub struct StatementSummary {
     pub quantiles: Quantiles,
     /// How they were obtained.
     pub method: Method,
+    /// Which quantiles came from the slow-statement log ("p95", "p99").
+    pub exact_quantiles: Vec<&'static str>,
     /// The assumed distribution: point, two-point, beta or lognormal.
     pub distribution: &'static str,
     /// Rows per call.
@@ -81,4 +88,33 @@ pub struct StatementsReport {
     pub instance: InstanceSummary,
     /// Published (top) statements with calls in the interval, by execution time, largest first.
     pub statements: Vec<StatementSummary>,
+}
+
+/// Replaces the quantiles the slow-statement log knows exactly: `n` calls
+/// in the interval, `logged` the durations of those slower than the
+/// threshold.
+pub fn apply_exact_tail(
+    quantiles: &mut Quantiles,
+    method: &mut Method,
+    exact: &mut Vec<&'static str>,
+    n: f64,
+    logged: &[f64],
+) {
+    let found = crate::stats::tail::exact_quantiles(n, logged, &[0.5, 0.95, 0.99]);
+    for ((name, slot), value) in [
+        ("p50", &mut quantiles.p50),
+        ("p95", &mut quantiles.p95),
+        ("p99", &mut quantiles.p99),
+    ]
+    .into_iter()
+    .zip(found)
+    {
+        if let Some(v) = value {
+            *slot = v;
+            exact.push(name);
+        }
+    }
+    if !exact.is_empty() {
+        *method = Method::ExactTail;
+    }
 }

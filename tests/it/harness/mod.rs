@@ -4,11 +4,12 @@ pub mod agent;
 pub mod bouncer;
 pub mod metrics;
 pub mod pg;
+pub mod proxy;
 pub mod replica;
 
 use std::path::PathBuf;
 
-pub use agent::{RunningAgent, http, outputs, pgvigil};
+pub use agent::{Client, RunningAgent, http, outputs, pgvigil};
 pub use metrics::Metrics;
 pub use pg::{PgOptions, PgServer, eventually};
 

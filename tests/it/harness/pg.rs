@@ -335,7 +335,9 @@ impl PgServer {
         chown_to_postgres(&path);
     }
 
-    fn try_start(&self) -> Result<(), String> {
+    /// `pg_ctl start` on the existing data directory; the error has
+    /// pg_ctl's output and the server log.
+    pub fn try_start(&self) -> Result<(), String> {
         let data = self.data_dir();
         let log = self.log_file();
         let out = pg_command(
@@ -476,6 +478,17 @@ impl Drop for PgServer {
 /// and then only on the next statement (before 15) or after an idle timer
 /// of up to 10 s (15+). So wait past that interval and run one more
 /// statement, whose end flushes everything pending.
+/// The server's `server_version_num`, e.g. 150004.
+pub async fn version_num(client: &Client) -> i32 {
+    client
+        .query_one("SHOW server_version_num", &[])
+        .await
+        .expect("SHOW server_version_num")
+        .get::<_, String>(0)
+        .parse()
+        .expect("a number")
+}
+
 pub async fn flush_stats(client: &Client) {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     client
