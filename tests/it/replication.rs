@@ -75,20 +75,10 @@ async fn replay_lag_follows_a_paused_replica_and_ignores_an_idle_primary() {
         None
     );
 
-    // An idle primary: the last replayed commit gets old, but the replica
-    // is not behind, so its lag stays 0 on every scrape.
+    // An idle primary for 30 s: the last replayed commit gets old, but the
+    // replica is not behind, so its lag stays 0 on every scrape.
     let client = replica.connect().await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let naive: f64 = client
-        .query_one(
-            "SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(naive > 5.0, "the last replayed commit is {naive}s old");
-    for _ in 0..4 {
+    for _ in 0..15 {
         let m = agent.metrics().await;
         assert_eq!(
             m.get("pg_replica_replay_lag_seconds", &on("replica1")),
@@ -99,8 +89,18 @@ async fn replay_lag_follows_a_paused_replica_and_ignores_an_idle_primary() {
             m.get("pg_replica_replay_lag_bytes", &on("replica1")),
             Some(0.0)
         );
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    let naive: f64 = client
+        .query_one(
+            "SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    // What a naive now() - pg_last_xact_replay_timestamp() would report.
+    assert!(naive > 25.0, "the last replayed commit is {naive}s old");
 
     // Paused replay: WAL arrives, is not applied, and the lag grows.
     replica.pause_replay().await;
@@ -130,8 +130,9 @@ async fn replay_lag_follows_a_paused_replica_and_ignores_an_idle_primary() {
         })
         .await;
     // Bounded by the time the replica has actually been behind, not by
-    // the age of the last commit before the pause (over 6 s old).
-    assert!(later < naive + 60.0, "{later}");
+    // the age of the last commit before the pause (over 30 s old).
+    // A lag read off the last commit's age would already exceed `naive`.
+    assert!(later < naive, "{later} vs the commit age {naive}");
 
     // Resumed: caught up again, and both ends say so.
     replica.resume_replay().await;
