@@ -2,7 +2,10 @@
 //! (`[target.logs]`): slow statements, authentication failures, errors by
 //! SQLSTATE class, statements never seen before for a role; slow
 //! executions with their real parameters and auto_explain plans go to the
-//! EXPLAIN worker through the [`LogFeed`].
+//! EXPLAIN worker through the [`LogFeed`]. The reading state is a
+//! [`LogReader`] shared with the statements collector, which catches up
+//! with the log at the end of each interval and takes its slow executions
+//! for exact tail quantiles ([`crate::stats::tail`]).
 //!
 //! The format (`auto`: jsonlog, else csvlog, else stderr, from the server's
 //! `log_destination`) and `log_line_prefix` are read from the server every

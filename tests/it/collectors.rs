@@ -230,7 +230,11 @@ async fn pg_up_follows_the_server_going_away_and_coming_back() {
     fx.pg.restart_stopped();
     let m = agent
         .wait_for(WAIT, "pg_up 1 again", |m| {
-            m.get("pg_up", &[]).filter(|v| *v == 1.0).map(|_| m.clone())
+            // pg_in_recovery returns with the server collector's next run.
+            m.get("pg_up", &[])
+                .filter(|v| *v == 1.0)
+                .and(m.get("pg_in_recovery", &[]))
+                .map(|_| m.clone())
         })
         .await;
     assert_eq!(m.get("pg_in_recovery", &[]), Some(0.0));
