@@ -87,7 +87,9 @@ vigil_url="http://127.0.0.1:$vigil_port/metrics"
 exporter_url="http://127.0.0.1:$exporter_port/metrics"
 
 # Warm-up: two statements cycles for pgvigil, a few scrapes for the exporter.
-for _ in 1 2 3; do curl -s -o /dev/null "$exporter_url"; sleep 10; done
+# (Either may still be binding its port: retry refused connections.)
+for _ in 1 2 3; do curl -s --retry 20 --retry-connrefused --retry-delay 1 -o /dev/null "$exporter_url"; sleep 10; done
+curl -s --retry 20 --retry-connrefused --retry-delay 1 -o /dev/null "$vigil_url"
 sleep 10
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
