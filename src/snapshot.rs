@@ -218,6 +218,11 @@ fn unix_seconds(t: SystemTime) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Now, as Unix seconds (0 if the clock is before 1970).
+pub fn unix_now() -> f64 {
+    unix_seconds(SystemTime::now())
+}
+
 impl TargetView {
     /// The health families derived from this target's state: `pg_up` and the
     /// `pgvigil_collector_*` series.

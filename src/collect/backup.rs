@@ -195,19 +195,8 @@ mod tests {
     }
 
     fn value(families: &[Family], name: &str, labels: &[&str]) -> Option<f64> {
-        let f = families.iter().find(|f| f.desc.exposed_name() == name)?;
-        f.series
-            .iter()
-            .find(|s| {
-                s.labels
-                    .iter()
-                    .map(String::as_str)
-                    .eq(labels.iter().copied())
-            })
-            .and_then(|s| match s.value {
-                crate::metric::Value::Number(v) => Some(v),
-                _ => None,
-            })
+        let family = families.iter().find(|f| f.desc.exposed_name() == name);
+        crate::report::number(family, labels)
     }
 
     #[test]

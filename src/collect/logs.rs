@@ -205,12 +205,7 @@ fn lock(reader: &std::sync::Mutex<LogReader>) -> std::sync::MutexGuard<'_, LogRe
     reader.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+use crate::snapshot::unix_now;
 
 impl LogReader {
     /// A reader of one target's log directory.

@@ -21,7 +21,6 @@ use std::collections::{HashMap, HashSet};
 
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use tokio::time::Instant;
@@ -175,12 +174,7 @@ struct Merged {
     own: bool,
 }
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
+use crate::snapshot::unix_now;
 
 fn quantiles(q: impl Fn(f64) -> f64) -> Quantiles {
     Quantiles {
