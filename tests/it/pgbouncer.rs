@@ -167,8 +167,7 @@ fn write(fx: &Fixture, config: &str) -> String {
 async fn each_pgbouncer_reports_on_its_own_and_failures_stay_local() {
     let fx = Fixture::start().await;
     let bouncer = Bouncer::start(&fx.pg, 2).await;
-    let down = Bouncer::start(&fx.pg, 2).await;
-    down.stop();
+    let down = Bouncer::unreachable(&fx.pg).await;
     let tables = [
         bouncer.target_table(Some("admin"), ADMIN, true),
         bouncer.target_table(Some("stats"), STATS, true),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::pg::{PgServer, chown_to_postgres, free_port, is_root, open_up};
+use super::pg::{PgServer, RefusedPort, chown_to_postgres, free_port, is_root, open_up};
 
 /// Users in PgBouncer's auth file: (name, password).
 pub const APP: (&str, &str) = ("app", "app-pw");
@@ -22,6 +22,8 @@ pub struct Bouncer {
     dir: tempfile::TempDir,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// For [`Bouncer::unreachable`]: the port held so that it keeps refusing.
+    _refused: Option<RefusedPort>,
 }
 
 fn as_postgres(program: &str) -> Command {
@@ -47,6 +49,25 @@ impl Bouncer {
     /// database `appdb` (the cluster's `postgres` database), after creating
     /// the `app` role on the cluster.
     pub async fn start(pg: &PgServer, pool_size: u32) -> Bouncer {
+        let bouncer = Bouncer::prepare(pg, pool_size, free_port(), None).await;
+        bouncer.launch();
+        bouncer
+    }
+
+    /// A PgBouncer that never starts, on a port that refuses connections
+    /// for the Bouncer's whole life (a stopped one's freed port could be
+    /// taken by another test's PgBouncer running in parallel).
+    pub async fn unreachable(pg: &PgServer) -> Bouncer {
+        let refused = RefusedPort::hold();
+        Bouncer::prepare(pg, 2, refused.port, Some(refused)).await
+    }
+
+    async fn prepare(
+        pg: &PgServer,
+        pool_size: u32,
+        port: u16,
+        refused: Option<RefusedPort>,
+    ) -> Bouncer {
         let admin = pg.connect().await;
         admin
             .batch_execute(&format!(
@@ -60,7 +81,6 @@ impl Bouncer {
             .tempdir()
             .expect("temp dir");
         open_up(dir.path());
-        let port = free_port();
         let users: String = [APP, ADMIN, STATS, NOBODY]
             .iter()
             .map(|(u, p)| format!("\"{u}\" \"{p}\"\n"))
@@ -79,9 +99,11 @@ impl Bouncer {
         );
         std::fs::write(dir.path().join("pgbouncer.ini"), ini).expect("ini");
         chown_to_postgres(dir.path());
-        let bouncer = Bouncer { dir, port };
-        bouncer.launch();
-        bouncer
+        Bouncer {
+            dir,
+            port,
+            _refused: refused,
+        }
     }
 
     fn config(&self) -> PathBuf {
@@ -100,8 +122,12 @@ impl Bouncer {
             String::from_utf8_lossy(&out.stderr),
             self.log()
         );
+        // Listening comes before the daemon writes its pid file: wait for
+        // both, so that stop() always finds the process to stop.
         for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && self.pid().is_some()
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));

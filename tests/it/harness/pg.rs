@@ -181,6 +181,56 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A port on 127.0.0.1 that refuses connections for as long as it is held:
+/// a socket bound to it that never listens. Unlike a stopped server's freed
+/// port, no other test's server can take it over meanwhile.
+pub struct RefusedPort {
+    fd: std::os::fd::OwnedFd,
+    /// The port.
+    pub port: u16,
+}
+
+impl RefusedPort {
+    /// Binds a fresh port without SO_REUSEADDR, so nothing else can bind it.
+    pub fn hold() -> RefusedPort {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: plain socket calls on a descriptor this function owns; the
+        // address structures are fully initialised and their sizes passed.
+        unsafe {
+            let raw = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+            assert!(raw >= 0, "socket: {}", std::io::Error::last_os_error());
+            let fd = std::os::fd::OwnedFd::from_raw_fd(raw);
+            let mut addr: libc::sockaddr_in = std::mem::zeroed();
+            addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            addr.sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+            let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            let rc = libc::bind(
+                fd.as_raw_fd(),
+                &addr as *const _ as *const libc::sockaddr,
+                len,
+            );
+            assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+            let mut len = len;
+            let rc = libc::getsockname(
+                fd.as_raw_fd(),
+                &mut addr as *mut _ as *mut libc::sockaddr,
+                &mut len,
+            );
+            assert_eq!(rc, 0, "getsockname: {}", std::io::Error::last_os_error());
+            RefusedPort {
+                port: u16::from_be(addr.sin_port),
+                fd,
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for RefusedPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RefusedPort({}, {:?})", self.port, self.fd)
+    }
+}
+
 /// Options of a throwaway cluster.
 #[derive(Debug, Clone, Default)]
 pub struct PgOptions {
