@@ -5,7 +5,7 @@
 # load. Each agent runs under its own login role, so PostgreSQL's own
 # accounting (pg_stat_statements) tells their costs apart.
 #
-#   bash bench/compare.sh            # about 5 minutes; prints a markdown report and
+#   bash bench/compare.sh            # about 8 minutes; prints a markdown report and
 #                                    # puts it into docs/performance.md (BENCH_NO_DOC=1: don't)
 #
 # Measured for both: /metrics latency (200 sequential scrapes, then 10
@@ -98,11 +98,14 @@ role_cost() {  # role -> "calls exec_ms"
     FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid WHERE r.rolname = '$1'" | tr '|' ' '
 }
 
-echo "==> two minutes of Prometheus-like scraping every 15 s" >&2
+# Five minutes, so that what pgvigil does every 5 minutes (database sizes,
+# table and index sizes) is in the window in its due share.
+minutes=5
+echo "==> $minutes minutes of Prometheus-like scraping every 15 s" >&2
 read -r v_calls0 v_ms0 < <(role_cost pgvigil)
 read -r e_calls0 e_ms0 < <(role_cost exporter)
-v_cpu0=$(cpu_ticks "$vigil"); e_cpu0=$(cpu_ticks "$exporter")
-for _ in $(seq 1 8); do
+v_cpu0=$(cpu_ticks "$vigil"); e_cpu0=$(cpu_ticks "$exporter"); t0=$(date +%s.%N)
+for _ in $(seq 1 $((minutes * 4))); do
   curl -s -o "$dir/vigil.prom" "$vigil_url" & a=$!
   curl -s -o "$dir/exporter.prom" "$exporter_url" & b=$!
   wait "$a" "$b"
@@ -110,7 +113,8 @@ for _ in $(seq 1 8); do
 done
 read -r v_calls1 v_ms1 < <(role_cost pgvigil)
 read -r e_calls1 e_ms1 < <(role_cost exporter)
-v_cpu1=$(cpu_ticks "$vigil"); e_cpu1=$(cpu_ticks "$exporter")
+v_cpu1=$(cpu_ticks "$vigil"); e_cpu1=$(cpu_ticks "$exporter"); t1=$(date +%s.%N)
+elapsed_min=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print (b - a) / 60 }')
 v_rss=$(ps -o rss= -p "$vigil"); e_rss=$(ps -o rss= -p "$exporter")
 hz=$(getconf CLK_TCK)
 
@@ -127,8 +131,8 @@ series() { grep -vc '^#' "$1"; }
 problems() { promtool check metrics < "$1" 2>&1 | grep -c . || true; }
 curl -s -o "$dir/vigil.prom" "$vigil_url"; curl -s -o "$dir/exporter.prom" "$exporter_url"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }'; }
-per_min() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (b - a) / 2 }'; }
-cpu_min() { awk -v a="$1" -v b="$2" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz / 2 }'; }
+per_min() { awk -v a="$1" -v b="$2" -v m="$elapsed_min" 'BEGIN { printf "%.1f", (b - a) / m }'; }
+cpu_min() { awk -v a="$1" -v b="$2" -v hz="$hz" -v m="$elapsed_min" 'BEGIN { printf "%.2f", (b - a) / hz / m }'; }
 
 v_med=$(pct 0.5 < "$dir/v1"); e_med=$(pct 0.5 < "$dir/e1")
 v_db=$(per_min "$v_ms0" "$v_ms1"); e_db=$(per_min "$e_ms0" "$e_ms1")

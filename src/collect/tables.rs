@@ -12,10 +12,16 @@
 //! short-lived connection, so a run holds at most one connection beyond the
 //! collectors' own.
 //!
+//! Sizes (`pg_table_size`, `pg_relation_size`) stat every file of every
+//! relation, three quarters of a run's database time: they are measured
+//! every [`SIZE_EVERY`] and carried over in between, except for a relation
+//! seen for the first time, which is measured at once.
+//!
 //! Privilege: pg_monitor (pg_stat_scan_tables for sizes), CONNECT on each
 //! database.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio_postgres::Client;
@@ -28,10 +34,10 @@ use crate::stats::counter::Totals;
 use crate::stats::topn::TopN;
 
 static TABLE_SIZE: Desc = desc!(Gauge "pg_table_size", unit = Bytes, ["datname", "schemaname", "relname"],
-    "Disk space of the table (heap, TOAST, free space and visibility maps), indexes not included.",
+    "Disk space of the table (heap, TOAST, free space and visibility maps), indexes not included; measured every 5 minutes.",
     only_when = "the watched databases have user tables");
 static INDEX_SIZE: Desc = desc!(Gauge "pg_index_size", unit = Bytes, ["datname", "schemaname", "relname", "indexrelname"],
-    "Disk space of the index.",
+    "Disk space of the index; measured every 5 minutes.",
     only_when = "the watched databases have indexes");
 static SEQ_SCAN: Desc = desc!(Counter "pg_table_seq_scan", ["datname", "schemaname", "relname"], "Sequential scans of the table.",
     only_when = "the watched databases have user tables");
@@ -96,6 +102,9 @@ pub const TOP: usize = 100;
 /// Runs an object stays published after leaving the top.
 const KEEP: u64 = 3;
 
+/// How often relation sizes are measured (in between they are carried over).
+pub const SIZE_EVERY: Duration = Duration::from_secs(300);
+
 /// (datname, schemaname, relname[, indexrelname]).
 type Key = (String, String, String, String);
 
@@ -105,6 +114,43 @@ pub struct Tables {
     indexes: TopN<Key>,
     totals: Totals<(Key, &'static str)>,
     other: HashMap<&'static str, f64>,
+    sizes: Sizes,
+}
+
+/// Relation sizes last measured, by database and relation oid.
+#[derive(Default)]
+struct Sizes {
+    measured: Option<Instant>,
+    known: HashMap<String, HashMap<u32, f64>>,
+}
+
+impl Sizes {
+    /// Whether this run measures every size (with a little slack, so that
+    /// a run on the 5-minute mark does not wait for the next one).
+    fn due(&self, now: Instant) -> bool {
+        self.measured
+            .is_none_or(|at| now.duration_since(at) + Duration::from_secs(2) >= SIZE_EVERY)
+    }
+
+    /// Keeps this run's sizes (forgetting dropped relations and databases).
+    fn remember(&mut self, measured: Option<Instant>, tables: &[TableRow], indexes: &[IndexRow]) {
+        if measured.is_some() {
+            self.measured = measured;
+        }
+        self.known.clear();
+        let rows = tables.iter().map(|t| (&t.key.0, t.oid, t.size));
+        for (datname, oid, size) in rows.chain(indexes.iter().map(|i| (&i.key.0, i.oid, i.size))) {
+            match self.known.get_mut(datname) {
+                Some(known) => {
+                    known.insert(oid, size);
+                }
+                None => {
+                    self.known
+                        .insert(datname.clone(), HashMap::from([(oid, size)]));
+                }
+            }
+        }
+    }
 }
 
 impl Default for Tables {
@@ -114,12 +160,14 @@ impl Default for Tables {
             indexes: TopN::new(TOP, KEEP),
             totals: Totals::default(),
             other: HashMap::new(),
+            sizes: Sizes::default(),
         }
     }
 }
 
 struct TableRow {
     key: Key,
+    oid: u32,
     size: f64,
     dead: f64,
     live: f64,
@@ -130,6 +178,7 @@ struct TableRow {
 
 struct IndexRow {
     key: Key,
+    oid: u32,
     size: f64,
     scans: f64,
 }
@@ -137,13 +186,31 @@ struct IndexRow {
 const TABLES_WHAT: &str = "pg_stat_user_tables";
 const INDEXES_WHAT: &str = "pg_stat_user_indexes";
 
+/// Reads one database's tables and indexes; sizes are measured when
+/// `measure`, else taken from `known` (and measured when not there).
 async fn read_database(
     client: &Client,
     datname: &str,
+    measure: bool,
+    known: Option<&HashMap<u32, f64>>,
 ) -> Result<(Vec<TableRow>, Vec<IndexRow>), CollectError> {
     let mut tables = Vec::new();
+    let mut unknown: [Vec<u32>; 2] = Default::default();
+    let mut size =
+        |row: &tokio_postgres::Row, what, oid: u32, kind: usize| -> Result<f64, CollectError> {
+            let measured: Option<f64> = col(row, what, "size")?;
+            Ok(
+                match measured.or_else(|| known.and_then(|k| k.get(&oid).copied())) {
+                    Some(size) => size,
+                    None => {
+                        unknown[kind].push(oid);
+                        0.0
+                    }
+                },
+            )
+        };
     for row in client
-        .query(TABLES_SQL, &[])
+        .query(TABLES_SQL, &[&measure])
         .await
         .map_err(query_err(TABLES_WHAT))?
     {
@@ -151,6 +218,7 @@ async fn read_database(
         for (slot, (column, _)) in counters.iter_mut().zip(TABLE_COUNTERS.iter()) {
             *slot = col(&row, TABLES_WHAT, column)?;
         }
+        let oid = col(&row, TABLES_WHAT, "oid")?;
         tables.push(TableRow {
             key: (
                 datname.to_string(),
@@ -158,7 +226,8 @@ async fn read_database(
                 name(&row, TABLES_WHAT, "relname")?,
                 String::new(),
             ),
-            size: col(&row, TABLES_WHAT, "size")?,
+            oid,
+            size: size(&row, TABLES_WHAT, oid, 0)?,
             dead: col(&row, TABLES_WHAT, "dead")?,
             live: col(&row, TABLES_WHAT, "live")?,
             last_autovacuum: col(&row, TABLES_WHAT, "last_autovacuum")?,
@@ -168,10 +237,11 @@ async fn read_database(
     }
     let mut indexes = Vec::new();
     for row in client
-        .query(INDEXES_SQL, &[])
+        .query(INDEXES_SQL, &[&measure])
         .await
         .map_err(query_err(INDEXES_WHAT))?
     {
+        let oid = col(&row, INDEXES_WHAT, "oid")?;
         indexes.push(IndexRow {
             key: (
                 datname.to_string(),
@@ -179,9 +249,27 @@ async fn read_database(
                 name(&row, INDEXES_WHAT, "relname")?,
                 name(&row, INDEXES_WHAT, "indexrelname")?,
             ),
-            size: col(&row, INDEXES_WHAT, "size")?,
+            oid,
+            size: size(&row, INDEXES_WHAT, oid, 1)?,
             scans: col(&row, INDEXES_WHAT, "scans")?,
         });
+    }
+    if unknown.iter().any(|u| !u.is_empty()) {
+        let mut measured = HashMap::new();
+        for row in client
+            .query(SIZES_SQL, &[&unknown[0], &unknown[1]])
+            .await
+            .map_err(query_err(SIZES_WHAT))?
+        {
+            let size: Option<f64> = col(&row, SIZES_WHAT, "size")?;
+            measured.insert(col::<u32>(&row, SIZES_WHAT, "oid")?, size.unwrap_or(0.0));
+        }
+        let tables = tables.iter_mut().map(|t| (t.oid, &mut t.size));
+        for (oid, size) in tables.chain(indexes.iter_mut().map(|i| (i.oid, &mut i.size))) {
+            if let Some(m) = measured.get(&oid) {
+                *size = *m;
+            }
+        }
     }
     Ok((tables, indexes))
 }
@@ -212,9 +300,12 @@ impl Collector for Tables {
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
         let mut tables = Vec::new();
         let mut indexes = Vec::new();
+        let now = Instant::now();
+        let measure = self.sizes.due(now);
         for datname in databases(cx).await? {
+            let known = self.sizes.known.get(&datname);
             let (t, i) = if datname == cx.caps.database {
-                read_database(cx.client, &datname).await?
+                read_database(cx.client, &datname, measure, known).await?
             } else {
                 let mut params = cx.params.clone();
                 params.dbname = Some(datname.clone());
@@ -226,11 +317,13 @@ impl Collector for Tables {
                         datname: datname.clone(),
                         source,
                     })?;
-                read_database(&other.client, &datname).await?
+                read_database(&other.client, &datname, measure, known).await?
             };
             tables.extend(t);
             indexes.extend(i);
         }
+        self.sizes
+            .remember(measure.then_some(now), &tables, &indexes);
         Ok(self.publish(tables, indexes).into())
     }
 }
@@ -368,8 +461,8 @@ fn name(
 }
 
 const TABLES_SQL: &str = concat!("
-SELECT ", name_bytes!("s.schemaname"), " AS schemaname, ", name_bytes!("s.relname"), " AS relname,
-       pg_catalog.pg_table_size(s.relid)::float8 AS size,
+SELECT s.relid AS oid, ", name_bytes!("s.schemaname"), " AS schemaname, ", name_bytes!("s.relname"), " AS relname,
+       CASE WHEN $1 THEN pg_catalog.pg_table_size(s.relid)::float8 END AS size,
        s.n_dead_tup::float8 AS dead, s.n_live_tup::float8 AS live,
        extract(epoch FROM s.last_autovacuum)::float8 AS last_autovacuum,
        extract(epoch FROM s.last_autoanalyze)::float8 AS last_autoanalyze,
@@ -382,16 +475,24 @@ SELECT ", name_bytes!("s.schemaname"), " AS schemaname, ", name_bytes!("s.relnam
 
 const INDEXES_SQL: &str = concat!(
     "
-SELECT ",
+SELECT indexrelid AS oid, ",
     name_bytes!("schemaname"),
     " AS schemaname, ",
     name_bytes!("relname"),
     " AS relname, ",
     name_bytes!("indexrelname"),
     " AS indexrelname,
-       pg_catalog.pg_relation_size(indexrelid)::float8 AS size, idx_scan::float8 AS scans
+       CASE WHEN $1 THEN pg_catalog.pg_relation_size(indexrelid)::float8 END AS size, idx_scan::float8 AS scans
   FROM pg_catalog.pg_stat_user_indexes"
 );
 
+/// Sizes of relations first seen between two measuring runs: tables ($1)
+/// and indexes ($2). A relation dropped meanwhile has none.
+const SIZES_SQL: &str = "
+SELECT o AS oid, pg_catalog.pg_table_size(o)::float8 AS size FROM pg_catalog.unnest($1::oid[]) o
+UNION ALL
+SELECT o AS oid, pg_catalog.pg_relation_size(o)::float8 AS size FROM pg_catalog.unnest($2::oid[]) o";
+const SIZES_WHAT: &str = "relation sizes";
+
 /// The SQL this module sends, for recognising it in pg_stat_statements.
-pub const OWN_SQL: &[&str] = &[DATABASES_SQL, TABLES_SQL, INDEXES_SQL];
+pub const OWN_SQL: &[&str] = &[DATABASES_SQL, TABLES_SQL, INDEXES_SQL, SIZES_SQL];

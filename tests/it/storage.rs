@@ -101,6 +101,41 @@ async fn tables_of_every_database_are_watched_and_the_rest_folded() {
     );
     assert_eq!(m.get("pg_tables_watched", &[]), Some(152.0));
     crate::cli::promtool_check(&agent.get("/metrics").await.body);
+
+    // Sizes are measured every 5 minutes: a table created in between is
+    // measured at once, while big's growth waits for the next measurement.
+    let big_size = m.get("pg_table_size_bytes", &big).unwrap();
+    admin
+        .batch_execute(
+            "CREATE TABLE late (id int, pad text);
+             INSERT INTO late SELECT g, repeat('y', 200) FROM generate_series(1, 20000) g;
+             CREATE INDEX late_id ON late (id);
+             INSERT INTO big SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g;
+             SELECT count(*) FROM big WHERE pad = 'nope';",
+        )
+        .await
+        .unwrap();
+    flush_stats(&admin).await;
+    let late = [("datname", "postgres"), ("relname", "late")];
+    let m = agent
+        .wait_for(WAIT, "the late table and big's 8th scan", |m| {
+            let scanned = m.get("pg_table_seq_scan_total", &big).filter(|n| *n >= 8.0);
+            m.get("pg_table_size_bytes", &late)
+                .and(scanned)
+                .map(|_| m.clone())
+        })
+        .await;
+    assert!(m.get("pg_table_size_bytes", &late).unwrap() > 4e6);
+    assert!(
+        m.get(
+            "pg_index_size_bytes",
+            &[("relname", "late"), ("indexrelname", "late_id")]
+        )
+        .unwrap()
+            > 100e3
+    );
+    assert_eq!(m.get("pg_table_size_bytes", &big), Some(big_size));
+    assert_eq!(m.get("pg_tables_watched", &[]), Some(153.0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
