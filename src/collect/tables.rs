@@ -14,14 +14,14 @@
 //!
 //! Sizes (`pg_table_size`, `pg_relation_size`) stat every file of every
 //! relation, three quarters of a run's database time: they are measured
-//! every [`SIZE_EVERY`] and carried over in between, except for a relation
-//! seen for the first time, which is measured at once.
+//! every [`SIZE_RUNS`]th run (every 5 minutes at the default interval) and
+//! carried over in between, except for a relation seen for the first time,
+//! which is measured at once.
 //!
 //! Privilege: pg_monitor (pg_stat_scan_tables for sizes), CONNECT on each
 //! database.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio_postgres::Client;
@@ -34,10 +34,10 @@ use crate::stats::counter::Totals;
 use crate::stats::topn::TopN;
 
 static TABLE_SIZE: Desc = desc!(Gauge "pg_table_size", unit = Bytes, ["datname", "schemaname", "relname"],
-    "Disk space of the table (heap, TOAST, free space and visibility maps), indexes not included; measured every 5 minutes.",
+    "Disk space of the table (heap, TOAST, free space and visibility maps), indexes not included; measured every fifth run of the tables collector (every 5 minutes by default).",
     only_when = "the watched databases have user tables");
 static INDEX_SIZE: Desc = desc!(Gauge "pg_index_size", unit = Bytes, ["datname", "schemaname", "relname", "indexrelname"],
-    "Disk space of the index; measured every 5 minutes.",
+    "Disk space of the index; measured every fifth run of the tables collector (every 5 minutes by default).",
     only_when = "the watched databases have indexes");
 static SEQ_SCAN: Desc = desc!(Counter "pg_table_seq_scan", ["datname", "schemaname", "relname"], "Sequential scans of the table.",
     only_when = "the watched databases have user tables");
@@ -102,8 +102,9 @@ pub const TOP: usize = 100;
 /// Runs an object stays published after leaving the top.
 const KEEP: u64 = 3;
 
-/// How often relation sizes are measured (in between they are carried over).
-pub const SIZE_EVERY: Duration = Duration::from_secs(300);
+/// Relation sizes are measured every this many runs (in between they are
+/// carried over).
+pub const SIZE_RUNS: u32 = 5;
 
 /// (datname, schemaname, relname[, indexrelname]).
 type Key = (String, String, String, String);
@@ -120,23 +121,25 @@ pub struct Tables {
 /// Relation sizes last measured, by database and relation oid.
 #[derive(Default)]
 struct Sizes {
-    measured: Option<Instant>,
+    /// Successful runs since the last that measured every size.
+    runs_since: Option<u32>,
     known: HashMap<String, HashMap<u32, f64>>,
 }
 
 impl Sizes {
-    /// Whether this run measures every size (with a little slack, so that
-    /// a run on the 5-minute mark does not wait for the next one).
-    fn due(&self, now: Instant) -> bool {
-        self.measured
-            .is_none_or(|at| now.duration_since(at) + Duration::from_secs(2) >= SIZE_EVERY)
+    /// Whether this run measures every size. A run that fails (on a lock
+    /// timeout, say) does not count, so the next one measures again.
+    fn due(&self) -> bool {
+        self.runs_since.is_none_or(|n| n + 1 >= SIZE_RUNS)
     }
 
-    /// Keeps this run's sizes (forgetting dropped relations and databases).
-    fn remember(&mut self, measured: Option<Instant>, tables: &[TableRow], indexes: &[IndexRow]) {
-        if measured.is_some() {
-            self.measured = measured;
-        }
+    /// Keeps a successful run's sizes (forgetting dropped relations and
+    /// databases).
+    fn remember(&mut self, measured: bool, tables: &[TableRow], indexes: &[IndexRow]) {
+        self.runs_since = match self.runs_since {
+            Some(n) if !measured => Some(n + 1),
+            _ => Some(0),
+        };
         self.known.clear();
         let rows = tables.iter().map(|t| (&t.key.0, t.oid, t.size));
         for (datname, oid, size) in rows.chain(indexes.iter().map(|i| (&i.key.0, i.oid, i.size))) {
@@ -300,8 +303,7 @@ impl Collector for Tables {
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
         let mut tables = Vec::new();
         let mut indexes = Vec::new();
-        let now = Instant::now();
-        let measure = self.sizes.due(now);
+        let measure = self.sizes.due();
         for datname in databases(cx).await? {
             let known = self.sizes.known.get(&datname);
             let (t, i) = if datname == cx.caps.database {
@@ -322,8 +324,7 @@ impl Collector for Tables {
             tables.extend(t);
             indexes.extend(i);
         }
-        self.sizes
-            .remember(measure.then_some(now), &tables, &indexes);
+        self.sizes.remember(measure, &tables, &indexes);
         Ok(self.publish(tables, indexes).into())
     }
 }
@@ -496,3 +497,33 @@ const SIZES_WHAT: &str = "relation sizes";
 
 /// The SQL this module sends, for recognising it in pg_stat_statements.
 pub const OWN_SQL: &[&str] = &[DATABASES_SQL, TABLES_SQL, INDEXES_SQL, SIZES_SQL];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_measured_on_the_first_run_and_every_fifth_successful_one() {
+        let mut sizes = Sizes::default();
+        let mut measured = Vec::new();
+        for _ in 0..11 {
+            let due = sizes.due();
+            measured.push(due);
+            sizes.remember(due, &[], &[]);
+        }
+        let expected = [
+            true, false, false, false, false, true, false, false, false, false, true,
+        ];
+        assert_eq!(measured, expected);
+        // A failed run (no remember) leaves the next one due again.
+        let mut sizes = Sizes::default();
+        for _ in 0..SIZE_RUNS {
+            let due = sizes.due();
+            sizes.remember(due, &[], &[]);
+        }
+        assert!(sizes.due());
+        assert!(sizes.due(), "still due after a run that failed");
+        sizes.remember(true, &[], &[]);
+        assert!(!sizes.due());
+    }
+}
