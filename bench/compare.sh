@@ -29,9 +29,8 @@ trap cleanup EXIT
 start_pg "$dir" "$port" "pg_stat_statements.max = 10000" "max_connections = 100" "shared_buffers = 128MB"
 
 echo "==> preparing 500 tables and 5,000 statements" >&2
-pg_sql "$dir" "$port" -f packaging/sql/pgvigil-role.sql
-pg_sql "$dir" "$port" -c "ALTER ROLE pgvigil PASSWORD 'bench'" -c "CREATE ROLE exporter LOGIN PASSWORD 'bench' IN ROLE pg_monitor" \
-  -c "CREATE EXTENSION pg_stat_statements"
+prepare_pgvigil "$dir" "$port"
+pg_sql "$dir" "$port" -c "CREATE ROLE exporter LOGIN PASSWORD 'bench' IN ROLE pg_monitor"
 pg_sql "$dir" "$port" -c "DO \$\$ BEGIN FOR t IN 1..500 LOOP
   EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY, %s)', t, (SELECT string_agg(format('c%s int', c), ', ') FROM generate_series(1, 10) c));
   EXECUTE format('INSERT INTO t%s SELECT g, %s FROM generate_series(1, 200) g', t, (SELECT string_agg('g', ', ') FROM generate_series(1, 10)));
@@ -68,14 +67,8 @@ YAML
 
 echo "==> starting both agents and a background load" >&2
 vigil_port=$(free_port); exporter_port=$(free_port)
-cat > "$dir/pgvigil.toml" <<TOML
-listen = "127.0.0.1:$vigil_port"
-[[target]]
-dsn = "postgresql://pgvigil@127.0.0.1:$port/postgres?sslmode=disable"
-password_env = "PGVIGIL_PASSWORD"
-TOML
-PGVIGIL_PASSWORD=bench RUST_LOG=${BENCH_DETAIL:+pgvigil=debug} target/release/pgvigil run --config "$dir/pgvigil.toml" 2>"$dir/pgvigil.log" &
-vigil=$!; pids+=("$vigil")
+RUST_LOG=${BENCH_DETAIL:+pgvigil=debug} start_agent "$dir" "$port" "127.0.0.1:$vigil_port" "$dir/pgvigil.log"
+vigil=$agent; pids+=("$vigil")
 DATA_SOURCE_NAME="postgresql://exporter:bench@127.0.0.1:$port/postgres?sslmode=disable" \
   prometheus-postgres-exporter --web.listen-address="127.0.0.1:$exporter_port" \
   --extend.query-path="$dir/queries.yaml" --log.level=warn 2>"$dir/exporter.log" &

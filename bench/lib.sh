@@ -34,6 +34,30 @@ stop_pg() {
   as_pg "$PG_BINDIR/pg_ctl" -D "$1/data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
+# prepare_pgvigil DIR PORT: the pgvigil role of packaging/sql/pgvigil-role.sql
+# with the password "bench", and pg_stat_statements.
+prepare_pgvigil() {
+  pg_sql "$1" "$2" -f packaging/sql/pgvigil-role.sql
+  pg_sql "$1" "$2" -c "ALTER ROLE pgvigil PASSWORD 'bench'" -c "CREATE EXTENSION pg_stat_statements"
+}
+
+# start_agent DIR PORT LISTEN LOG [TOML lines...]: writes DIR/pgvigil.toml
+# (listen on LISTEN; one target, the cluster as pgvigil; then the TOML lines)
+# and starts the release build in the background, its log in LOG and its pid
+# in $agent.
+start_agent() {
+  local dir=$1 port=$2 listen=$3 log=$4; shift 4
+  {
+    echo "listen = \"$listen\""
+    echo "[[target]]"
+    echo "dsn = \"postgresql://pgvigil@127.0.0.1:$port/postgres?sslmode=disable\""
+    echo "password_env = \"PGVIGIL_PASSWORD\""
+    for line in "$@"; do echo "$line"; done
+  } > "$dir/pgvigil.toml"
+  PGVIGIL_PASSWORD=bench target/release/pgvigil run --config "$dir/pgvigil.toml" 2>"$log" &
+  agent=$!
+}
+
 # psql as the superuser over the cluster's socket.
 pg_sql() {
   local dir=$1 port=$2; shift 2

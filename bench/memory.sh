@@ -30,8 +30,7 @@ trap cleanup EXIT
 
 start_pg "$dir" "$port" "pg_stat_statements.max = $ENTRIES" "pg_stat_statements.track = all" \
   "max_connections = 60" "shared_buffers = 256MB" "max_locks_per_transaction = 1024"
-pg_sql "$dir" "$port" -f packaging/sql/pgvigil-role.sql
-pg_sql "$dir" "$port" -c "ALTER ROLE pgvigil PASSWORD 'bench'" -c "CREATE EXTENSION pg_stat_statements"
+prepare_pgvigil "$dir" "$port"
 echo "==> $TABLES tables" >&2
 pg_sql "$dir" "$port" -c "DO \$\$ BEGIN FOR t IN 1..$TABLES LOOP
   EXECUTE format('CREATE TABLE t%s (id int)', t);
@@ -49,21 +48,8 @@ pg_sql "$dir" "$port" -c "SELECT shapes(0, $ENTRIES)"
 entries=$(pg_sql "$dir" "$port" -Atc "SELECT count(*) FROM pg_stat_statements")
 
 listen=127.0.0.1:$(free_port)
-cat > "$dir/pgvigil.toml" <<TOML
-listen = "$listen"
-[[target]]
-dsn = "postgresql://pgvigil@127.0.0.1:$port/postgres?sslmode=disable"
-password_env = "PGVIGIL_PASSWORD"
-[collectors]
-default_interval = "500ms"
-database_size = "5s"
-tables = "500ms"
-statements = { interval = "500ms" }
-[explain]
-enabled = false
-TOML
-PGVIGIL_PASSWORD=bench target/release/pgvigil run --config "$dir/pgvigil.toml" 2>"$dir/agent.log" &
-agent=$!
+start_agent "$dir" "$port" "$listen" "$dir/agent.log" "[collectors]" 'default_interval = "500ms"' \
+  'database_size = "5s"' 'tables = "500ms"' 'statements = { interval = "500ms" }' "[explain]" "enabled = false"
 
 # Churn: 5,000 shapes never seen before per second; pg_stat_statements
 # evicts the least used to make room.

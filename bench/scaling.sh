@@ -32,8 +32,7 @@ for size in "${sizes[@]}"; do
   dir=$(mktemp -d /tmp/pgvigil-scaling-XXXXXX)
   port=$(free_port)
   start_pg "$dir" "$port" "pg_stat_statements.max = 12000" "max_connections = 60"
-  pg_sql "$dir" "$port" -f packaging/sql/pgvigil-role.sql
-  pg_sql "$dir" "$port" -c "ALTER ROLE pgvigil PASSWORD 'bench'" -c "CREATE EXTENSION pg_stat_statements"
+  prepare_pgvigil "$dir" "$port"
   per_db_tables=$((tables / 20))
   per_table=$(( (statements + tables - 1) / tables ))
   for db in $(seq 1 20); do
@@ -56,18 +55,8 @@ for size in "${sizes[@]}"; do
   done
   entries=$(pg_sql "$dir" "$port" -Atc "SELECT count(*) FROM pg_stat_statements")
   listen=127.0.0.1:$(free_port)
-  cat > "$dir/pgvigil.toml" <<TOML
-listen = "$listen"
-[[target]]
-dsn = "postgresql://pgvigil@127.0.0.1:$port/postgres?sslmode=disable"
-password_env = "PGVIGIL_PASSWORD"
-[collectors]
-default_interval = "5s"
-database_size = "5s"
-statements = { interval = "5s" }
-TOML
-  PGVIGIL_PASSWORD=bench target/release/pgvigil run --config "$dir/pgvigil.toml" 2>"$dir/agent.log" &
-  agent=$!
+  start_agent "$dir" "$port" "$listen" "$dir/agent.log" "[collectors]" 'default_interval = "5s"' \
+    'database_size = "5s"' 'statements = { interval = "5s" }'
   sleep 15
   : > "$dir/samples"
   for _ in 1 2 3 4 5 6; do

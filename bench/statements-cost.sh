@@ -15,9 +15,8 @@ port=$(free_port)
 trap 'stop_pg "$dir"; rm -rf "$dir"' EXIT
 start_pg "$dir" "$port" "pg_stat_statements.max = 12000" "pg_stat_statements.track_utility = off" "shared_buffers = 128MB"
 
-pg_sql "$dir" "$port" -f packaging/sql/pgvigil-role.sql
-pg_sql "$dir" "$port" -c "ALTER ROLE pgvigil PASSWORD 'bench'" -c "CREATE EXTENSION pg_stat_statements" \
-  -c "CREATE ROLE reader LOGIN PASSWORD 'bench' IN ROLE pg_monitor"
+prepare_pgvigil "$dir" "$port"
+pg_sql "$dir" "$port" -c "CREATE ROLE reader LOGIN PASSWORD 'bench' IN ROLE pg_monitor"
 # 200 tables x 50 statements = 10,000 distinct entries. Texts grow with the
 # column list, 40 to 2,000 characters (about 1 kB on average), like ORM SQL.
 pg_sql "$dir" "$port" -c "DO \$\$ BEGIN FOR t IN 1..200 LOOP
@@ -48,21 +47,10 @@ without_text_ms=$(pgbench_ms "$dir/pgvigil_query.sql")
 
 # pgvigil itself: 20 cycles at 1 s on its own role; the server's own
 # accounting of that role's statements is the cost.
-cat > "$dir/pgvigil.toml" <<TOML
-[[target]]
-dsn = "postgresql://pgvigil@127.0.0.1:$port/postgres?sslmode=disable"
-password_env = "PGPASSWORD"
-[collectors]
-default_interval = "1s"
-server = "off"
-connections = "off"
-databases = "off"
-statements = { interval = "1s" }
-TOML
 pg_sql "$dir" "$port" -c "SELECT pg_stat_statements_reset((SELECT oid FROM pg_roles WHERE rolname = 'pgvigil'))" >/dev/null
 listen=127.0.0.1:$(free_port)
-target/release/pgvigil run --config "$dir/pgvigil.toml" --listen "$listen" 2>"$dir/agent.log" &
-agent=$!
+start_agent "$dir" "$port" "$listen" "$dir/agent.log" "[collectors]" 'default_interval = "1s"' \
+  'server = "off"' 'connections = "off"' 'databases = "off"' 'statements = { interval = "1s" }'
 sleep 21
 first=$(curl -s "http://$listen/metrics" | awk '/^pgvigil_collector_duration_seconds\{collector="statements"\}/ {print $2 * 1000}')
 rss=$(ps -o rss= -p "$agent")
