@@ -21,6 +21,21 @@ pub async fn grant_reading(admin: &Client) {
     admin.batch_execute(grant).await.unwrap();
 }
 
+/// `orders`: 400,000 rows (customer = id % 50,000, note = `note_prefix`
+/// and the id), analyzed and readable by pgvigil. Filtering on customer
+/// without an index is a slow seq scan that an index would fix.
+pub async fn create_orders(admin: &Client, note_prefix: &str) {
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE orders (id int, customer int, note text);
+             INSERT INTO orders SELECT g, g % 50000, '{note_prefix}' || g FROM generate_series(1, 400000) g;
+             ANALYZE orders;"
+        ))
+        .await
+        .unwrap();
+    grant_reading(admin).await;
+}
+
 /// Everything a write could have changed.
 async fn state(admin: &Client) -> (i64, i64, bool) {
     let (rows, seq, archive, ..) = leftovers(admin).await;
@@ -283,15 +298,7 @@ async fn findings_name_the_table_that_causes_them() {
 async fn the_worker_explains_slow_statements_and_notices_plan_changes() {
     let fx = Fixture::start().await;
     let admin = fx.pg.connect().await;
-    admin
-        .batch_execute(
-            "CREATE TABLE orders (id int, customer int, note text);
-             INSERT INTO orders SELECT g, g % 50000, 'secret-' || g FROM generate_series(1, 400000) g;
-             ANALYZE orders;",
-        )
-        .await
-        .unwrap();
-    grant_reading(&admin).await;
+    create_orders(&admin, "secret-").await;
     // Every statement counts as slow here, so that the one under test is
     // explained again once an index has made it fast.
     let config = fx.config(

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::explain::grant_reading;
+use crate::explain::create_orders;
 use crate::harness::{Fixture, RunningAgent, eventually};
 
 /// A quoted identifier survives normalization (constants do not), so the
@@ -72,15 +72,7 @@ fn millis(seconds: f64) -> String {
 async fn the_page_shows_targets_statements_and_findings_and_escapes_query_texts() {
     let fx = Fixture::start().await;
     let admin = fx.pg.connect().await;
-    admin
-        .batch_execute(
-            "CREATE TABLE orders (id int, customer int, note text);
-             INSERT INTO orders SELECT g, g % 50000, 'n-' || g FROM generate_series(1, 400000) g;
-             ANALYZE orders;",
-        )
-        .await
-        .unwrap();
-    grant_reading(&admin).await;
+    create_orders(&admin, "n-").await;
     let version: i32 = crate::harness::pg::version_num(&admin).await;
     // Every statement counts as slow, so the worker explains the load at once.
     let config = fx.config(
