@@ -38,6 +38,7 @@ use crate::logs::feed::{LogFeed, LoggedPlan};
 use crate::logs::record::Format;
 use crate::logs::tail::{Cursor, Tailer};
 use crate::metric::{Desc, Family};
+use crate::snapshot::unix_now;
 
 static SLOW: Desc = desc!(Counter "pg_log_slow_statements", ["datname", "usename"],
     "Statements the server logged as slower than log_min_duration_statement.",
@@ -204,8 +205,6 @@ impl Logs {
 fn lock(reader: &std::sync::Mutex<LogReader>) -> std::sync::MutexGuard<'_, LogReader> {
     reader.lock().unwrap_or_else(|e| e.into_inner())
 }
-
-use crate::snapshot::unix_now;
 
 impl LogReader {
     /// A reader of one target's log directory.

@@ -198,20 +198,16 @@ async fn read_database(
     known: Option<&HashMap<u32, f64>>,
 ) -> Result<(Vec<TableRow>, Vec<IndexRow>), CollectError> {
     let mut tables = Vec::new();
-    let mut unknown: [Vec<u32>; 2] = Default::default();
-    let mut size =
-        |row: &tokio_postgres::Row, what, oid: u32, kind: usize| -> Result<f64, CollectError> {
-            let measured: Option<f64> = col(row, what, "size")?;
-            Ok(
-                match measured.or_else(|| known.and_then(|k| k.get(&oid).copied())) {
-                    Some(size) => size,
-                    None => {
-                        unknown[kind].push(oid);
-                        0.0
-                    }
-                },
-            )
-        };
+    // Relations neither measured by this run nor known: measured below.
+    let (mut unknown_tables, mut unknown_indexes) = (Vec::new(), Vec::new());
+    let size = |row: &tokio_postgres::Row, what, oid: u32, unknown: &mut Vec<u32>| {
+        let measured: Option<f64> = col(row, what, "size")?;
+        let size = measured.or_else(|| known.and_then(|k| k.get(&oid).copied()));
+        if size.is_none() {
+            unknown.push(oid);
+        }
+        Ok::<_, CollectError>(size.unwrap_or(0.0))
+    };
     for row in client
         .query(TABLES_SQL, &[&measure])
         .await
@@ -230,7 +226,7 @@ async fn read_database(
                 String::new(),
             ),
             oid,
-            size: size(&row, TABLES_WHAT, oid, 0)?,
+            size: size(&row, TABLES_WHAT, oid, &mut unknown_tables)?,
             dead: col(&row, TABLES_WHAT, "dead")?,
             live: col(&row, TABLES_WHAT, "live")?,
             last_autovacuum: col(&row, TABLES_WHAT, "last_autovacuum")?,
@@ -253,14 +249,14 @@ async fn read_database(
                 name(&row, INDEXES_WHAT, "indexrelname")?,
             ),
             oid,
-            size: size(&row, INDEXES_WHAT, oid, 1)?,
+            size: size(&row, INDEXES_WHAT, oid, &mut unknown_indexes)?,
             scans: col(&row, INDEXES_WHAT, "scans")?,
         });
     }
-    if unknown.iter().any(|u| !u.is_empty()) {
+    if !unknown_tables.is_empty() || !unknown_indexes.is_empty() {
         let mut measured = HashMap::new();
         for row in client
-            .query(SIZES_SQL, &[&unknown[0], &unknown[1]])
+            .query(SIZES_SQL, &[&unknown_tables, &unknown_indexes])
             .await
             .map_err(query_err(SIZES_WHAT))?
         {

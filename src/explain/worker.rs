@@ -32,7 +32,7 @@ use crate::collect::{Collected, Detail};
 use crate::config::Explain as Settings;
 use crate::desc;
 use crate::metric::{Desc, Family};
-use crate::snapshot::{Outcome, Store};
+use crate::snapshot::{Outcome, Store, unix_now};
 use crate::target::dsn::ConnParams;
 use crate::target::session::{self, Session};
 
@@ -149,8 +149,6 @@ impl Subject {
         }
     }
 }
-
-use crate::snapshot::unix_now;
 
 impl Worker {
     /// A worker for one target; `main` is the target's collector session,

@@ -33,6 +33,7 @@ use super::{CollectError, Collected, Collector, Context, Detail};
 use crate::config::Statements as Settings;
 use crate::desc;
 use crate::metric::{Desc, Family, Value};
+use crate::snapshot::unix_now;
 use crate::stats::counter::Totals;
 use crate::stats::histogram::Cumulative;
 use crate::stats::latency::{Dist, Mixture, Model, estimate};
@@ -173,8 +174,6 @@ struct Merged {
     /// Whether it is pgvigil's own.
     own: bool,
 }
-
-use crate::snapshot::unix_now;
 
 fn quantiles(q: impl Fn(f64) -> f64) -> Quantiles {
     Quantiles {
