@@ -85,10 +85,11 @@ async fn replay_lag_follows_a_paused_replica_and_ignores_an_idle_primary() {
             Some(0.0),
             "an idle primary is not replica lag"
         );
-        assert_eq!(
-            m.get("pg_replica_replay_lag_bytes", &on("replica1")),
-            Some(0.0)
-        );
+        // An idle primary still writes background records (running-xacts
+        // snapshots, a few kB); one may be caught between receipt and
+        // replay, as CI saw once on 16 (4,360 bytes).
+        let bytes = m.get("pg_replica_replay_lag_bytes", &on("replica1"));
+        assert!(bytes.is_some_and(|b| b < 0.1 * MB), "{bytes:?}");
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let naive: f64 = client
