@@ -38,6 +38,7 @@ async fn replay_lag_follows_a_paused_replica_and_ignores_an_idle_primary() {
                     ("state", "streaming"),
                 ],
             )
+            .and(m.get("pg_in_recovery", &on("primary")))
             .and(m.get("pg_in_recovery", &on("replica1")))
             .and(m.get("pg_replica_wal_receiver_connected", &on("replica1")))
             .filter(|v| *v == 1.0)
