@@ -18,7 +18,7 @@
 //! - [`snapshot`]: the latest result of each collector; what scrapes read.
 //! - [`metric`]: descriptors, families and series; [`exposition`]: them to
 //!   Prometheus text and OpenMetrics; [`report`]: them to JSON and tables.
-//! - [`stats`]: pure math: running totals over resettable counters, latency
+//! - [`stats`]: pure math: growth of resettable counters, latency
 //!   distributions from moments, cumulative histograms, top-N with
 //!   hysteresis.
 //! - [`sql`]: everything that touches pg_query (fingerprints, normalized

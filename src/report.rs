@@ -430,8 +430,9 @@ pub fn metrics_reference() -> String {
          Regenerate with `PGVIGIL_BLESS=1 cargo test --test it docs::`. One test fails when this file and the\n\
          code disagree; another checks that a real run publishes exactly these names.\n\n\
          Conventions (SPEC §5): `pg_` is what PostgreSQL reports, `pgbouncer_` PgBouncer, `pgvigil_` the agent\n\
-         itself. Units are in the name (`_seconds`, `_bytes`), counters end in `_total` and never go backwards\n\
-         (a statistics reset in PostgreSQL is absorbed by the agent's running totals), `_info` gauges carry text\n\
+         itself. Units are in the name (`_seconds`, `_bytes`), counters end in `_total` and are the\n\
+         server's own cumulative values (a statistics reset shows as a counter reset, which `rate()` and\n\
+         `increase()` handle; only the `\"other\"` folds are pgvigil's sums, from 0 at agent start), `_info` gauges carry text\n\
          in labels with the value 1. With several targets every series also has a `target` label.\n\
          A failed collector's families are absent (not zero) until it succeeds again;\n\
          `pgvigil_collector_success` says which.\n",

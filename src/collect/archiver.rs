@@ -15,7 +15,6 @@ use async_trait::async_trait;
 use super::{CollectError, Collected, Collector, Context, col, query_err};
 use crate::desc;
 use crate::metric::{Desc, Family};
-use crate::stats::counter::Totals;
 
 static ARCHIVED: Desc =
     desc!(Counter "pg_archiver_archived", [], "WAL files archived successfully.");
@@ -43,9 +42,7 @@ pub static METRICS: &[&Desc] = &[
 
 /// The `archiver` collector.
 #[derive(Debug, Default)]
-pub struct Archiver {
-    totals: Totals<&'static str>,
-}
+pub struct Archiver;
 
 const WHAT: &str = "pg_stat_archiver";
 
@@ -62,15 +59,8 @@ impl Collector for Archiver {
             .await
             .map_err(query_err(WHAT))?;
         let mut families = vec![
-            Family::single(
-                &ARCHIVED,
-                self.totals
-                    .observe("archived", col(&row, WHAT, "archived")?),
-            ),
-            Family::single(
-                &FAILED,
-                self.totals.observe("failed", col(&row, WHAT, "failed")?),
-            ),
+            Family::single(&ARCHIVED, col(&row, WHAT, "archived")?),
+            Family::single(&FAILED, col(&row, WHAT, "failed")?),
             Family::single(&PENDING, col(&row, WHAT, "pending")?),
         ];
         if let Some(t) = col::<Option<f64>>(&row, WHAT, "last_archived")? {

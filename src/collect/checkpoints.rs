@@ -10,7 +10,6 @@ use async_trait::async_trait;
 use super::{CollectError, Collected, Collector, Context, col, query_err};
 use crate::desc;
 use crate::metric::{Desc, Family};
-use crate::stats::counter::Totals;
 
 static TIMED: Desc = desc!(Counter "pg_checkpoints_timed", [], "Checkpoints started because checkpoint_timeout elapsed.");
 static REQUESTED: Desc = desc!(Counter "pg_checkpoints_requested", [],
@@ -25,9 +24,7 @@ pub static METRICS: &[&Desc] = &[&TIMED, &REQUESTED, &WRITE, &SYNC, &BUFFERS];
 
 /// The `checkpoints` collector.
 #[derive(Debug, Default)]
-pub struct Checkpoints {
-    totals: Totals<&'static str>,
-}
+pub struct Checkpoints;
 
 const WHAT: &str = "checkpoint statistics";
 
@@ -53,9 +50,7 @@ impl Collector for Checkpoints {
             .query_one(sql, &[])
             .await
             .map_err(query_err(WHAT))?;
-        let mut total = |column: &'static str| -> Result<f64, CollectError> {
-            Ok(self.totals.observe(column, col(&row, WHAT, column)?))
-        };
+        let total = |column: &'static str| col::<f64>(&row, WHAT, column);
         let timed = Family::single(&TIMED, total("timed")?);
         let requested = Family::single(&REQUESTED, total("requested")?);
         let write = Family::single(&WRITE, total("write_seconds")?);

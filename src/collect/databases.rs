@@ -8,7 +8,6 @@ use async_trait::async_trait;
 use super::{CollectError, Collected, Collector, Context, col, query_err};
 use crate::desc;
 use crate::metric::{Desc, Family};
-use crate::stats::counter::Totals;
 
 static XACT_COMMIT: Desc =
     desc!(Counter "pg_database_xact_commit", ["datname"], "Transactions committed.");
@@ -64,12 +63,10 @@ pub static METRICS: &[&Desc] = &[
     &FROZEN_XID_AGE,
 ];
 
-/// The `databases` collector. It keeps running totals so a
-/// `pg_stat_reset()` never shows as a counter going backwards.
+/// The `databases` collector. Counters are published as the server
+/// reports them: a `pg_stat_reset()` shows as a counter reset.
 #[derive(Debug, Default)]
-pub struct Databases {
-    totals: Totals<(String, &'static str)>,
-}
+pub struct Databases;
 
 const WHAT: &str = "pg_stat_database";
 
@@ -94,13 +91,10 @@ impl Collector for Databases {
         for row in &rows {
             let datname: String = col(row, WHAT, "datname")?;
             for ((column, _), family) in COUNTERS.iter().zip(counters.iter_mut()) {
-                let raw: f64 = col(row, WHAT, column)?;
-                let total = self.totals.observe((datname.clone(), *column), raw);
-                family.push(&[&datname], total);
+                family.push(&[&datname], col::<f64>(row, WHAT, column)?);
             }
             age.push(&[&datname], col(row, WHAT, "frozen_xid_age")?);
         }
-        self.totals.sweep();
         counters.push(age);
         Ok(counters.into())
     }

@@ -267,13 +267,13 @@ pub fn for_target(
     let mut all: Vec<(Option<std::time::Duration>, Box<dyn Collector>)> = vec![
         (c.server, Box::new(server::Server)),
         (c.connections, Box::new(connections::Connections)),
-        (c.databases, Box::new(databases::Databases::default())),
+        (c.databases, Box::new(databases::Databases)),
         (c.database_size, Box::new(database_size::DatabaseSize)),
         (c.replication, Box::new(replication::Replication::default())),
         (c.slots, Box::new(slots::Slots)),
         (c.wal, Box::new(wal::Wal)),
-        (c.checkpoints, Box::new(checkpoints::Checkpoints::default())),
-        (c.archiver, Box::new(archiver::Archiver::default())),
+        (c.checkpoints, Box::new(checkpoints::Checkpoints)),
+        (c.archiver, Box::new(archiver::Archiver)),
         (c.filesystem, Box::new(filesystem::Filesystem)),
         (c.tables, Box::new(tables::Tables::default())),
     ];

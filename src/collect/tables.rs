@@ -5,8 +5,9 @@
 //! The largest tables and indexes of the target (by size, with the same
 //! hysteresis as statements) get their own series; the rest are summed
 //! into one series labelled `"other"`, so 50,000 tables cost a bounded
-//! number of series. Counters are running totals, and each table's growth
-//! lands in exactly one series (its own or "other").
+//! number of series. A published table's counters are the server's own;
+//! `"other"` is pgvigil's sum, starting at 0 when the agent starts and
+//! growing by the growth of the tables folded into it.
 //!
 //! Databases other than the session's are visited one at a time, each on a
 //! short-lived connection, so a run holds at most one connection beyond the
@@ -30,7 +31,7 @@ use super::{CollectError, Collected, Collector, Context, col, query_err};
 use crate::config::Databases;
 use crate::desc;
 use crate::metric::{Desc, Family};
-use crate::stats::counter::Totals;
+use crate::stats::counter::Growth;
 use crate::stats::topn::TopN;
 
 static TABLE_SIZE: Desc = desc!(Gauge "pg_table_size", unit = Bytes, ["datname", "schemaname", "relname"],
@@ -113,7 +114,7 @@ type Key = (String, String, String, String);
 pub struct Tables {
     tables: TopN<Key>,
     indexes: TopN<Key>,
-    totals: Totals<(Key, &'static str)>,
+    growth: Growth<(Key, &'static str)>,
     other: HashMap<&'static str, f64>,
     sizes: Sizes,
 }
@@ -161,7 +162,7 @@ impl Default for Tables {
         Tables {
             tables: TopN::new(TOP, KEEP),
             indexes: TopN::new(TOP, KEEP),
-            totals: Totals::default(),
+            growth: Growth::default(),
             other: HashMap::new(),
             sizes: Sizes::default(),
         }
@@ -347,11 +348,9 @@ impl Tables {
                 .iter()
                 .zip(counters.iter_mut().zip(t.counters))
             {
-                let (total, growth) = self
-                    .totals
-                    .observe_with_growth((t.key.clone(), *column), raw);
+                let growth = self.growth.observe((t.key.clone(), *column), raw);
                 if member {
-                    family.push(&labels, total);
+                    family.push(&labels, raw);
                 } else {
                     *self.other.entry(column).or_default() += growth;
                 }
@@ -386,9 +385,9 @@ impl Tables {
         let mut other_index_size = 0.0;
         let has_indexes = !indexes.is_empty();
         for i in indexes {
-            let (total, growth) = self
-                .totals
-                .observe_with_growth((i.key.clone(), "index_scans"), i.scans);
+            let growth = self
+                .growth
+                .observe((i.key.clone(), "index_scans"), i.scans);
             if self.indexes.contains(&i.key) {
                 let labels = [
                     i.key.0.as_str(),
@@ -397,7 +396,7 @@ impl Tables {
                     i.key.3.as_str(),
                 ];
                 index_size.push(&labels, i.size);
-                index_scans.push(&labels, total);
+                index_scans.push(&labels, i.scans);
             } else {
                 other_index_size += i.size;
                 *self.other.entry("index_scans").or_default() += growth;
@@ -411,7 +410,7 @@ impl Tables {
                 self.other.get("index_scans").copied().unwrap_or(0.0),
             );
         }
-        self.totals.sweep();
+        self.growth.sweep();
         let mut families = vec![
             size,
             dead,

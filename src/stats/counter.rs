@@ -1,11 +1,14 @@
-//! Monotonic running totals over PostgreSQL counters that can be reset.
+//! Growth of PostgreSQL's cumulative counters between two readings, for
+//! the sums pgvigil makes itself.
 //!
-//! PostgreSQL's cumulative statistics go back to zero on `pg_stat_reset()`,
-//! a crash, or an entry being evicted and re-created. We publish our own
-//! running total instead: it starts at the first raw value seen (so numbers
-//! look like PostgreSQL's), then only ever adds the growth between readings.
-//! A reading below the previous one is taken as a reset, and the new raw
-//! value is the growth since that reset.
+//! Counters are published as PostgreSQL reports them: a statistics reset
+//! (`pg_stat_reset()`, a crash, an evicted pg_stat_statements entry) shows
+//! as a counter going down, which Prometheus' `rate()` and `increase()`
+//! read as a reset, and an agent restart changes nothing. pgvigil keeps a
+//! synthetic total only where it adds several raw counters into one series
+//! of its own (the `"other"` folds of tables and statements): such a total
+//! starts at 0 when the agent starts and grows by each member's growth
+//! between two readings, which is what this module computes.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -13,53 +16,46 @@ use std::hash::Hash;
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     last_raw: f64,
-    total: f64,
     seen: bool,
 }
 
-/// Running totals keyed by whatever identifies one raw counter.
+/// The last raw reading of each counter, keyed by whatever identifies one.
 #[derive(Debug)]
-pub struct Totals<K> {
+pub struct Growth<K> {
     entries: HashMap<K, Entry>,
 }
 
-impl<K> Default for Totals<K> {
+impl<K> Default for Growth<K> {
     fn default() -> Self {
-        Totals {
+        Growth {
             entries: HashMap::new(),
         }
     }
 }
 
-impl<K: Hash + Eq> Totals<K> {
-    /// Feeds one raw reading and returns the monotonic total.
+impl<K: Hash + Eq> Growth<K> {
+    /// Feeds one raw reading and returns the growth since the previous
+    /// reading of the same key: 0 for a key seen for the first time (its
+    /// past belongs to no interval the agent saw), the whole reading after
+    /// a reset.
     pub fn observe(&mut self, key: K, raw: f64) -> f64 {
-        self.observe_with_growth(key, raw).0
-    }
-
-    /// Like [`Totals::observe`], also returning the growth since the
-    /// previous reading (0 for a key seen for the first time).
-    pub fn observe_with_growth(&mut self, key: K, raw: f64) -> (f64, f64) {
         let raw = if raw.is_finite() && raw > 0.0 {
             raw
         } else {
             0.0
         };
-        // A new key starts at its raw value: the delta below is then zero.
         let entry = self.entries.entry(key).or_insert(Entry {
             last_raw: raw,
-            total: raw,
             seen: true,
         });
         let growth = delta(entry.last_raw, raw);
-        entry.total += growth;
         entry.last_raw = raw;
         entry.seen = true;
-        (entry.total, growth)
+        growth
     }
 
     /// Forgets keys not observed since the previous sweep (a dropped
-    /// database, say), so memory follows what exists.
+    /// table, say), so memory follows what exists.
     pub fn sweep(&mut self) {
         self.entries
             .retain(|_, e| std::mem::replace(&mut e.seen, false));
@@ -91,35 +87,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn totals_never_decrease() {
-        // (raw reading, expected published total)
+    fn growth_between_readings_with_resets() {
+        // (raw reading, expected growth)
         let cases = [
-            (100.0, 100.0), // first reading is published as is
-            (150.0, 150.0),
-            (150.0, 150.0), // no change
-            (20.0, 170.0),  // reset: 20 since the reset
-            (25.0, 175.0),
-            (0.0, 175.0),  // reset to exactly zero
-            (-5.0, 175.0), // nonsense is treated as zero
-            (10.0, 185.0),
+            (100.0, 0.0), // first reading: no interval yet
+            (150.0, 50.0),
+            (150.0, 0.0), // no change
+            (20.0, 20.0), // reset: 20 since the reset
+            (25.0, 5.0),
+            (0.0, 0.0),  // reset to exactly zero
+            (-5.0, 0.0), // nonsense is treated as zero
+            (10.0, 10.0),
         ];
-        let mut t = Totals::default();
+        let mut g = Growth::default();
         for (raw, want) in cases {
-            assert_eq!(t.observe("k", raw), want, "raw {raw}");
+            assert_eq!(g.observe("k", raw), want, "raw {raw}");
         }
     }
 
     #[test]
     fn sweep_forgets_keys_not_seen_since_the_last_sweep() {
-        let mut t = Totals::default();
-        t.observe("a", 1.0);
-        t.observe("b", 1.0);
-        t.sweep();
-        t.observe("a", 2.0);
-        t.sweep();
-        assert_eq!(t.len(), 1);
-        // "b" starts over as a new counter.
-        assert_eq!(t.observe("b", 7.0), 7.0);
+        let mut g = Growth::default();
+        g.observe("a", 1.0);
+        g.observe("b", 1.0);
+        g.sweep();
+        g.observe("a", 2.0);
+        g.sweep();
+        assert_eq!(g.len(), 1);
+        // "b" starts over as a new counter: no growth on its first reading.
+        assert_eq!(g.observe("b", 7.0), 0.0);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Pure math over samples: running totals over resettable counters,
+//! Pure math over samples: growth of resettable counters,
 //! latency distributions from moments, cumulative histograms, top-N with
 //! hysteresis. No I/O here, so everything is tested with plain values.
 

@@ -34,7 +34,6 @@ use crate::config::Statements as Settings;
 use crate::desc;
 use crate::metric::{Desc, Family, Value};
 use crate::snapshot::unix_now;
-use crate::stats::counter::Totals;
 use crate::stats::histogram::Cumulative;
 use crate::stats::latency::{Dist, Mixture, Model, estimate};
 use crate::stats::topn::TopN;
@@ -115,10 +114,10 @@ struct Previous {
 pub struct Statements {
     settings: Settings,
     previous: Option<Previous>,
-    totals: FxHashMap<StmtKey, Counters>,
+    /// The `"other"` fold: growth of unpublished statements since the
+    /// agent started (pgvigil's own sum, so it starts at 0).
     other: Counters,
     own_seconds: f64,
-    dealloc: Totals<()>,
     membership: TopN<StmtKey>,
     histograms: FxHashMap<StmtKey, Cumulative>,
     other_histogram: Cumulative,
@@ -145,10 +144,8 @@ impl Statements {
             membership: TopN::new(settings.top, KEEP_CYCLES),
             settings,
             previous: None,
-            totals: FxHashMap::default(),
             other: Counters::default(),
             own_seconds: 0.0,
-            dealloc: Totals::default(),
             histograms: FxHashMap::default(),
             other_histogram: Cumulative::new(buckets.clone()),
             instance_histogram: Cumulative::new(buckets),
@@ -161,6 +158,8 @@ impl Statements {
 /// One statement's figures for this cycle, both toplevel variants merged.
 #[derive(Default)]
 struct Merged {
+    /// The server's cumulative counters (what is published).
+    cumulative: Counters,
     /// Growth since the last cycle, or the cumulative values on the first.
     growth: Counters,
     /// The interval (absent on the first cycle).
@@ -230,7 +229,7 @@ impl Collector for Statements {
         families.push(Family::single(&ENTRIES, entries.len() as f64));
         families.push(Family::single(&MAX, info.max));
         if let Some(dealloc) = info.dealloc {
-            families.push(Family::single(&DEALLOC, self.dealloc.observe((), dealloc)));
+            families.push(Family::single(&DEALLOC, dealloc));
         }
         let detail = match (&self.previous, report) {
             (Some(p), Some((instance, statements))) => {
@@ -284,6 +283,7 @@ impl Statements {
         for (key, reading) in entries {
             let m = merged.entry(stmt(key)).or_default();
             m.entries += 1;
+            m.cumulative.add(&Counters::from_reading(reading));
             match self.previous.as_ref().map(|p| p.readings.get(key)) {
                 None => m.growth.add(&Counters::from_reading(reading)),
                 Some(prev) => {
@@ -422,7 +422,7 @@ impl Statements {
         Ok(())
     }
 
-    /// Running totals, histograms, the families and, after the first cycle,
+    /// The `"other"` fold, histograms, the families and, after the first cycle,
     /// the report's instance summary and top statements.
     fn publish(
         &mut self,
@@ -506,9 +506,12 @@ impl Statements {
                     .add_cdf(cdf, iv.moments.calls, iv.moments.total);
                 instance.add(iv.moments.calls, e.dist, &e.cdf);
             }
-            self.totals.entry(*key).or_default().add(&m.growth);
             let Some((text, labels)) = named.filter(|_| member) else {
-                self.other.add(&m.growth);
+                // On the first cycle `growth` is the statement's whole
+                // past, which no interval of this agent saw.
+                if !first_cycle {
+                    self.other.add(&m.growth);
+                }
                 if let Some(iv) = &m.interval
                     && m.estimate.is_some()
                 {
@@ -517,7 +520,7 @@ impl Statements {
                 }
                 continue;
             };
-            for (family, value) in counters.iter_mut().zip(self.totals[key].values()) {
+            for (family, value) in counters.iter_mut().zip(m.cumulative.values()) {
                 family.push(&labels, value);
             }
             if !first_cycle {
@@ -559,7 +562,6 @@ impl Statements {
             }
         }
         // Forget what no longer exists or is no longer published.
-        self.totals.retain(|k, _| cycle.merged.contains_key(k));
         self.histograms
             .retain(|k, _| self.membership.contains(k) && cycle.merged.contains_key(k));
         self.texts
