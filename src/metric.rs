@@ -134,6 +134,16 @@ pub enum Value {
     Info,
 }
 
+impl Value {
+    /// The reading of a gauge or counter; `None` for histograms and info.
+    pub fn number(&self) -> Option<f64> {
+        match self {
+            Value::Number(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
 /// One series: label values aligned with [`Desc::labels`] and a value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
@@ -182,6 +192,26 @@ impl Family {
         let mut family = Family::new(desc);
         family.push::<&str>(&[], value);
         family
+    }
+
+    /// Whether this family is the one `desc` describes: the same
+    /// descriptor, not merely the same name, so a lookup cannot name a
+    /// family that does not exist.
+    pub fn is(&self, desc: &'static Desc) -> bool {
+        std::ptr::eq(self.desc, desc)
+    }
+
+    /// The number of the series with exactly these label values.
+    pub fn value(&self, labels: &[&str]) -> Option<f64> {
+        self.series
+            .iter()
+            .find(|s| {
+                s.labels
+                    .iter()
+                    .map(String::as_str)
+                    .eq(labels.iter().copied())
+            })
+            .and_then(|s| s.value.number())
     }
 
     /// Adds a numeric series (gauge or counter).

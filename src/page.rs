@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::collect::Detail;
 use crate::collect::statements::report::StatementsReport;
 use crate::explain::worker::PlanRecord;
-use crate::report::{number, statements_of};
+use crate::report::statements_of;
 use crate::snapshot::TargetView;
 
 /// Top statements shown per target.
@@ -79,22 +79,8 @@ fn target(view: &TargetView, out: &mut String) {
         Some(false) => ("down", "DOWN"),
         None => ("unknown", "not yet collected"),
     };
-    let family = |name: &str| {
-        view.collectors
-            .iter()
-            .flat_map(|(_, s)| s.families.iter())
-            .find(|f| f.desc.name == name)
-    };
-    let version = family("pg_server")
-        .and_then(|f| f.series.first())
-        .and_then(|s| s.labels.first())
-        .map(|v| format!("PostgreSQL {v}"))
-        .unwrap_or_else(|| "version unknown".into());
-    let role = match number(family("pg_in_recovery"), &[]) {
-        Some(v) if v > 0.0 => "replica",
-        Some(_) => "primary",
-        None => "role unknown",
-    };
+    let version = view.version();
+    let role = view.role().as_str();
     let _ = writeln!(
         out,
         "<section class=\"target\"><h2>target <span class=\"name\">{}</span>: \

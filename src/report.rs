@@ -8,9 +8,9 @@ use std::fmt::Write as _;
 
 use serde_json::{Value as Json, json};
 
-use crate::collect::Detail;
 use crate::collect::statements::report::StatementsReport;
-use crate::metric::{Family, Value};
+use crate::collect::{Detail, connections, database_size, databases};
+use crate::metric::{Desc, Family, Value};
 use crate::saturation::{Pool, Saturation};
 use crate::snapshot::TargetView;
 
@@ -18,10 +18,6 @@ fn families(view: &TargetView) -> impl Iterator<Item = &Family> {
     view.collectors
         .iter()
         .flat_map(|(_, state)| state.families.iter())
-}
-
-fn find<'a>(view: &'a TargetView, name: &str) -> Option<&'a Family> {
-    families(view).find(|f| f.desc.name == name)
 }
 
 fn series_json(family: &Family) -> Vec<Json> {
@@ -151,23 +147,6 @@ pub fn json(views: &[TargetView]) -> Json {
     json!({ "version": crate::cli::VERSION, "targets": targets })
 }
 
-/// The value of the series with exactly these label values.
-pub(crate) fn number(family: Option<&Family>, labels: &[&str]) -> Option<f64> {
-    family?
-        .series
-        .iter()
-        .find(|s| {
-            s.labels
-                .iter()
-                .map(String::as_str)
-                .eq(labels.iter().copied())
-        })
-        .and_then(|s| match s.value {
-            Value::Number(v) => Some(v),
-            _ => None,
-        })
-}
-
 fn bytes(n: f64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut value = n;
@@ -211,15 +190,8 @@ pub fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
 pub fn table(views: &[TargetView]) -> String {
     let mut out = String::new();
     for view in views {
-        let version = find(view, "pg_server")
-            .and_then(|f| f.series.first())
-            .map(|s| format!("PostgreSQL {}", s.labels[0]))
-            .unwrap_or_else(|| "version unknown".into());
-        let role = match number(find(view, "pg_in_recovery"), &[]) {
-            Some(v) if v > 0.0 => "replica",
-            Some(_) => "primary",
-            None => "role unknown",
-        };
+        let version = view.version();
+        let role = view.role().as_str();
         let up = match view.up {
             Some(true) => "up",
             Some(false) => "DOWN",
@@ -235,7 +207,9 @@ pub fn table(views: &[TargetView]) -> String {
         }
 
         let saturation = Saturation::of(view);
-        if let (Some(conns), Some(pg)) = (find(view, "pg_connections"), &saturation.postgres) {
+        if let (Some(conns), Some(pg)) =
+            (view.family(&connections::CONNECTIONS), &saturation.postgres)
+        {
             let limit = match (pg.max_connections, pg.reserved, pg.usable, pg.ratio) {
                 (Some(m), Some(r), Some(u), Some(ratio)) => format!(
                     " of {u} usable ({m} max_connections - {r} reserved), {}",
@@ -267,16 +241,16 @@ pub fn table(views: &[TargetView]) -> String {
             out.push_str(&pools_table(&saturation.pools));
         }
 
-        if let Some(commits) = find(view, "pg_database_xact_commit") {
+        if let Some(commits) = view.family(&databases::XACT_COMMIT) {
             let _ = writeln!(out, "\ndatabases:");
-            let get = |name: &str, db: &str| number(find(view, name), &[db]);
+            let get = |desc: &'static Desc, db: &str| view.value(desc, &[db]);
             let rows: Vec<Vec<String>> = commits
                 .series
                 .iter()
                 .map(|s| {
                     let db = s.labels[0].as_str();
-                    let hit = get("pg_database_blks_hit", db).unwrap_or(0.0);
-                    let read = get("pg_database_blks_read", db).unwrap_or(0.0);
+                    let hit = get(&databases::BLKS_HIT, db).unwrap_or(0.0);
+                    let read = get(&databases::BLKS_READ, db).unwrap_or(0.0);
                     let ratio = if hit + read > 0.0 {
                         format!("{:.1}%", 100.0 * hit / (hit + read))
                     } else {
@@ -284,23 +258,23 @@ pub fn table(views: &[TargetView]) -> String {
                     };
                     vec![
                         db.to_string(),
-                        get("pg_database_size", db)
+                        get(&database_size::SIZE, db)
                             .map(bytes)
                             .unwrap_or_else(|| "-".into()),
-                        get("pg_database_xact_commit", db)
+                        get(&databases::XACT_COMMIT, db)
                             .map(|v| v.to_string())
                             .unwrap_or_default(),
-                        get("pg_database_xact_rollback", db)
+                        get(&databases::XACT_ROLLBACK, db)
                             .map(|v| v.to_string())
                             .unwrap_or_default(),
                         ratio,
-                        get("pg_database_frozen_xid_age", db)
+                        get(&databases::FROZEN_XID_AGE, db)
                             .map(|v| v.to_string())
                             .unwrap_or_default(),
-                        get("pg_longest_transaction", db)
+                        get(&connections::LONGEST_XACT, db)
                             .map(|v| format!("{v:.1}s"))
                             .unwrap_or_else(|| "-".into()),
-                        get("pg_blocked_connections", db)
+                        get(&connections::BLOCKED, db)
                             .map(|v| v.to_string())
                             .unwrap_or_else(|| "-".into()),
                     ]

@@ -9,8 +9,8 @@
 
 use serde::Serialize;
 
-use crate::metric::Value;
-use crate::report::number as get;
+use crate::collect::{connections, pgbouncer, server};
+use crate::metric::Desc;
 use crate::snapshot::TargetView;
 
 /// PostgreSQL's own connection slots.
@@ -61,20 +61,14 @@ pub struct Saturation {
     pub pools: Vec<Pool>,
 }
 
-const SERVER_STATES: [&str; 5] = [
-    "pgbouncer_pools_server_active_connections",
-    "pgbouncer_pools_server_idle_connections",
-    "pgbouncer_pools_server_used_connections",
-    "pgbouncer_pools_server_testing_connections",
-    "pgbouncer_pools_server_login_connections",
+/// Server connection states that occupy a slot of the pool.
+const SERVER_STATES: [&Desc; 5] = [
+    &pgbouncer::SV_ACTIVE,
+    &pgbouncer::SV_IDLE,
+    &pgbouncer::SV_USED,
+    &pgbouncer::SV_TESTED,
+    &pgbouncer::SV_LOGIN,
 ];
-
-fn number(value: &Value) -> Option<f64> {
-    match value {
-        Value::Number(v) => Some(*v),
-        _ => None,
-    }
-}
 
 fn ratio(used: f64, limit: Option<f64>) -> Option<f64> {
     limit.filter(|l| *l > 0.0).map(|l| used / l)
@@ -83,16 +77,10 @@ fn ratio(used: f64, limit: Option<f64>) -> Option<f64> {
 impl Saturation {
     /// Computes saturation from a target's last collection.
     pub fn of(view: &TargetView) -> Saturation {
-        let find = |name: &str| {
-            view.collectors
-                .iter()
-                .flat_map(|(_, s)| s.families.iter())
-                .find(|f| f.desc.name == name)
-        };
-        let postgres = find("pg_connections").map(|conns| {
-            let used = conns.series.iter().filter_map(|s| number(&s.value)).sum();
-            let max_connections = get(find("pg_settings_max_connections"), &[]);
-            let reserved = get(find("pg_connections_reserved"), &[]);
+        let postgres = view.family(&connections::CONNECTIONS).map(|conns| {
+            let used = conns.series.iter().filter_map(|s| s.value.number()).sum();
+            let max_connections = view.value(&server::MAX_CONNECTIONS, &[]);
+            let reserved = view.value(&connections::RESERVED, &[]);
             let usable = max_connections.map(|m| m - reserved.unwrap_or(0.0));
             Postgres {
                 used,
@@ -107,29 +95,24 @@ impl Saturation {
             if !name.starts_with("pgbouncer") {
                 continue;
             }
-            let family = |n: &str| state.families.iter().find(|f| f.desc.name == n);
-            let Some(waiting) = family("pgbouncer_pools_client_waiting_connections") else {
+            let get = |desc: &'static Desc, labels: &[&str]| state.family(desc)?.value(labels);
+            let Some(waiting) = state.family(&pgbouncer::CL_WAITING) else {
                 continue;
             };
             for s in &waiting.series {
                 let labels = [s.labels[0].as_str(), s.labels[1].as_str()];
                 let servers_used = SERVER_STATES
                     .iter()
-                    .filter_map(|n| get(family(n), &labels))
+                    .filter_map(|desc| get(desc, &labels))
                     .sum();
-                let pool_size = get(family("pgbouncer_databases_pool_size"), &labels[..1]);
+                let pool_size = get(&pgbouncer::POOL_SIZE, &labels[..1]);
                 pools.push(Pool {
                     pgbouncer: state.label.as_ref().map(|(_, v)| v.to_string()),
                     database: labels[0].to_string(),
                     user: labels[1].to_string(),
-                    clients_active: get(
-                        family("pgbouncer_pools_client_active_connections"),
-                        &labels,
-                    )
-                    .unwrap_or(0.0),
-                    clients_waiting: number(&s.value).unwrap_or(0.0),
-                    maxwait_seconds: get(family("pgbouncer_pools_client_maxwait_seconds"), &labels)
-                        .unwrap_or(0.0),
+                    clients_active: get(&pgbouncer::CL_ACTIVE, &labels).unwrap_or(0.0),
+                    clients_waiting: s.value.number().unwrap_or(0.0),
+                    maxwait_seconds: get(&pgbouncer::MAXWAIT, &labels).unwrap_or(0.0),
                     servers_used,
                     pool_size,
                     ratio: ratio(servers_used, pool_size),

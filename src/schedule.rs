@@ -14,7 +14,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::collect::{CollectError, Collected, Collector, Context, Job, Scheduled};
+use crate::collect::{CollectError, Collected, Context, Job, Scheduled, SessionJob};
 use crate::snapshot::{Outcome, Store};
 use crate::target::session::Session;
 
@@ -49,10 +49,10 @@ pub async fn run_and_record(target: &TargetHandle, job: &mut Job, errors: &mut E
         Job::Session(_) => (Vec::new(), None),
     };
     let (result, duration) = match job {
-        Job::Session(collector) => {
+        Job::Session(job) => {
             let mut session = target.session.lock().await;
             let started = Instant::now();
-            let result = run_once(&mut session, target, collector.as_mut()).await;
+            let result = run_once(&mut session, target, job).await;
             (result, started.elapsed())
         }
         Job::Standalone(collector) => {
@@ -79,9 +79,9 @@ pub async fn run_and_record(target: &TargetHandle, job: &mut Job, errors: &mut E
 async fn run_once(
     session: &mut Session,
     target: &TargetHandle,
-    collector: &mut dyn Collector,
+    job: &mut SessionJob,
 ) -> Result<Collected, CollectError> {
-    let result = collect_within_budget(session, target, collector).await;
+    let result = collect_within_budget(session, target, job).await;
     let up = match &result {
         Ok(_) => true,
         Err(e) if e.connection_lost() => {
@@ -100,11 +100,12 @@ async fn run_once(
 async fn collect_within_budget(
     session: &mut Session,
     target: &TargetHandle,
-    collector: &mut dyn Collector,
+    job: &mut SessionJob,
 ) -> Result<Collected, CollectError> {
     let budget = target.budget;
     let limits = session.limits();
     let live = session.connect().await?;
+    let collector = job.for_server(live.caps.identity);
     let mut cx = Context {
         client: &live.client,
         caps: &mut live.caps,

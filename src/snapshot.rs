@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::collect::{Collected, Detail};
+use crate::collect::{Collected, Detail, server};
 use crate::desc;
 use crate::metric::{Desc, Family};
 
@@ -223,7 +223,64 @@ pub fn unix_now() -> f64 {
     unix_seconds(SystemTime::now())
 }
 
+/// What the server collector says a target is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Not in recovery.
+    Primary,
+    /// A standby in recovery.
+    Replica,
+    /// Not collected (yet).
+    Unknown,
+}
+
+impl Role {
+    /// As shown to people.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+            Role::Unknown => "role unknown",
+        }
+    }
+}
+
+impl CollectorState {
+    /// This collector's family described by `desc`, if it published one.
+    pub fn family(&self, desc: &'static Desc) -> Option<&Family> {
+        self.families.iter().find(|f| f.is(desc))
+    }
+}
+
 impl TargetView {
+    /// The family described by `desc`, whichever collector published it.
+    pub fn family(&self, desc: &'static Desc) -> Option<&Family> {
+        self.collectors.iter().find_map(|(_, s)| s.family(desc))
+    }
+
+    /// The value of `desc`'s series with exactly these label values.
+    pub fn value(&self, desc: &'static Desc, labels: &[&str]) -> Option<f64> {
+        self.family(desc)?.value(labels)
+    }
+
+    /// "PostgreSQL 15.4 …", or "version unknown".
+    pub fn version(&self) -> String {
+        self.family(&server::INFO)
+            .and_then(|f| f.series.first())
+            .and_then(|s| s.labels.first())
+            .map(|v| format!("PostgreSQL {v}"))
+            .unwrap_or_else(|| "version unknown".into())
+    }
+
+    /// Primary or replica, from `pg_in_recovery`.
+    pub fn role(&self) -> Role {
+        match self.value(&server::IN_RECOVERY, &[]) {
+            Some(v) if v > 0.0 => Role::Replica,
+            Some(_) => Role::Primary,
+            None => Role::Unknown,
+        }
+    }
+
     /// The health families derived from this target's state: `pg_up` and the
     /// `pgvigil_collector_*` series.
     pub fn health_families(&self) -> Vec<Family> {

@@ -7,6 +7,15 @@
 //! The RPO metric is the time since the last successful archive while WAL
 //! not yet archived exists — a ready segment, or WAL written after the last
 //! archived segment — and 0 otherwise, so an idle server is not at risk.
+//! When the server no longer knows its last archive time (after
+//! `pg_stat_reset_shared('archiver')`, crash recovery or a promotion),
+//! the clock starts at the newest thing that could have hidden it: the
+//! statistics reset or the postmaster's start, not at the server's start
+//! (which would read hours at risk right after a reset). A known last
+//! archive time is kept even when older than the postmaster's start (a
+//! clean restart keeps it on 15+): WAL has been at risk that long. Pending counts WAL
+//! segments only: `.history` and `.backup` status files are not WAL at
+//! risk.
 //!
 //! Privilege: pg_monitor (pg_ls_archive_statusdir).
 
@@ -71,13 +80,8 @@ impl Collector for Archiver {
         }
         if col::<bool>(&row, WHAT, "archiving")? {
             let at_risk: bool = col(&row, WHAT, "unarchived")?;
-            let since: Option<f64> = col(&row, WHAT, "since_archived")?;
-            let rpo = match (at_risk, since) {
-                (false, _) => 0.0,
-                (true, Some(s)) => s.max(0.0),
-                // WAL waits but nothing was ever archived: since the server started.
-                (true, None) => col::<f64>(&row, WHAT, "uptime")?,
-            };
+            let since: f64 = col(&row, WHAT, "since_archived")?;
+            let rpo = if at_risk { since.max(0.0) } else { 0.0 };
             families.push(Family::single(&RPO, rpo));
         }
         Ok(families.into())
@@ -88,15 +92,15 @@ impl Collector for Archiver {
 /// the end of the last archived segment (segment name → its end LSN).
 const ARCHIVER_SQL: &str = "
 WITH a AS (SELECT * FROM pg_catalog.pg_stat_archiver),
-     ready AS (SELECT count(*) AS n FROM pg_catalog.pg_ls_archive_statusdir() WHERE name LIKE '%.ready'),
+     ready AS (SELECT count(*) AS n FROM pg_catalog.pg_ls_archive_statusdir() WHERE name ~ '^[0-9A-F]{24}[.]ready$'),
      seg AS (SELECT setting::bigint AS size FROM pg_catalog.pg_settings WHERE name = 'wal_segment_size')
 SELECT a.archived_count::float8 AS archived, a.failed_count::float8 AS failed,
        extract(epoch FROM a.last_archived_time)::float8 AS last_archived,
        extract(epoch FROM a.last_failed_time)::float8 AS last_failed,
        ready.n::float8 AS pending,
        current_setting('archive_mode') <> 'off' AND NOT pg_catalog.pg_is_in_recovery() AS archiving,
-       extract(epoch FROM now() - a.last_archived_time)::float8 AS since_archived,
-       extract(epoch FROM now() - pg_catalog.pg_postmaster_start_time())::float8 AS uptime,
+       extract(epoch FROM now() - coalesce(a.last_archived_time,
+                                           greatest(a.stats_reset, pg_catalog.pg_postmaster_start_time())))::float8 AS since_archived,
        ready.n > 0 OR (
          a.last_archived_wal ~ '^[0-9A-F]{24}$' AND NOT pg_catalog.pg_is_in_recovery() AND
          pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), '0/0') >

@@ -195,8 +195,8 @@ mod tests {
     }
 
     fn value(families: &[Family], name: &str, labels: &[&str]) -> Option<f64> {
-        let family = families.iter().find(|f| f.desc.exposed_name() == name);
-        crate::report::number(family, labels)
+        let family = families.iter().find(|f| f.desc.exposed_name() == name)?;
+        family.value(labels)
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! (and backend writes to pg_stat_io). Which views exist is checked on the
 //! server, not inferred from its version.
 //!
+//! On a standby a checkpoint is a restartpoint. Before 17 the checkpoint
+//! counters counted them; 17 counts them apart (`restartpoints_timed`,
+//! `restartpoints_req`), so they are added back in: a standby's
+//! checkpoint families keep moving after an upgrade.
+//!
 //! Privilege: none beyond LOGIN.
 
 use async_trait::async_trait;
@@ -11,9 +16,9 @@ use super::{CollectError, Collected, Collector, Context, col, query_err};
 use crate::desc;
 use crate::metric::{Desc, Family};
 
-static TIMED: Desc = desc!(Counter "pg_checkpoints_timed", [], "Checkpoints started because checkpoint_timeout elapsed.");
+static TIMED: Desc = desc!(Counter "pg_checkpoints_timed", [], "Checkpoints (restartpoints on a standby) started because checkpoint_timeout elapsed.");
 static REQUESTED: Desc = desc!(Counter "pg_checkpoints_requested", [],
-    "Checkpoints requested (WAL reached max_wal_size, or CHECKPOINT was run); many mean max_wal_size is small.");
+    "Checkpoints (restartpoints on a standby) requested (WAL reached max_wal_size, or CHECKPOINT was run); many mean max_wal_size is small.");
 static WRITE: Desc = desc!(Counter "pg_checkpoint_write", unit = Seconds, [], "Time checkpoints spent writing files.");
 static SYNC: Desc = desc!(Counter "pg_checkpoint_sync", unit = Seconds, [], "Time checkpoints spent syncing files to disk.");
 static BUFFERS: Desc = desc!(Counter "pg_buffers_written", ["by"],
@@ -79,7 +84,8 @@ SELECT checkpoints_timed::float8 AS timed, checkpoints_req::float8 AS requested,
 
 /// 17+: checkpoints in pg_stat_checkpointer, backend writes in pg_stat_io.
 const SPLIT_SQL: &str = "
-SELECT c.num_timed::float8 AS timed, c.num_requested::float8 AS requested,
+SELECT (c.num_timed + c.restartpoints_timed)::float8 AS timed,
+       (c.num_requested + c.restartpoints_req)::float8 AS requested,
        (c.write_time / 1000)::float8 AS write_seconds, (c.sync_time / 1000)::float8 AS sync_seconds,
        c.buffers_written::float8 AS by_checkpoint, b.buffers_clean::float8 AS by_bgwriter,
        (SELECT coalesce(sum(writes), 0) FROM pg_catalog.pg_stat_io

@@ -12,16 +12,20 @@ use super::{CollectError, Collected, Collector, Context, col, query_err};
 use crate::desc;
 use crate::metric::{Desc, Family};
 
-static CONNECTIONS: Desc = desc!(Gauge "pg_connections", ["datname", "usename", "application_name", "state"],
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static CONNECTIONS: Desc = desc!(Gauge "pg_connections", ["datname", "usename", "application_name", "state"],
     "Client connections by database, role, application and state; rare combinations are folded into \"other\".");
-static RESERVED: Desc = desc!(Gauge "pg_connections_reserved", [],
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static RESERVED: Desc = desc!(Gauge "pg_connections_reserved", [],
     "Connection slots only superusers (and, on 16+, pg_use_reserved_connections) may use.");
-static BLOCKED: Desc =
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static BLOCKED: Desc =
     desc!(Gauge "pg_blocked_connections", ["datname"], "Sessions waiting for a lock.");
-static LONGEST_XACT: Desc = desc!(Gauge "pg_longest_transaction", unit = Seconds, ["datname"],
-    "Age of the oldest open transaction of a client session, 0 when none is open.");
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static LONGEST_XACT: Desc = desc!(Gauge "pg_longest_transaction", unit = Seconds, ["datname"],
+    "Age of the oldest open transaction of a client session (pgvigil's own left out), 0 when none is open.");
 static LONGEST_IDLE: Desc = desc!(Gauge "pg_longest_idle_in_transaction", unit = Seconds, ["datname"],
-    "How long the longest idle-in-transaction session has been idle, 0 when none is.");
+    "How long the longest idle-in-transaction session (pgvigil's own left out) has been idle, 0 when none is.");
 static LOCKS: Desc =
     desc!(Gauge "pg_locks", ["datname", "mode"], "Locks held or awaited, by database and mode.");
 
@@ -144,10 +148,15 @@ const ACTIVITY_SQL: &str =
                   WHERE backend_type = 'client backend'
                   GROUP BY 1, 2, 3, 4";
 
+/// Transaction ages leave out pgvigil's own sessions (its EXPLAIN runs in
+/// a read-only transaction of up to `explain.statement_timeout`): the
+/// agent must not page anyone about itself.
 const PER_DATABASE_SQL: &str = "SELECT d.datname::text AS datname,
-                        coalesce(max(extract(epoch FROM now() - a.xact_start)), 0)::float8 AS longest_xact,
+                        coalesce(max(extract(epoch FROM now() - a.xact_start))
+                            FILTER (WHERE a.application_name <> 'pgvigil'), 0)::float8 AS longest_xact,
                         coalesce(max(extract(epoch FROM now() - a.state_change))
-                            FILTER (WHERE a.state IN ('idle in transaction', 'idle in transaction (aborted)')), 0)::float8 AS longest_idle,
+                            FILTER (WHERE a.state IN ('idle in transaction', 'idle in transaction (aborted)')
+                                      AND a.application_name <> 'pgvigil'), 0)::float8 AS longest_idle,
                         (count(a.pid) FILTER (WHERE a.wait_event_type = 'Lock'))::float8 AS blocked,
                         (SELECT current_setting('superuser_reserved_connections')::int
                               + coalesce(current_setting('reserved_connections', true)::int, 0))::float8 AS reserved

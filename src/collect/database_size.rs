@@ -12,7 +12,8 @@ use super::{CollectError, Collected, Collector, Context, col, query_err};
 use crate::desc;
 use crate::metric::{Desc, Family};
 
-static SIZE: Desc = desc!(Gauge "pg_database_size", unit = Bytes, ["datname"], "Disk space used by the database.",
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static SIZE: Desc = desc!(Gauge "pg_database_size", unit = Bytes, ["datname"], "Disk space used by the database.",
     only_when = "the role may size the database (CONNECT or pg_read_all_stats)");
 
 /// This collector's metric families.

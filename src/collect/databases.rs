@@ -9,13 +9,17 @@ use super::{CollectError, Collected, Collector, Context, col, query_err};
 use crate::desc;
 use crate::metric::{Desc, Family};
 
-static XACT_COMMIT: Desc =
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static XACT_COMMIT: Desc =
     desc!(Counter "pg_database_xact_commit", ["datname"], "Transactions committed.");
-static XACT_ROLLBACK: Desc =
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static XACT_ROLLBACK: Desc =
     desc!(Counter "pg_database_xact_rollback", ["datname"], "Transactions rolled back.");
-static BLKS_HIT: Desc =
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static BLKS_HIT: Desc =
     desc!(Counter "pg_database_blks_hit", ["datname"], "Blocks found in shared buffers.");
-static BLKS_READ: Desc =
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static BLKS_READ: Desc =
     desc!(Counter "pg_database_blks_read", ["datname"], "Blocks read from disk or the OS cache.");
 static TUP_RETURNED: Desc = desc!(Counter "pg_database_tup_returned", ["datname"], "Rows returned by sequential and bitmap scans.");
 static TUP_FETCHED: Desc =
@@ -26,11 +30,14 @@ static TUP_UPDATED: Desc = desc!(Counter "pg_database_tup_updated", ["datname"],
 static TUP_DELETED: Desc = desc!(Counter "pg_database_tup_deleted", ["datname"], "Rows deleted.");
 static TEMP_BYTES: Desc = desc!(Counter "pg_database_temp", unit = Bytes, ["datname"], "Bytes written to temporary files by queries.");
 static DEADLOCKS: Desc = desc!(Counter "pg_database_deadlocks", ["datname"], "Deadlocks detected.");
-static CHECKSUM_FAILURES: Desc = desc!(Counter "pg_database_checksum_failures", ["datname"], "Data page checksum failures (0 when checksums are off).");
-static FROZEN_XID_AGE: Desc = desc!(Gauge "pg_database_frozen_xid_age", ["datname"],
+static CHECKSUM_FAILURES: Desc = desc!(Counter "pg_database_checksum_failures", ["datname"], "Data page checksum failures.",
+    only_when = "data checksums are on (pg_settings_data_checksums 1): with them off no failure can be detected, and 0 would read as healthy");
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static FROZEN_XID_AGE: Desc = desc!(Gauge "pg_database_frozen_xid_age", ["datname"],
     "Transactions since the database's oldest unfrozen XID; wraparound protection starts near 2^31.");
 
-/// Counter columns of pg_stat_database and the family each feeds.
+/// Counter columns of pg_stat_database and the family each feeds. A NULL
+/// column is left out (checksum failures, when checksums are off).
 const COUNTERS: [(&str, &Desc); 12] = [
     ("xact_commit", &XACT_COMMIT),
     ("xact_rollback", &XACT_ROLLBACK),
@@ -91,7 +98,9 @@ impl Collector for Databases {
         for row in &rows {
             let datname: String = col(row, WHAT, "datname")?;
             for ((column, _), family) in COUNTERS.iter().zip(counters.iter_mut()) {
-                family.push(&[&datname], col::<f64>(row, WHAT, column)?);
+                if let Some(value) = col::<Option<f64>>(row, WHAT, column)? {
+                    family.push(&[&datname], value);
+                }
             }
             age.push(&[&datname], col(row, WHAT, "frozen_xid_age")?);
         }
@@ -112,7 +121,8 @@ const DATABASES_SQL: &str = "SELECT d.datname::text AS datname,
                         coalesce(s.tup_deleted, 0)::float8 AS tup_deleted,
                         coalesce(s.temp_bytes, 0)::float8 AS temp_bytes,
                         coalesce(s.deadlocks, 0)::float8 AS deadlocks,
-                        coalesce(s.checksum_failures, 0)::float8 AS checksum_failures,
+                        CASE WHEN current_setting('data_checksums') = 'on'
+                             THEN coalesce(s.checksum_failures, 0)::float8 END AS checksum_failures,
                         pg_catalog.age(d.datfrozenxid)::float8 AS frozen_xid_age
                    FROM pg_catalog.pg_database d
                    LEFT JOIN pg_catalog.pg_stat_database s ON s.datid = d.oid

@@ -14,7 +14,7 @@ use tokio_postgres::Client;
 
 use crate::config::Config;
 use crate::metric::{Desc, Family};
-use crate::target::caps::Capabilities;
+use crate::target::caps::{Capabilities, ServerIdentity};
 use crate::target::session::{ConnectError, describe};
 
 pub mod archiver;
@@ -216,10 +216,51 @@ pub trait Standalone: Send + Sync {
     }
 }
 
+/// Builds a collector with no history.
+pub type MakeCollector = Box<dyn Fn() -> Box<dyn Collector> + Send + Sync>;
+
+/// A collector that reads through the target's session, with what it
+/// needs to start over when the server behind the target changes.
+pub struct SessionJob {
+    /// The collector and its history (previous readings, top-N membership).
+    pub collector: Box<dyn Collector>,
+    /// How to build it afresh.
+    make: MakeCollector,
+    /// The server its history comes from, once it has run.
+    server: Option<ServerIdentity>,
+}
+
+impl SessionJob {
+    /// A job for the collector `make` builds.
+    pub fn new(make: MakeCollector) -> SessionJob {
+        SessionJob {
+            collector: make(),
+            make,
+            server: None,
+        }
+    }
+
+    /// The collector, fresh if its history comes from another server than
+    /// `server`: after a failover behind a VIP or a DNS name, or a restart
+    /// (statistics may have been lost in crash recovery), no reading of
+    /// the old server may be compared with the new one's.
+    pub fn for_server(&mut self, server: ServerIdentity) -> &mut dyn Collector {
+        if self.server.is_some_and(|s| s != server) {
+            tracing::debug!(
+                collector = self.collector.name(),
+                "server changed: collector history dropped"
+            );
+            self.collector = (self.make)();
+        }
+        self.server = Some(server);
+        self.collector.as_mut()
+    }
+}
+
 /// Something the schedule runs.
 pub enum Job {
     /// Reads through the target's monitoring session.
-    Session(Box<dyn Collector>),
+    Session(SessionJob),
     /// Reads something else.
     Standalone(Box<dyn Standalone>),
 }
@@ -228,14 +269,14 @@ impl Job {
     /// The `collector` label value.
     pub fn name(&self) -> &'static str {
         match self {
-            Job::Session(c) => c.name(),
+            Job::Session(j) => j.collector.name(),
             Job::Standalone(c) => c.name(),
         }
     }
 
     /// Whether `pgvigil once` should run it twice.
     pub fn wants_two_samples(&self) -> bool {
-        matches!(self, Job::Session(c) if c.wants_two_samples())
+        matches!(self, Job::Session(j) if j.collector.wants_two_samples())
     }
 }
 
@@ -264,33 +305,38 @@ pub fn for_target(
         ))),
         _ => None,
     };
-    let mut all: Vec<(Option<std::time::Duration>, Box<dyn Collector>)> = vec![
-        (c.server, Box::new(server::Server)),
-        (c.connections, Box::new(connections::Connections)),
-        (c.databases, Box::new(databases::Databases)),
-        (c.database_size, Box::new(database_size::DatabaseSize)),
-        (c.replication, Box::new(replication::Replication::default())),
-        (c.slots, Box::new(slots::Slots)),
-        (c.wal, Box::new(wal::Wal)),
-        (c.checkpoints, Box::new(checkpoints::Checkpoints)),
-        (c.archiver, Box::new(archiver::Archiver)),
-        (c.filesystem, Box::new(filesystem::Filesystem)),
-        (c.tables, Box::new(tables::Tables::default())),
+    fn make<C: Collector + 'static>(f: impl Fn() -> C + Send + Sync + 'static) -> MakeCollector {
+        Box::new(move || Box::new(f()))
+    }
+    let mut all: Vec<(Option<std::time::Duration>, MakeCollector)> = vec![
+        (c.server, make(|| server::Server)),
+        (c.connections, make(|| connections::Connections)),
+        (c.databases, make(|| databases::Databases)),
+        (c.database_size, make(|| database_size::DatabaseSize)),
+        (c.replication, make(replication::Replication::default)),
+        (c.slots, make(|| slots::Slots)),
+        (c.wal, make(|| wal::Wal)),
+        (c.checkpoints, make(|| checkpoints::Checkpoints)),
+        (c.archiver, make(|| archiver::Archiver)),
+        (c.filesystem, make(|| filesystem::Filesystem)),
+        (c.tables, make(tables::Tables::default)),
     ];
     // Before statements: a cycle then reads the log before the statements
     // sample, so the next interval is covered from its start.
     if let Some(reader) = &reader {
-        all.push((c.logs, Box::new(logs::Logs::new(reader.clone()))));
+        let reader = reader.clone();
+        all.push((c.logs, make(move || logs::Logs::new(reader.clone()))));
     }
+    let settings = c.statements.clone();
     all.push((
         c.statements.interval,
-        Box::new(statements::Statements::new(c.statements.clone()).with_log(reader)),
+        make(move || statements::Statements::new(settings.clone()).with_log(reader.clone())),
     ));
     let mut jobs: Vec<Scheduled> = all
         .into_iter()
-        .filter_map(|(interval, collector)| {
+        .filter_map(|(interval, make)| {
             interval.map(|interval| Scheduled {
-                job: Job::Session(collector),
+                job: Job::Session(SessionJob::new(make)),
                 interval,
             })
         })

@@ -22,15 +22,24 @@ use crate::metric::{Desc, Family};
 use crate::target::session::{self, Console};
 
 static UP: Desc = desc!(Gauge "pgbouncer_up", [], "1 if PgBouncer's admin console answered, else 0.", only_when = "a [target.pgbouncer] is configured");
-static CL_ACTIVE: Desc = desc!(Gauge "pgbouncer_pools_client_active_connections", ["database", "user"], "Clients linked to a server connection or idle.", only_when = "PgBouncer has pools");
-static CL_WAITING: Desc = desc!(Gauge "pgbouncer_pools_client_waiting_connections", ["database", "user"], "Clients waiting for a server connection.", only_when = "PgBouncer has pools");
-static SV_ACTIVE: Desc = desc!(Gauge "pgbouncer_pools_server_active_connections", ["database", "user"], "Server connections linked to a client.", only_when = "PgBouncer has pools");
-static SV_IDLE: Desc = desc!(Gauge "pgbouncer_pools_server_idle_connections", ["database", "user"], "Server connections unused and ready.", only_when = "PgBouncer has pools");
-static SV_USED: Desc = desc!(Gauge "pgbouncer_pools_server_used_connections", ["database", "user"], "Server connections idle longer than server_check_delay, to be checked.", only_when = "PgBouncer has pools");
-static SV_TESTED: Desc = desc!(Gauge "pgbouncer_pools_server_testing_connections", ["database", "user"], "Server connections being tested or reset.", only_when = "PgBouncer has pools");
-static SV_LOGIN: Desc = desc!(Gauge "pgbouncer_pools_server_login_connections", ["database", "user"], "Server connections logging in.", only_when = "PgBouncer has pools");
-static MAXWAIT: Desc = desc!(Gauge "pgbouncer_pools_client_maxwait", unit = Seconds, ["database", "user"], "How long the oldest waiting client has waited, with microseconds.", only_when = "PgBouncer has pools");
-static POOL_SIZE: Desc = desc!(Gauge "pgbouncer_databases_pool_size", ["database"], "Maximum server connections of the database's pools.", only_when = "PgBouncer has databases");
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static CL_ACTIVE: Desc = desc!(Gauge "pgbouncer_pools_client_active_connections", ["database", "user"], "Clients linked to a server connection or idle.", only_when = "PgBouncer has pools");
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static CL_WAITING: Desc = desc!(Gauge "pgbouncer_pools_client_waiting_connections", ["database", "user"], "Clients waiting for a server connection.", only_when = "PgBouncer has pools");
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static SV_ACTIVE: Desc = desc!(Gauge "pgbouncer_pools_server_active_connections", ["database", "user"], "Server connections linked to a client.", only_when = "PgBouncer has pools");
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static SV_IDLE: Desc = desc!(Gauge "pgbouncer_pools_server_idle_connections", ["database", "user"], "Server connections unused and ready.", only_when = "PgBouncer has pools");
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static SV_USED: Desc = desc!(Gauge "pgbouncer_pools_server_used_connections", ["database", "user"], "Server connections idle longer than server_check_delay, to be checked.", only_when = "PgBouncer has pools");
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static SV_TESTED: Desc = desc!(Gauge "pgbouncer_pools_server_testing_connections", ["database", "user"], "Server connections being tested or reset.", only_when = "PgBouncer has pools");
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static SV_LOGIN: Desc = desc!(Gauge "pgbouncer_pools_server_login_connections", ["database", "user"], "Server connections logging in.", only_when = "PgBouncer has pools");
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static MAXWAIT: Desc = desc!(Gauge "pgbouncer_pools_client_maxwait", unit = Seconds, ["database", "user"], "How long the oldest waiting client has waited, with microseconds.", only_when = "PgBouncer has pools");
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static POOL_SIZE: Desc = desc!(Gauge "pgbouncer_databases_pool_size", ["database"], "Maximum server connections of the database's pools.", only_when = "PgBouncer has databases");
 static CURRENT: Desc = desc!(Gauge "pgbouncer_databases_current_connections", ["database"], "Server connections of the database now.", only_when = "PgBouncer has databases");
 static MAX_DB: Desc = desc!(Gauge "pgbouncer_databases_max_connections", ["database"], "max_db_connections for the database (0: unlimited).", only_when = "PgBouncer has databases");
 static QUERIES: Desc = desc!(Counter "pgbouncer_stats_totals_queries_pooled", ["database"], "SQL queries pooled.", only_when = "PgBouncer has databases");

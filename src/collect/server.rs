@@ -8,15 +8,27 @@ use super::{CollectError, Collected, Collector, Context, col, query_err};
 use crate::desc;
 use crate::metric::{Desc, Family};
 
-static INFO: Desc =
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static INFO: Desc =
     desc!(Info "pg_server", ["version", "server_version_num"], "The PostgreSQL server's version.");
-static IN_RECOVERY: Desc = desc!(Gauge "pg_in_recovery", [], "1 if the server is a standby in recovery, 0 if it is a primary.");
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static IN_RECOVERY: Desc = desc!(Gauge "pg_in_recovery", [], "1 if the server is a standby in recovery, 0 if it is a primary.");
 static START_TIME: Desc = desc!(Gauge "pg_postmaster_start_time", unit = Seconds, [], "When the server started, as a Unix time.");
-static MAX_CONNECTIONS: Desc =
+/// Public: the outputs (report, page, saturation) look it up by descriptor.
+pub static MAX_CONNECTIONS: Desc =
     desc!(Gauge "pg_settings_max_connections", [], "The max_connections setting.");
 
+static DATA_CHECKSUMS: Desc = desc!(Gauge "pg_settings_data_checksums", [],
+    "1 if data page checksums are on, 0 if off (then corruption is not detected and pg_database_checksum_failures_total is absent).");
+
 /// This collector's metric families.
-pub static METRICS: &[&Desc] = &[&INFO, &IN_RECOVERY, &START_TIME, &MAX_CONNECTIONS];
+pub static METRICS: &[&Desc] = &[
+    &INFO,
+    &IN_RECOVERY,
+    &START_TIME,
+    &MAX_CONNECTIONS,
+    &DATA_CHECKSUMS,
+];
 
 /// The `server` collector.
 #[derive(Debug, Default)]
@@ -55,6 +67,7 @@ impl Collector for Server {
             Family::single(&IN_RECOVERY, if in_recovery { 1.0 } else { 0.0 }),
             Family::single(&START_TIME, col(&row, WHAT, "start_time")?),
             Family::single(&MAX_CONNECTIONS, col(&row, WHAT, "max_connections")?),
+            Family::single(&DATA_CHECKSUMS, col(&row, WHAT, "data_checksums")?),
         ]
         .into())
     }
@@ -64,7 +77,8 @@ const SERVER_SQL: &str = "SELECT current_setting('server_version') AS version,
                         current_setting('server_version_num') AS num,
                         pg_catalog.pg_is_in_recovery() AS in_recovery,
                         extract(epoch FROM pg_catalog.pg_postmaster_start_time())::float8 AS start_time,
-                        current_setting('max_connections')::float8 AS max_connections";
+                        current_setting('max_connections')::float8 AS max_connections,
+                        (current_setting('data_checksums') = 'on')::int::float8 AS data_checksums";
 
 /// The SQL this module sends, for recognising it in pg_stat_statements.
 pub const OWN_SQL: &[&str] = &[SERVER_SQL];

@@ -37,11 +37,16 @@ use crate::target::dsn::ConnParams;
 use crate::target::session::{self, Session};
 
 static RUNS: Desc = desc!(Counter "pgvigil_explain_runs", ["result"],
-    "EXPLAINs run by the worker, by result: analyze, plain, generic, refused, failed.",
-    only_when = "the explain worker has run");
+    "EXPLAINs run by the worker, by result: analyze, plain, generic, refused, failed; each from 0 when the agent starts.",
+    only_when = "automatic EXPLAIN is enabled");
 static SKIPPED: Desc = desc!(Counter "pgvigil_explain_skipped", ["reason"],
-    "Slow statements not explained, by reason: rate_limit, pressure, too_slow.",
-    only_when = "the explain worker has skipped a statement");
+    "Slow statements not explained, by reason: rate_limit, pressure, too_slow; each from 0 when the agent starts.",
+    only_when = "automatic EXPLAIN is enabled");
+
+/// Every `result` of [`RUNS`] and `reason` of [`SKIPPED`]: published at 0
+/// before the first, so `rate()` and `increase()` see the first event.
+const RESULTS: [&str; 5] = ["analyze", "plain", "generic", "refused", "failed"];
+const SKIP_REASONS: [&str; 3] = ["rate_limit", "pressure", "too_slow"];
 static FINDINGS: Desc = desc!(Gauge "pg_plan_findings", ["datname", "queryid", "fingerprint", "finding", "severity"],
     "Findings in the latest automatic plan of a statement, 1 per finding.",
     only_when = "a plan had findings");
@@ -174,8 +179,8 @@ impl Worker {
             window: VecDeque::new(),
             latest: HashMap::new(),
             changes: HashMap::new(),
-            runs: BTreeMap::new(),
-            skipped: BTreeMap::new(),
+            runs: RESULTS.iter().map(|r| (*r, 0.0)).collect(),
+            skipped: SKIP_REASONS.iter().map(|r| (*r, 0.0)).collect(),
             recent: VecDeque::new(),
             notifier,
             feed: None,
@@ -248,6 +253,7 @@ impl Worker {
     /// Runs until `cancel`: looks for a new statements report every few
     /// seconds and explains what it selects.
     pub async fn run(mut self, cancel: CancellationToken) {
+        self.publish();
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -10,6 +10,20 @@ use std::path::PathBuf;
 
 use tokio_postgres::Client;
 
+/// Which server a connection reached: its cluster's system identifier
+/// (from `pg_control_system()`, the same on a primary and its physical
+/// replicas, different for any other cluster) and when its postmaster
+/// started. A change between two connections of a target means a
+/// failover behind a VIP or DNS name, or a restart: statistics may have
+/// been lost or belong to another server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerIdentity {
+    /// `pg_control_system().system_identifier`.
+    pub system_identifier: i64,
+    /// `pg_postmaster_start_time()`, Unix microseconds.
+    pub started_at_micros: i64,
+}
+
 /// What was detected about a target when the agent connected.
 #[derive(Debug, Clone, Default)]
 pub struct Capabilities {
@@ -27,8 +41,9 @@ pub struct Capabilities {
     pub pg_read_all_stats: bool,
     /// The data directory, when the role may read the setting.
     pub data_directory: Option<PathBuf>,
-    /// Whether that directory exists on this host, i.e. the agent runs beside
-    /// the server (host metrics and log files are then reachable).
+    /// Whether that directory on this host is this server's, i.e. the
+    /// agent runs beside the server (host metrics are then reachable); see
+    /// [`super::colocation`].
     pub colocated: bool,
     /// Installed extensions of the connected database, name to version.
     pub extensions: BTreeMap<String, String>,
@@ -38,6 +53,8 @@ pub struct Capabilities {
     pub user: String,
     /// That role's OID (pg_stat_statements keys entries by it).
     pub user_oid: u32,
+    /// Which server this is.
+    pub identity: ServerIdentity,
 }
 
 impl Capabilities {
@@ -53,7 +70,14 @@ impl Capabilities {
         let row = client.query_one(CAPS_SQL, &[]).await?;
         let data_directory: Option<String> = row.try_get("data_directory")?;
         let data_directory = data_directory.map(PathBuf::from);
-        let colocated = data_directory.as_deref().is_some_and(|p| p.is_dir());
+        let identity = ServerIdentity {
+            system_identifier: row.try_get("system_identifier")?,
+            started_at_micros: row.try_get("started_at_micros")?,
+        };
+        let backend_pid: i32 = row.try_get("backend_pid")?;
+        let colocated = data_directory
+            .as_deref()
+            .is_some_and(|dir| super::colocation::beside(dir, identity, backend_pid));
         let extensions = client
             .query(EXTENSIONS_SQL, &[])
             .await?
@@ -73,6 +97,7 @@ impl Capabilities {
             database: row.try_get("database")?,
             user: row.try_get("username")?,
             user_oid: row.try_get("user_oid")?,
+            identity,
         })
     }
 }
@@ -86,7 +111,10 @@ const CAPS_SQL: &str = "SELECT current_setting('server_version_num')::int4 AS nu
                         (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'data_directory') AS data_directory,
                         current_database() AS database,
                         current_user::text AS username,
-                        r.oid AS user_oid
+                        r.oid AS user_oid,
+                        (SELECT system_identifier FROM pg_catalog.pg_control_system()) AS system_identifier,
+                        (extract(epoch FROM pg_catalog.pg_postmaster_start_time()) * 1000000)::int8 AS started_at_micros,
+                        pg_catalog.pg_backend_pid() AS backend_pid
                    FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
 
 const EXTENSIONS_SQL: &str = "SELECT extname::text, extversion FROM pg_catalog.pg_extension";

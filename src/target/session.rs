@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tokio_postgres::Client;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::caps::Capabilities;
+use super::caps::{Capabilities, ServerIdentity};
 use super::dsn::ConnParams;
 use super::tls;
 
@@ -92,6 +92,8 @@ pub struct Session {
     last_error: Option<ConnectError>,
     next_attempt: Option<Instant>,
     backoff: Duration,
+    /// The server the last connection reached.
+    identity: Option<ServerIdentity>,
 }
 
 impl std::fmt::Debug for Session {
@@ -131,6 +133,7 @@ impl Session {
             last_error: None,
             next_attempt: None,
             backoff: FIRST_BACKOFF,
+            identity: None,
         }
     }
 
@@ -166,6 +169,18 @@ impl Session {
                     }
                     self.next_attempt = None;
                     self.backoff = FIRST_BACKOFF;
+                    let identity = live.caps.identity;
+                    if let Some(before) = self.identity.replace(identity)
+                        && before != identity
+                    {
+                        // Collectors start over (see SessionJob::for_server).
+                        if before.system_identifier != identity.system_identifier {
+                            tracing::warn!(addr = %self.addr(), before = before.system_identifier, now = identity.system_identifier,
+                                "another server answers at this address (its system identifier changed): readings start over");
+                        } else {
+                            tracing::info!(addr = %self.addr(), "the server restarted: readings start over");
+                        }
+                    }
                     self.live = Some(live);
                 }
                 Err(e) => {

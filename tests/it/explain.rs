@@ -306,6 +306,28 @@ async fn the_worker_explains_slow_statements_and_notices_plan_changes() {
     );
     let agent = RunningAgent::start(&fx.pg.scratch(), &config).await;
     let version: i32 = crate::harness::pg::version_num(&admin).await;
+    // Before anything was explained, every result and skip reason is 0, not
+    // absent, so that increase() sees the first one.
+    let m = agent
+        .wait_for(Duration::from_secs(30), "the worker's counters", |m| {
+            m.get("pgvigil_explain_runs_total", &[("result", "failed")])
+                .map(|_| m.clone())
+        })
+        .await;
+    for result in ["analyze", "plain", "generic", "refused", "failed"] {
+        assert_eq!(
+            m.get("pgvigil_explain_runs_total", &[("result", result)]),
+            Some(0.0),
+            "{result}"
+        );
+    }
+    for reason in ["rate_limit", "pressure", "too_slow"] {
+        assert_eq!(
+            m.get("pgvigil_explain_skipped_total", &[("reason", reason)]),
+            Some(0.0),
+            "{reason}"
+        );
+    }
     // A slow statement with its literal inline (simple protocol), run over and over.
     let app = fx.pg.connect().await;
     let load = tokio::spawn(async move {

@@ -4,13 +4,16 @@
 mod harness;
 
 mod alerts;
+mod archiving;
 mod cli;
 mod collectors;
+mod counters;
 mod dashboards;
 mod docs;
 mod explain;
 mod faults;
 mod fleet;
+mod host;
 mod hostile;
 mod http;
 mod load;

@@ -82,6 +82,10 @@ async fn clients_beyond_the_pool_wait_and_stop_waiting_when_released() {
     assert_eq!(busiest["servers_used"], 2.0);
     assert_eq!(busiest["pool_size"], 2.0);
     assert_eq!(busiest["ratio"], 1.0);
+    // The oldest wait is there too, not 0 (it was, when the family was
+    // looked up by a misspelled name).
+    let api_maxwait = busiest["maxwait_seconds"].as_f64().unwrap();
+    assert!(api_maxwait > 0.0 && api_maxwait.fract() != 0.0, "{doc}");
     let pg = &saturation["postgres"];
     let max: f64 = fx
         .pg

@@ -142,3 +142,21 @@ fn parses_labels_with_escapes() {
     assert_eq!(m.get("b", &[]), Some(2.0));
     assert_eq!(m.family_names(), ["a"]);
 }
+
+/// What Prometheus' `increase()` makes of a counter's samples, without
+/// extrapolation: the sum of the rises, where a fall is a counter reset
+/// after which the new value is all growth.
+pub fn increase(samples: &[f64]) -> f64 {
+    samples
+        .windows(2)
+        .map(|w| if w[1] >= w[0] { w[1] - w[0] } else { w[1] })
+        .sum()
+}
+
+#[test]
+fn increase_reads_a_fall_as_a_reset() {
+    assert_eq!(increase(&[]), 0.0);
+    assert_eq!(increase(&[5.0]), 0.0);
+    assert_eq!(increase(&[1.0, 1001.0, 0.0, 500.0, 500.0, 800.0]), 1799.0);
+    assert_eq!(increase(&[10.0, 4.0]), 4.0);
+}

@@ -30,7 +30,16 @@ impl Fixture {
 
     /// A cluster with extra settings plus the monitoring role.
     pub async fn start_with(options: PgOptions) -> Fixture {
-        let pg = PgServer::start_with(options);
+        Fixture::set_up(PgServer::start_with(options)).await
+    }
+
+    /// Like [`Fixture::start`], on a cluster with a system identifier of
+    /// its own ([`PgServer::start_distinct`]): another server, not a copy.
+    pub async fn start_distinct() -> Fixture {
+        Fixture::set_up(PgServer::start_distinct(PgOptions::default())).await
+    }
+
+    async fn set_up(pg: PgServer) -> Fixture {
         let password = format!("pw-{}-Secret'\"x", pg.port);
         pg.create_monitoring_role(&password).await;
         // The reference setup: pg_stat_statements in the database pgvigil

@@ -122,27 +122,7 @@ fn template() -> PathBuf {
             // binaries never see a half-made template.
             let staging = root.join(format!("staging-{key}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&staging);
-            std::fs::create_dir_all(&staging).expect("staging dir");
-            chown_to_postgres(&staging);
-            let data = staging.to_str().expect("utf-8 path");
-            check(
-                pg_command(
-                    "initdb",
-                    &[
-                        "-D",
-                        data,
-                        "-U",
-                        "postgres",
-                        "--auth-local=trust",
-                        "--auth-host=scram-sha-256",
-                        "-E",
-                        "UTF8",
-                        "--locale=C",
-                        "--no-sync",
-                    ],
-                ),
-                "initdb",
-            );
+            initdb(&staging);
             if std::fs::rename(&staging, &dir).is_err() {
                 // Another process won the race; use theirs.
                 let _ = std::fs::remove_dir_all(&staging);
@@ -150,6 +130,32 @@ fn template() -> PathBuf {
             dir
         })
         .clone()
+}
+
+/// Makes a new cluster in `dir` (created here) with the harness's initdb
+/// options.
+fn initdb(dir: &Path) {
+    std::fs::create_dir_all(dir).expect("data dir");
+    chown_to_postgres(dir);
+    let data = dir.to_str().expect("utf-8 path");
+    check(
+        pg_command(
+            "initdb",
+            &[
+                "-D",
+                data,
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+        ),
+        "initdb",
+    );
 }
 
 /// The major version of the server binaries in use (13, 14, …), from the
@@ -320,6 +326,16 @@ impl PgServer {
         server
     }
 
+    /// A cluster of its own initdb rather than a copy of the cached
+    /// template: it has a system identifier no other test cluster shares
+    /// (copies of the template all have the template's).
+    pub fn start_distinct(options: PgOptions) -> PgServer {
+        let mut server = PgServer::unstarted();
+        initdb(&server.data_dir());
+        server.start_prepared(&options);
+        server
+    }
+
     /// A cluster's directories (socket, logs; no data directory yet), not
     /// running, for a data directory made some other way, e.g. a base
     /// backup into [`PgServer::data_dir`]; then [`PgServer::start_prepared`].
@@ -454,6 +470,21 @@ impl PgServer {
         );
     }
 
+    /// Stops the server (if it runs) and starts it again on `port`, with
+    /// the harness settings plus `options`: another server taking over a
+    /// stopped one's address, as after a failover behind a VIP or a DNS
+    /// name.
+    pub fn take_over_port(&mut self, port: u16, options: &PgOptions) {
+        if self.data_dir().join("postmaster.pid").exists() {
+            self.stop();
+        }
+        self.port = port;
+        self.write_conf(options);
+        if let Err(e) = self.try_start() {
+            panic!("could not start PostgreSQL on port {port}: {e}");
+        }
+    }
+
     /// Starts a stopped server again on the same port.
     pub fn restart_stopped(&self) {
         if let Err(e) = self.try_start() {
@@ -521,13 +552,6 @@ impl Drop for PgServer {
     }
 }
 
-/// Makes sure the session's statistics reached the cumulative views.
-///
-/// A backend sends its counts when it goes idle, but not within a short
-/// interval of its last report (500 ms before PostgreSQL 15, 1 s since),
-/// and then only on the next statement (before 15) or after an idle timer
-/// of up to 10 s (15+). So wait past that interval and run one more
-/// statement, whose end flushes everything pending.
 /// The server's `server_version_num`, e.g. 150004.
 pub async fn version_num(client: &Client) -> i32 {
     client
@@ -539,6 +563,13 @@ pub async fn version_num(client: &Client) -> i32 {
         .expect("a number")
 }
 
+/// Makes sure the session's statistics reached the cumulative views.
+///
+/// A backend sends its counts when it goes idle, but not within a short
+/// interval of its last report (500 ms before PostgreSQL 15, 1 s since),
+/// and then only on the next statement (before 15) or after an idle timer
+/// of up to 10 s (15+). So wait past that interval and run one more
+/// statement, whose end flushes everything pending.
 pub async fn flush_stats(client: &Client) {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     client
