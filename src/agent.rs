@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::collect::{self, Scheduled, process::ProcessSampler};
 use crate::config::Config;
-use crate::explain::worker::Worker;
+use crate::explain::worker::{Reports, Worker};
 use crate::exposition::{self, Format};
 use crate::schedule::{self, TargetHandle};
 use crate::snapshot::Store;
@@ -36,11 +36,19 @@ pub struct Agent {
     targets: Vec<(TargetHandle, Vec<Scheduled>)>,
     /// Automatic EXPLAIN settings, when enabled (and statements collected).
     explain: Option<crate::config::Explain>,
-    /// Per target with `[target.logs]`: what its logs collector hands its
-    /// EXPLAIN worker.
-    feeds: HashMap<String, Arc<crate::logs::feed::LogFeed>>,
+    /// Per target: what its collectors hand its EXPLAIN worker.
+    inputs: HashMap<String, WorkerInputs>,
     /// Desktop notifications, when `[notify] desktop` is on.
     notifier: Option<Arc<crate::notify::Notifier>>,
+}
+
+/// What a target's collectors hand its EXPLAIN worker.
+struct WorkerInputs {
+    /// Slow executions and auto_explain plans from the log (with
+    /// `[target.logs]`).
+    feed: Option<Arc<crate::logs::feed::LogFeed>>,
+    /// Each new statements report (when automatic EXPLAIN is on).
+    reports: Option<Reports>,
 }
 
 /// `pgvigil once` could not reach a target.
@@ -63,18 +71,28 @@ impl Agent {
             lock_timeout: config.collectors.lock_timeout,
             monitoring: true,
         };
+        let explain = config
+            .explain
+            .clone()
+            .filter(|_| config.collectors.statements.interval.is_some());
         let mut store_targets = Vec::new();
         let mut prepared = Vec::new();
-        let mut feeds = HashMap::new();
+        let mut inputs = HashMap::new();
         for target in &config.targets {
             let feed = target
                 .logs
                 .as_ref()
                 .map(|_| Arc::new(crate::logs::feed::LogFeed::default()));
-            let collectors = collect::for_target(config, target, feed.clone());
-            if let Some(feed) = feed {
-                feeds.insert(target.name.clone(), feed);
-            }
+            // The statements collector hands each report to the worker.
+            let (sender, reports) = match explain {
+                Some(_) => {
+                    let (sender, receiver) = tokio::sync::watch::channel(None);
+                    (Some(Arc::new(sender)), Some(receiver))
+                }
+                None => (None, None),
+            };
+            let collectors = collect::for_target(config, target, feed.clone(), sender);
+            inputs.insert(target.name.clone(), WorkerInputs { feed, reports });
             store_targets.push((
                 target.name.clone(),
                 collectors.iter().map(|s| s.job.name()).collect(),
@@ -112,11 +130,8 @@ impl Agent {
             encoded: std::sync::Mutex::new(HashMap::new()),
             targets,
             notifier,
-            explain: config
-                .explain
-                .clone()
-                .filter(|_| config.collectors.statements.interval.is_some()),
-            feeds,
+            explain,
+            inputs,
         }
     }
 
@@ -127,7 +142,10 @@ impl Agent {
             for scheduled in collectors {
                 schedule::spawn(tracker, token.child_token(), handle.clone(), scheduled);
             }
-            if let Some(settings) = &self.explain {
+            let inputs = self.inputs.remove(&*handle.name);
+            if let (Some(settings), Some(inputs)) = (&self.explain, inputs)
+                && let Some(reports) = inputs.reports
+            {
                 let worker = Worker::new(
                     handle.name.clone(),
                     settings.clone(),
@@ -136,8 +154,8 @@ impl Agent {
                     handle.session.clone(),
                     self.notifier.clone(),
                 )
-                .with_feed(self.feeds.get(&*handle.name).cloned());
-                tracker.spawn(worker.run(token.child_token()));
+                .with_feed(inputs.feed);
+                tracker.spawn(worker.run(reports, token.child_token()));
             }
         }
     }

@@ -13,8 +13,7 @@ use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
 use crate::explain::findings::Severity;
-use crate::explain::runner::Mode;
-use crate::explain::worker::PlanRecord;
+use crate::explain::plan::{Mode, PlanRecord};
 
 /// Notifications waiting for the sending thread; more are dropped.
 pub const QUEUE: usize = 32;

@@ -17,8 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::collect::Detail;
 use crate::collect::statements::report::StatementsReport;
-use crate::explain::worker::PlanRecord;
-use crate::report::statements_of;
+use crate::explain::plan::PlanRecord;
+use crate::report::{Role, statements_of, version};
 use crate::snapshot::TargetView;
 
 /// Top statements shown per target.
@@ -79,8 +79,8 @@ fn target(view: &TargetView, out: &mut String) {
         Some(false) => ("down", "DOWN"),
         None => ("unknown", "not yet collected"),
     };
-    let version = view.version();
-    let role = view.role().as_str();
+    let version = version(view);
+    let role = Role::of(view).as_str();
     let _ = writeln!(
         out,
         "<section class=\"target\"><h2>target <span class=\"name\">{}</span>: \

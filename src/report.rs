@@ -9,10 +9,10 @@ use std::fmt::Write as _;
 use serde_json::{Value as Json, json};
 
 use crate::collect::statements::report::StatementsReport;
-use crate::collect::{Detail, connections, database_size, databases};
+use crate::collect::{connections, database_size, databases, server};
 use crate::metric::{Desc, Family, Value};
 use crate::saturation::{Pool, Saturation};
-use crate::snapshot::TargetView;
+use crate::snapshot::{Detail, TargetView};
 
 fn families(view: &TargetView) -> impl Iterator<Item = &Family> {
     view.collectors
@@ -46,6 +46,46 @@ fn series_json(family: &Family) -> Vec<Json> {
             json!({ "labels": labels, "value": value })
         })
         .collect()
+}
+
+/// What the server collector says a target is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Not in recovery.
+    Primary,
+    /// A standby in recovery.
+    Replica,
+    /// Not collected (yet).
+    Unknown,
+}
+
+impl Role {
+    /// As shown to people.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+            Role::Unknown => "role unknown",
+        }
+    }
+
+    /// A target's role, from `pg_in_recovery`.
+    pub fn of(view: &TargetView) -> Role {
+        match view.value(&server::IN_RECOVERY, &[]) {
+            Some(v) if v > 0.0 => Role::Replica,
+            Some(_) => Role::Primary,
+            None => Role::Unknown,
+        }
+    }
+}
+
+/// A target's server version: "PostgreSQL 15.4", or "version unknown".
+pub fn version(view: &TargetView) -> String {
+    view.family(&server::INFO)
+        .and_then(|f| f.series.first())
+        .and_then(|s| s.labels.first())
+        .map(|v| format!("PostgreSQL {v}"))
+        .unwrap_or_else(|| "version unknown".into())
 }
 
 /// The statements report of a target, if its collector has produced one.
@@ -190,8 +230,8 @@ pub fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
 pub fn table(views: &[TargetView]) -> String {
     let mut out = String::new();
     for view in views {
-        let version = view.version();
-        let role = view.role().as_str();
+        let version = version(view);
+        let role = Role::of(view).as_str();
         let up = match view.up {
             Some(true) => "up",
             Some(false) => "DOWN",

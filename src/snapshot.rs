@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::collect::{Collected, Detail, server};
+use crate::collect::statements::report::StatementsReport;
 use crate::desc;
+use crate::explain::plan::PlanRecord;
 use crate::metric::{Desc, Family};
 
 static UP: Desc = desc!(Gauge "pg_up", [], "1 if the last attempt to reach the PostgreSQL server succeeded, else 0.");
@@ -21,6 +22,33 @@ static LAST_SUCCESS: Desc = desc!(Gauge "pgvigil_collector_last_success_timestam
 
 /// Descriptors of the health families derived from the store itself.
 pub static HEALTH_METRICS: &[&Desc] = &[&UP, &SUCCESS, &DURATION, &LAST_SUCCESS];
+
+/// What one collector run produced.
+#[derive(Debug, Default)]
+pub struct Collected {
+    /// Metric families for /metrics.
+    pub families: Vec<Family>,
+    /// Richer results for the JSON API and `pgvigil once`, if any.
+    pub detail: Option<Detail>,
+}
+
+impl From<Vec<Family>> for Collected {
+    fn from(families: Vec<Family>) -> Collected {
+        Collected {
+            families,
+            detail: None,
+        }
+    }
+}
+
+/// Results beyond metrics, by kind.
+#[derive(Debug, Clone)]
+pub enum Detail {
+    /// The last interval's statement latencies.
+    Statements(Arc<StatementsReport>),
+    /// Recent automatic plans, newest first.
+    Plans(Arc<Vec<Arc<PlanRecord>>>),
+}
 
 /// What one run of a collector left behind.
 #[derive(Debug, Clone)]
@@ -223,28 +251,6 @@ pub fn unix_now() -> f64 {
     unix_seconds(SystemTime::now())
 }
 
-/// What the server collector says a target is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Not in recovery.
-    Primary,
-    /// A standby in recovery.
-    Replica,
-    /// Not collected (yet).
-    Unknown,
-}
-
-impl Role {
-    /// As shown to people.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Replica => "replica",
-            Role::Unknown => "role unknown",
-        }
-    }
-}
-
 impl CollectorState {
     /// This collector's family described by `desc`, if it published one.
     pub fn family(&self, desc: &'static Desc) -> Option<&Family> {
@@ -261,24 +267,6 @@ impl TargetView {
     /// The value of `desc`'s series with exactly these label values.
     pub fn value(&self, desc: &'static Desc, labels: &[&str]) -> Option<f64> {
         self.family(desc)?.value(labels)
-    }
-
-    /// "PostgreSQL 15.4 …", or "version unknown".
-    pub fn version(&self) -> String {
-        self.family(&server::INFO)
-            .and_then(|f| f.series.first())
-            .and_then(|s| s.labels.first())
-            .map(|v| format!("PostgreSQL {v}"))
-            .unwrap_or_else(|| "version unknown".into())
-    }
-
-    /// Primary or replica, from `pg_in_recovery`.
-    pub fn role(&self) -> Role {
-        match self.value(&server::IN_RECOVERY, &[]) {
-            Some(v) if v > 0.0 => Role::Replica,
-            Some(_) => Role::Primary,
-            None => Role::Unknown,
-        }
     }
 
     /// The health families derived from this target's state: `pg_up` and the

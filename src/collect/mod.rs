@@ -14,6 +14,7 @@ use tokio_postgres::Client;
 
 use crate::config::Config;
 use crate::metric::{Desc, Family};
+pub use crate::snapshot::{Collected, Detail};
 use crate::target::caps::{Capabilities, ServerIdentity};
 use crate::target::session::{ConnectError, describe};
 
@@ -33,33 +34,6 @@ pub mod slots;
 pub mod statements;
 pub mod tables;
 pub mod wal;
-
-/// What one collector run produced.
-#[derive(Debug, Default)]
-pub struct Collected {
-    /// Metric families for /metrics.
-    pub families: Vec<Family>,
-    /// Richer results for the JSON API and `pgvigil once`, if any.
-    pub detail: Option<Detail>,
-}
-
-impl From<Vec<Family>> for Collected {
-    fn from(families: Vec<Family>) -> Collected {
-        Collected {
-            families,
-            detail: None,
-        }
-    }
-}
-
-/// Results beyond metrics, by kind.
-#[derive(Debug, Clone)]
-pub enum Detail {
-    /// The last interval's statement latencies.
-    Statements(Arc<statements::report::StatementsReport>),
-    /// Recent automatic plans, newest first.
-    Plans(Arc<Vec<Arc<crate::explain::worker::PlanRecord>>>),
-}
 
 /// What a collector may use during one run.
 pub struct Context<'a> {
@@ -295,6 +269,7 @@ pub fn for_target(
     config: &Config,
     target: &crate::config::Target,
     feed: Option<Arc<crate::logs::feed::LogFeed>>,
+    reports: Option<Arc<statements::ReportSender>>,
 ) -> Vec<Scheduled> {
     let c = &config.collectors;
     // The log is read by the logs collector and, at the end of each
@@ -330,7 +305,11 @@ pub fn for_target(
     let settings = c.statements.clone();
     all.push((
         c.statements.interval,
-        make(move || statements::Statements::new(settings.clone()).with_log(reader.clone())),
+        make(move || {
+            statements::Statements::new(settings.clone())
+                .with_log(reader.clone())
+                .with_reports(reports.clone())
+        }),
     ));
     let mut jobs: Vec<Scheduled> = all
         .into_iter()

@@ -385,9 +385,7 @@ impl Tables {
         let mut other_index_size = 0.0;
         let has_indexes = !indexes.is_empty();
         for i in indexes {
-            let growth = self
-                .growth
-                .observe((i.key.clone(), "index_scans"), i.scans);
+            let growth = self.growth.observe((i.key.clone(), "index_scans"), i.scans);
             if self.indexes.contains(&i.key) {
                 let labels = [
                     i.key.0.as_str(),

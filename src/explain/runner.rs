@@ -17,33 +17,8 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 use tokio_util::sync::CancellationToken;
 
 use super::guard::{self, Uses, Verdict};
+use super::plan::Mode;
 use crate::target::session::describe;
-
-/// How a plan was obtained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// EXPLAIN ANALYZE: the statement ran, with real row counts and times.
-    Analyze,
-    /// Plain EXPLAIN: planned with the real values, not run.
-    Plain,
-    /// A generic plan: planned without parameter values, not run.
-    Generic,
-    /// Logged by auto_explain in the server log: pgvigil ran nothing.
-    AutoExplain,
-}
-
-impl Mode {
-    /// The `result` label of `pgvigil_explain_runs_total`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Analyze => "analyze",
-            Mode::Plain => "plain",
-            Mode::Generic => "generic",
-            Mode::AutoExplain => "auto_explain",
-        }
-    }
-}
 
 /// Limits of one run.
 #[derive(Debug, Clone, Copy)]

@@ -17,21 +17,21 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::findings::{self, Finding};
+use super::findings;
+use super::plan::{Mode, PlanRecord, PreviousPlan};
 use super::redact;
-use super::runner::{self, ExplainError, Explained, Limits, Mode, Server};
+use super::runner::{self, ExplainError, Explained, Limits, Server};
 use crate::collect::statements::query as pgss;
-use crate::collect::statements::report::StatementSummary;
-use crate::collect::{Collected, Detail};
+use crate::collect::statements::report::{StatementSummary, StatementsReport};
 use crate::config::Explain as Settings;
 use crate::desc;
 use crate::metric::{Desc, Family};
+use crate::snapshot::{Collected, Detail};
 use crate::snapshot::{Outcome, Store, unix_now};
 use crate::target::dsn::ConnParams;
 use crate::target::session::{self, Session};
@@ -57,56 +57,18 @@ static CHANGES: Desc = desc!(Counter "pg_plan_changes", ["datname", "queryid"],
 /// The worker's metric families.
 pub static METRICS: &[&Desc] = &[&RUNS, &SKIPPED, &FINDINGS, &CHANGES];
 
+/// Where the statements collector hands each new report to the worker.
+pub type Reports = tokio::sync::watch::Receiver<Option<Arc<StatementsReport>>>;
+
+/// How often plans auto_explain logged are taken from the log feed.
+const LOGGED_PLANS_EVERY: Duration = Duration::from_secs(2);
+
 /// Statements whose latest plan is kept (for findings and plan changes).
 pub const KEPT_STATEMENTS: usize = 200;
 /// Plans listed by `/api/v1/plans`.
 pub const RECENT_PLANS: usize = 50;
 /// How long to watch pg_stat_activity for a running instance of a statement.
 pub const SAMPLE_FOR: Duration = Duration::from_secs(2);
-
-/// One automatic plan, as published.
-#[derive(Debug, Clone, Serialize)]
-pub struct PlanRecord {
-    /// Database.
-    pub datname: String,
-    /// Role that ran the statement.
-    pub usename: String,
-    /// pg_stat_statements query id.
-    pub queryid: String,
-    /// pg_query fingerprint.
-    pub fingerprint: String,
-    /// Normalized text.
-    pub query: Option<String>,
-    /// How the plan was obtained.
-    pub mode: Mode,
-    /// Why not ANALYZE, when it was not.
-    pub note: Option<String>,
-    /// Where parameter values came from.
-    pub parameters: &'static str,
-    /// The interval mean that made the statement slow, seconds.
-    pub mean_seconds: f64,
-    /// When, Unix seconds.
-    pub explained_at: f64,
-    /// The plan (literals replaced unless `explain.redact = false`).
-    pub plan: Value,
-    /// Findings.
-    pub findings: Vec<Finding>,
-    /// Plan-shape hash.
-    pub shape_hash: String,
-    /// The plan before, when its shape changed.
-    pub previous: Option<Box<PreviousPlan>>,
-}
-
-/// A statement's plan before its shape changed.
-#[derive(Debug, Clone, Serialize)]
-pub struct PreviousPlan {
-    /// Its shape hash.
-    pub shape_hash: String,
-    /// When it was explained.
-    pub explained_at: f64,
-    /// The plan.
-    pub plan: Value,
-}
 
 type Key = (String, String);
 
@@ -118,7 +80,6 @@ pub struct Worker {
     store: Arc<Store>,
     main: Arc<Mutex<Session>>,
     explain_session: Option<(String, Session)>,
-    last_report: f64,
     last_explained: HashMap<Key, Instant>,
     window: VecDeque<Instant>,
     latest: HashMap<Key, Arc<PlanRecord>>,
@@ -128,7 +89,7 @@ pub struct Worker {
     recent: VecDeque<Arc<PlanRecord>>,
     notifier: Option<Arc<crate::notify::Notifier>>,
     feed: Option<Arc<crate::logs::feed::LogFeed>>,
-    report: Option<Arc<crate::collect::statements::report::StatementsReport>>,
+    report: Option<Arc<StatementsReport>>,
 }
 
 /// What a plan is of: a statement from the statements report, or one
@@ -174,7 +135,6 @@ impl Worker {
             store,
             main,
             explain_session: None,
-            last_report: 0.0,
             last_explained: HashMap::new(),
             window: VecDeque::new(),
             latest: HashMap::new(),
@@ -240,7 +200,7 @@ impl Worker {
                 obj.remove("Query Parameters");
             }
             let explained = Explained {
-                mode: runner::Mode::AutoExplain,
+                mode: Mode::AutoExplain,
                 plan: Value::Array(vec![plan]),
                 note: None,
             };
@@ -252,22 +212,30 @@ impl Worker {
 
     /// Runs until `cancel`: looks for a new statements report every few
     /// seconds and explains what it selects.
-    pub async fn run(mut self, cancel: CancellationToken) {
+    pub async fn run(mut self, mut reports: Reports, cancel: CancellationToken) {
         self.publish();
-        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        // auto_explain plans arrive with the log; a new statements report
+        // arrives through the channel, the moment the collector has it.
+        let mut tick = tokio::time::interval(LOGGED_PLANS_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let report = tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tick.tick() => {}
-            }
+                _ = tick.tick() => None,
+                changed = reports.changed() => match changed {
+                    Ok(()) => reports.borrow_and_update().clone(),
+                    // The statements collector is gone: the agent stops.
+                    Err(_) => return,
+                },
+            };
             let absorbed = self.absorb_logged_plans();
-            let Some(report) = self.new_report() else {
+            let Some(report) = report else {
                 if absorbed {
                     self.publish();
                 }
                 continue;
             };
+            self.report = Some(report.clone());
             self.round(&report, &cancel).await;
             if cancel.is_cancelled() {
                 return;
@@ -276,30 +244,8 @@ impl Worker {
         }
     }
 
-    fn new_report(&mut self) -> Option<Arc<crate::collect::statements::report::StatementsReport>> {
-        let views = self.store.view(Some(&self.target));
-        let report = views
-            .first()?
-            .collectors
-            .iter()
-            .find_map(|(_, s)| match &s.detail {
-                Some(Detail::Statements(r)) => Some(r.clone()),
-                _ => None,
-            })?;
-        if report.collected_at <= self.last_report {
-            return None;
-        }
-        self.last_report = report.collected_at;
-        self.report = Some(report.clone());
-        Some(report)
-    }
-
     /// One pass over a report's slow statements.
-    async fn round(
-        &mut self,
-        report: &crate::collect::statements::report::StatementsReport,
-        cancel: &CancellationToken,
-    ) {
+    async fn round(&mut self, report: &StatementsReport, cancel: &CancellationToken) {
         let threshold = self.settings.slow_threshold.as_secs_f64();
         let mut slow: Vec<&StatementSummary> = report
             .statements

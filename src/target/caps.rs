@@ -45,6 +45,8 @@ pub struct Capabilities {
     /// agent runs beside the server (host metrics are then reachable); see
     /// [`super::colocation`].
     pub colocated: bool,
+    /// The process id of the backend serving this connection.
+    pub backend_pid: i32,
     /// Installed extensions of the connected database, name to version.
     pub extensions: BTreeMap<String, String>,
     /// The database the agent is connected to.
@@ -75,9 +77,6 @@ impl Capabilities {
             started_at_micros: row.try_get("started_at_micros")?,
         };
         let backend_pid: i32 = row.try_get("backend_pid")?;
-        let colocated = data_directory
-            .as_deref()
-            .is_some_and(|dir| super::colocation::beside(dir, identity, backend_pid));
         let extensions = client
             .query(EXTENSIONS_SQL, &[])
             .await?
@@ -92,7 +91,9 @@ impl Capabilities {
             pg_monitor: row.try_get("pg_monitor")?,
             pg_read_all_stats: row.try_get("pg_read_all_stats")?,
             data_directory,
-            colocated,
+            // Decided by the session, which knows the host (colocation).
+            colocated: false,
+            backend_pid,
             extensions,
             database: row.try_get("database")?,
             user: row.try_get("username")?,

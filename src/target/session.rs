@@ -335,7 +335,11 @@ async fn open_unbounded(params: &ConnParams, limits: Limits) -> Result<Live, Con
         setup.push_str("; SET jit = off; SET work_mem = '32MB'");
     }
     client.batch_execute(&setup).await.map_err(failed)?;
-    let caps = Capabilities::detect(&client).await.map_err(failed)?;
+    let mut caps = Capabilities::detect(&client).await.map_err(failed)?;
+    caps.colocated = caps
+        .data_directory
+        .as_deref()
+        .is_some_and(|dir| super::colocation::beside(dir, caps.identity, caps.backend_pid));
     tracing::debug!(addr = %addr, version = %caps.server_version, in_recovery = caps.in_recovery, "connected");
     Ok(Live {
         client,

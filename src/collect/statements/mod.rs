@@ -124,7 +124,11 @@ pub struct Statements {
     instance_histogram: Cumulative,
     texts: Texts,
     log: Option<Arc<std::sync::Mutex<crate::collect::logs::LogReader>>>,
+    reports: Option<Arc<ReportSender>>,
 }
+
+/// Where each new report goes the moment it is made (the EXPLAIN worker).
+pub type ReportSender = tokio::sync::watch::Sender<Option<Arc<StatementsReport>>>;
 
 impl Statements {
     /// Reads the slow-statement log at the end of each interval, for
@@ -134,6 +138,12 @@ impl Statements {
         log: Option<Arc<std::sync::Mutex<crate::collect::logs::LogReader>>>,
     ) -> Statements {
         self.log = log;
+        self
+    }
+
+    /// Hands every new report to `reports` as well as to the store.
+    pub fn with_reports(mut self, reports: Option<Arc<ReportSender>>) -> Statements {
+        self.reports = reports;
         self
     }
 
@@ -151,6 +161,7 @@ impl Statements {
             instance_histogram: Cumulative::new(buckets),
             texts: Texts::default(),
             log: None,
+            reports: None,
         }
     }
 }
@@ -233,12 +244,16 @@ impl Collector for Statements {
         }
         let detail = match (&self.previous, report) {
             (Some(p), Some((instance, statements))) => {
-                Some(Detail::Statements(Arc::new(StatementsReport {
+                let report = Arc::new(StatementsReport {
                     interval_seconds: now.duration_since(p.at).as_secs_f64(),
                     collected_at: unix_now(),
                     instance,
                     statements,
-                })))
+                });
+                if let Some(reports) = &self.reports {
+                    reports.send_replace(Some(report.clone()));
+                }
+                Some(Detail::Statements(report))
             }
             _ => None,
         };
