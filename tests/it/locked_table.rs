@@ -529,7 +529,7 @@ async fn sizing_skips_held_awaited_and_late_locks_and_stops_at_its_budget() {
     reader.batch_execute("COMMIT").await.unwrap();
     queued.await.unwrap().unwrap();
 
-    // The budget: events sized 200,000 times over takes seconds, so its
+    // The budget: events sized 100,000 times over takes seconds, so its
     // own statement_timeout stops the statement; the sizes computed until
     // then are kept and the rest is carried over to the next pass.
     let many = vec![
@@ -537,9 +537,9 @@ async fn sizing_skips_held_awaited_and_late_locks_and_stops_at_its_budget() {
             oid: events.oid,
             table: true,
         };
-        200_000
+        100_000
     ];
-    let budget = Duration::from_millis(200);
+    let budget = Duration::from_millis(300);
     let partial = sizes::size_in_order(&client, &many, budget, LOCK_WAIT)
         .await
         .unwrap();
@@ -556,7 +556,7 @@ async fn sizing_skips_held_awaited_and_late_locks_and_stops_at_its_budget() {
         .await
         .unwrap();
     println!(
-        "budget: {done} sizes in the statement stopped at 200 ms, {} in the procedure",
+        "budget: {done} sizes in the statement stopped at 300 ms, {} in the procedure",
         measured.sizes.len()
     );
     assert_eq!(measured.sizes.len() + measured.skipped.len(), many.len());
