@@ -17,6 +17,8 @@ mod host;
 mod hostile;
 mod http;
 mod load;
+// A table locked ACCESS EXCLUSIVE: its size carried over, the others published, nothing queued.
+mod locked_table;
 mod logs;
 mod notify;
 mod packaging;

@@ -103,7 +103,7 @@ async fn tables_of_every_database_are_watched_and_the_rest_folded() {
     crate::cli::promtool_check(&agent.get("/metrics").await.body);
 
     // Sizes are measured every fifth run; a table created in between is
-    // measured at once (src/collect/tables.rs tests the schedule).
+    // measured at once (src/collect/tables/sizes/tests.rs tests the schedule).
     admin
         .batch_execute(
             "CREATE TABLE late (id int, pad text);
