@@ -152,8 +152,8 @@ pub struct Logs {
     reader: Arc<std::sync::Mutex<LogReader>>,
     server_settings: Option<(Format, String, Instant)>,
     format: Option<Format>,
-    /// pg_file_settings was refused once: not asked again.
-    file_settings_denied: bool,
+    /// The server's threshold was found hidden: said once in the agent's log.
+    warned_hidden: bool,
 }
 
 /// The log's reading state, shared by the `logs` collector (which counts)
@@ -228,7 +228,7 @@ impl Logs {
             reader,
             server_settings: None,
             format,
-            file_settings_denied: false,
+            warned_hidden: false,
         }
     }
 
@@ -253,11 +253,21 @@ impl Logs {
         let setting: String = col(&row, WHAT, "min_duration")?;
         let source: String = col(&row, WHAT, "min_duration_source")?;
         let own_role: String = col(&row, WHAT, "own_role")?;
+        let can_read_files: bool = col(&row, WHAT, "can_read_files")?;
         let server = if SERVER_SOURCES.contains(&source.as_str()) {
             duration::parse_setting(&setting)
+        } else if can_read_files {
+            file_setting(cx).await
         } else {
-            self.file_setting(cx, &source).await
+            None
         };
+        if server.is_none() && !std::mem::replace(&mut self.warned_hidden, true) {
+            tracing::warn!(
+                source,
+                can_read_files,
+                "the server's own log_min_duration_statement is unknown: pgvigil's session shows its role's or database's value instead, and the configuration files (pg_file_settings) are not readable by it or do not set it; slow statements of roles without their own setting are counted unjudged and get no exact tail quantiles (see docs/percentiles.md)"
+            );
+        }
         let overrides = cx
             .client
             .query(crate::sql::register_own(OVERRIDES_SQL), &[])
@@ -282,35 +292,24 @@ impl Logs {
         };
         Ok((format, prefix, Some(thresholds)))
     }
+}
 
-    /// The server's `log_min_duration_statement` from postgresql.conf, when
-    /// the agent's own session shows a value from somewhere else (`source`):
-    /// `None` when it cannot be known.
-    async fn file_setting(&mut self, cx: &mut Context<'_>, source: &str) -> Option<Threshold> {
-        if self.file_settings_denied {
-            return None;
-        }
-        match cx
-            .client
-            .query_opt(crate::sql::register_own(FILE_SQL), &[])
-            .await
-        {
-            Ok(Some(row)) => row
-                .try_get::<_, String>("setting")
-                .ok()
-                .and_then(|s| duration::parse_setting(&s)),
-            // Not in the files: the command line or the default, which
-            // the session cannot tell apart.
-            Ok(None) => None,
-            Err(e) => {
-                self.file_settings_denied = true;
-                tracing::warn!(
-                    source,
-                    error = %e,
-                    "the server's log_min_duration_statement is hidden from pgvigil's session by a setting of its role or database, and pg_file_settings cannot be read: slow statements of roles without their own setting are counted unjudged and have no exact tail quantiles (docs/percentiles.md)"
-                );
-                None
-            }
+/// The server's `log_min_duration_statement` from its configuration files,
+/// for when the agent's own session shows a value from somewhere else:
+/// `None` when it cannot be known (not in the files: the command line or
+/// the default, which the session cannot tell apart).
+async fn file_setting(cx: &mut Context<'_>) -> Option<Threshold> {
+    match cx
+        .client
+        .query_opt(crate::sql::register_own(FILE_SQL), &[])
+        .await
+    {
+        Ok(row) => row
+            .and_then(|r| r.try_get::<_, String>("setting").ok())
+            .and_then(|s| duration::parse_setting(&s)),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read pg_file_settings");
+            None
         }
     }
 }
@@ -668,7 +667,9 @@ fn write_atomically(path: &PathBuf, bytes: &[u8]) -> std::io::Result<()> {
 const WHAT: &str = "log settings";
 /// The session's `log_min_duration_statement` and where it came from:
 /// pg_settings shows the agent's own session, per-role settings included.
-const SETTINGS_SQL: &str = "SELECT current_setting('log_line_prefix') AS log_line_prefix, current_setting('log_destination') AS log_destination, s.setting AS min_duration, s.source AS min_duration_source, current_user::text AS own_role FROM pg_catalog.pg_settings s WHERE s.name = 'log_min_duration_statement'";
+/// Asking pg_file_settings without the privilege would log an error in the
+/// server's log every minute: the privilege is asked first.
+const SETTINGS_SQL: &str = "SELECT current_setting('log_line_prefix') AS log_line_prefix, current_setting('log_destination') AS log_destination, s.setting AS min_duration, s.source AS min_duration_source, current_user::text AS own_role, pg_catalog.has_table_privilege('pg_catalog.pg_file_settings', 'SELECT') AND pg_catalog.has_function_privilege('pg_catalog.pg_show_all_file_settings()', 'EXECUTE') AS can_read_files FROM pg_catalog.pg_settings s WHERE s.name = 'log_min_duration_statement'";
 /// Sources of a session's value that are the server's own.
 const SERVER_SOURCES: [&str; 4] = [
     "default",
@@ -690,6 +691,12 @@ pub const OWN_SQL: &[&str] = &[SETTINGS_SQL, OVERRIDES_SQL, FILE_SQL];
 impl Collector for Logs {
     fn name(&self) -> &'static str {
         "logs"
+    }
+
+    /// It reads from the end of the log: `pgvigil once` reports what was
+    /// logged between its two samples.
+    fn wants_two_samples(&self) -> bool {
+        true
     }
 
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
