@@ -678,8 +678,9 @@ const SERVER_SOURCES: [&str; 4] = [
     "command line",
 ];
 const WHAT_OVERRIDES: &str = "log_min_duration_statement per database and role";
-/// ALTER ROLE / ALTER DATABASE settings that can apply to a session.
-const OVERRIDES_SQL: &str = "SELECT d.datname::text AS datname, r.rolname::text AS rolname, substr(c.value, strpos(c.value, '=') + 1) AS value FROM pg_catalog.pg_db_role_setting s LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.setrole CROSS JOIN LATERAL unnest(s.setconfig) AS c(value) WHERE split_part(c.value, '=', 1) = 'log_min_duration_statement' AND (s.setdatabase = 0 OR d.datallowconn) AND (s.setrole = 0 OR r.rolcanlogin)";
+/// ALTER ROLE / ALTER DATABASE settings that can apply to a session, in a
+/// stable order (a reordering must not look like a change).
+const OVERRIDES_SQL: &str = "SELECT d.datname::text AS datname, r.rolname::text AS rolname, substr(c.value, strpos(c.value, '=') + 1) AS value FROM pg_catalog.pg_db_role_setting s LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.setrole CROSS JOIN LATERAL unnest(s.setconfig) AS c(value) WHERE split_part(c.value, '=', 1) = 'log_min_duration_statement' AND (s.setdatabase = 0 OR d.datallowconn) AND (s.setrole = 0 OR r.rolcanlogin) ORDER BY 1 NULLS FIRST, 2 NULLS FIRST";
 /// postgresql.conf's (and postgresql.auto.conf's) value in force; superuser
 /// or an explicit grant only.
 const FILE_SQL: &str = "SELECT setting FROM pg_catalog.pg_file_settings WHERE name = 'log_min_duration_statement' AND applied ORDER BY seqno DESC LIMIT 1";
