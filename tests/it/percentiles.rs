@@ -600,7 +600,6 @@ async fn exact_tails_from_the_log_match_pgbench_in_extended_and_prepared_modes()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgvigil_once_with_an_interval_takes_the_exact_tail_from_the_log() {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     // pgbench's timings are the ground truth: keep other tests' load away.
     let _alone = crate::harness::pg::exclusive();
@@ -619,32 +618,37 @@ async fn pgvigil_once_with_an_interval_takes_the_exact_tail_from_the_log() {
     let mut once = Command::new(crate::harness::agent::binary())
         .args(["once", "--format", "json", "--interval", "10s", "--config"])
         .arg(&file)
-        .args(["--log", "pgvigil=debug"])
         .env_remove("RUST_LOG")
         .env_remove("PGVIGIL_DSN")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The first statements sample is taken when its cycle says so; the
-    // workload runs between it and the second, 10 s later.
-    let (first_sample, sampled) = std::sync::mpsc::channel();
     let stderr = once.stderr.take().unwrap();
     let stderr = std::thread::spawn(move || {
         let mut text = String::new();
-        for line in BufReader::new(stderr).lines() {
-            let line = line.unwrap_or_default();
-            if line.contains("statements cycle processed") {
-                let _ = first_sample.send(());
-            }
-            text.push_str(&line);
-            text.push('\n');
-        }
+        let _ = std::io::Read::read_to_string(&mut { stderr }, &mut text);
         text
     });
-    sampled
-        .recv_timeout(std::time::Duration::from_secs(30))
-        .expect("pgvigil once took its first sample");
+    // The first cycle ends with the statements sample; then `once` waits
+    // 10 s, its session idle. The workload runs in that wait, as the
+    // server sees it: the agent's session idle for a second.
+    let admin = fx.pg.connect().await;
+    crate::harness::eventually(
+        std::time::Duration::from_secs(30),
+        "pgvigil once waiting between its samples",
+        || async {
+            admin
+                .query_opt(
+                    "SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgvigil' AND state = 'idle' AND state_change < clock_timestamp() - interval '1 second'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .map(|_| ())
+        },
+    )
+    .await;
     let bench = Pgbench {
         mode: "extended",
         clients: TAIL_CLIENTS,
