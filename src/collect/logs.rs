@@ -8,8 +8,18 @@
 //! for exact tail quantiles ([`crate::stats::tail`]).
 //!
 //! The format (`auto`: jsonlog, else csvlog, else stderr, from the server's
-//! `log_destination`) and `log_line_prefix` are read from the server every
-//! minute, so a reload is followed. The read position and the fingerprints
+//! `log_destination`), `log_line_prefix` and the `log_min_duration_statement`
+//! in force per database and role ([`crate::logs::duration`]) are read from
+//! the server every minute, and at the next run after the log says the
+//! configuration was reloaded. Only executions at or over the threshold of
+//! their database and role count as slow: not the extended protocol's parse
+//! and bind, not later fetches from a portal, not sampled executions. An
+//! interval during which the thresholds changed has no exact tail. The
+//! server's own value is read from pg_settings when the agent's session
+//! shows it; when a per-role or per-database setting of the agent's own
+//! role hides it, from pg_file_settings if the role may read that view,
+//! else it is unknown (lines judged by it are counted, with no exact tail).
+//! The read position and the fingerprints
 //! seen are kept in the state file (written atomically when they change),
 //! so a restart of the agent neither re-counts nor skips a line and does
 //! not take known statements for new ones. The counters themselves start
@@ -33,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use super::{CollectError, Collected, Collector, Context, col, query_err};
 use crate::config::Logs as Settings;
 use crate::desc;
+use crate::logs::duration::{self, Override, Threshold, Thresholds, Verdict};
 use crate::logs::event::{self, Event};
 use crate::logs::feed::{LogFeed, LoggedPlan};
 use crate::logs::record::Format;
@@ -41,7 +52,7 @@ use crate::metric::{Desc, Family};
 use crate::snapshot::unix_now;
 
 static SLOW: Desc = desc!(Counter "pg_log_slow_statements", ["datname", "usename"],
-    "Statements the server logged as slower than log_min_duration_statement.",
+    "Executions the server logged as slower than the log_min_duration_statement of their database and role (each once: not parse, bind or later fetches, not sampled ones).",
     only_when = "[target.logs] is configured");
 static AUTH: Desc = desc!(Counter "pg_log_auth_failures", ["usename"],
     "Failed logins the server logged (wrong password, no pg_hba.conf entry, unknown role).",
@@ -74,31 +85,65 @@ struct State {
     seen: Vec<(String, String, String)>,
 }
 
-/// A slow execution as logged, kept until the statements collector takes
-/// the interval it belongs to.
+/// (datname, usename, fingerprint).
+pub type StatementKey = (String, String, String);
+
+/// A logged execution that may belong to an exact tail, or a later fetch
+/// from a portal, kept until the statements collector takes the interval
+/// it belongs to.
 #[derive(Debug, Clone)]
 pub struct LoggedDuration {
     /// When it was logged, Unix seconds.
     pub at: f64,
     /// How long it took, seconds.
     pub seconds: f64,
-    /// (datname, usename, fingerprint).
-    pub key: (String, String, String),
+    /// Its statement.
+    pub key: StatementKey,
+    /// At or over the threshold of its database and role.
+    pub slow: bool,
+    /// At or over the instance-wide threshold ([`Thresholds::instance`]).
+    pub in_instance: bool,
+    /// An `execute fetch from` line: its statement is read in batches.
+    pub fetch: bool,
 }
 
 /// Slow executions held between statements cycles, at most.
 pub const MAX_DURATIONS: usize = 200_000;
 
-/// One interval's slow executions, complete: every execution slower than
-/// the threshold that finished in the interval.
+/// One interval's slow executions, complete: for each statement whose
+/// [`LoggedInterval::threshold_for`] is known, every execution at or over
+/// it that finished in the interval, once.
 #[derive(Debug, Default)]
 pub struct LoggedInterval {
-    /// `log_min_duration_statement`, seconds.
+    /// The threshold, seconds, at or over which `all` holds every
+    /// execution of every role (the highest in force); infinite, with
+    /// `all` empty, when there is none (a role with logging off or an
+    /// unknown threshold, or a statement read in batches).
     pub threshold: f64,
-    /// Durations by (datname, usename, fingerprint).
-    pub by_statement: std::collections::HashMap<(String, String, String), Vec<f64>>,
-    /// All of them (pgvigil's own excluded).
+    /// Durations by statement, at or over its own threshold.
+    pub by_statement: std::collections::HashMap<StatementKey, Vec<f64>>,
+    /// All executions at or over `threshold` (pgvigil's own excluded).
     pub all: Vec<f64>,
+    /// The thresholds in force during the interval.
+    thresholds: Thresholds,
+    /// Statements seen fetched in batches: their logged times are the
+    /// first batch's only.
+    batched: HashSet<StatementKey>,
+}
+
+impl LoggedInterval {
+    /// The threshold, seconds, at or over which `by_statement` holds every
+    /// execution of this statement in the interval: its database's and
+    /// role's. `None` when the log does not: logging is off for them, the
+    /// threshold is unknown, or the statement was read in batches.
+    pub fn threshold_for(&self, key: &StatementKey) -> Option<f64> {
+        if self.batched.contains(key) {
+            return None;
+        }
+        self.thresholds
+            .of(Some(&key.0), Some(&key.1))
+            .and_then(Threshold::seconds)
+    }
 }
 
 /// The `logs` collector: asks the server for the log settings and has the
@@ -107,6 +152,8 @@ pub struct Logs {
     reader: Arc<std::sync::Mutex<LogReader>>,
     server_settings: Option<(Format, String, Instant)>,
     format: Option<Format>,
+    /// The server's threshold was found hidden: said once in the agent's log.
+    warned_hidden: bool,
 }
 
 /// The log's reading state, shared by the `logs` collector (which counts)
@@ -120,8 +167,15 @@ pub struct LogReader {
     started_at: Option<f64>,
     /// Until when everything logged has been read.
     complete_through: f64,
-    /// `log_min_duration_statement` in seconds (negative: off).
-    threshold: f64,
+    /// `log_min_duration_statement` per database and role.
+    thresholds: Thresholds,
+    /// [`Thresholds::instance`], milliseconds.
+    instance_ms: Option<u32>,
+    /// When a change of the thresholds was seen: lines before were judged
+    /// by the old ones, so intervals that began earlier are not exact.
+    thresholds_changed_at: Option<f64>,
+    /// The log said the configuration was reloaded: read the settings again.
+    reloaded: bool,
     durations: Vec<LoggedDuration>,
     /// Durations were dropped after this time: intervals after it are not
     /// complete.
@@ -174,19 +228,20 @@ impl Logs {
             reader,
             server_settings: None,
             format,
+            warned_hidden: false,
         }
     }
 
-    /// The format and prefix, from the config or the server, and the slow
-    /// statement threshold.
+    /// The format and prefix, from the config or the server, and, when
+    /// they were read again, the slow-statement thresholds.
     async fn server_settings(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Result<(Format, String, f64), CollectError> {
+    ) -> Result<(Format, String, Option<Thresholds>), CollectError> {
         if let Some((format, prefix, at)) = &self.server_settings
             && at.elapsed() < SETTINGS_EVERY
         {
-            return Ok((*format, prefix.clone(), f64::NAN));
+            return Ok((*format, prefix.clone(), None));
         }
         let row = cx
             .client
@@ -195,10 +250,67 @@ impl Logs {
             .map_err(query_err(WHAT))?;
         let prefix: String = col(&row, WHAT, "log_line_prefix")?;
         let destination: String = col(&row, WHAT, "log_destination")?;
-        let min_ms: f64 = col(&row, WHAT, "min_duration_ms")?;
+        let setting: String = col(&row, WHAT, "min_duration")?;
+        let source: String = col(&row, WHAT, "min_duration_source")?;
+        let own_role: String = col(&row, WHAT, "own_role")?;
+        let can_read_files: bool = col(&row, WHAT, "can_read_files")?;
+        let server = if SERVER_SOURCES.contains(&source.as_str()) {
+            duration::parse_setting(&setting)
+        } else if can_read_files {
+            file_setting(cx).await
+        } else {
+            None
+        };
+        if server.is_none() && !std::mem::replace(&mut self.warned_hidden, true) {
+            tracing::warn!(
+                source,
+                can_read_files,
+                "the server's own log_min_duration_statement is unknown: pgvigil's session shows its role's or database's value instead, and the configuration files (pg_file_settings) are not readable by it or do not set it; slow statements of roles without their own setting are counted unjudged and get no exact tail quantiles (see docs/percentiles.md)"
+            );
+        }
+        let overrides = cx
+            .client
+            .query(crate::sql::register_own(OVERRIDES_SQL), &[])
+            .await
+            .map_err(query_err(WHAT_OVERRIDES))?
+            .iter()
+            .map(|row| {
+                let value: String = col(row, WHAT_OVERRIDES, "value")?;
+                Ok(Override {
+                    database: col(row, WHAT_OVERRIDES, "datname")?,
+                    role: col(row, WHAT_OVERRIDES, "rolname")?,
+                    value: duration::parse_setting(&value),
+                })
+            })
+            .collect::<Result<Vec<_>, CollectError>>()?;
         let format = self.format.unwrap_or_else(|| format_of(&destination));
         self.server_settings = Some((format, prefix.clone(), Instant::now()));
-        Ok((format, prefix, min_ms / 1000.0))
+        let thresholds = Thresholds {
+            server,
+            overrides,
+            own_role: Some(own_role),
+        };
+        Ok((format, prefix, Some(thresholds)))
+    }
+}
+
+/// The server's `log_min_duration_statement` from its configuration files,
+/// for when the agent's own session shows a value from somewhere else:
+/// `None` when it cannot be known (not in the files: the command line or
+/// the default, which the session cannot tell apart).
+async fn file_setting(cx: &mut Context<'_>) -> Option<Threshold> {
+    match cx
+        .client
+        .query_opt(crate::sql::register_own(FILE_SQL), &[])
+        .await
+    {
+        Ok(row) => row
+            .and_then(|r| r.try_get::<_, String>("setting").ok())
+            .and_then(|s| duration::parse_setting(&s)),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read pg_file_settings");
+            None
+        }
     }
 }
 
@@ -215,7 +327,10 @@ impl LogReader {
             tailer: None,
             started_at: None,
             complete_through: 0.0,
-            threshold: -1.0,
+            thresholds: Thresholds::default(),
+            instance_ms: None,
+            thresholds_changed_at: None,
+            reloaded: false,
             durations: Vec::new(),
             overflowed_at: None,
             slow: Capped::new(other_pair(), MAX_PAIRS),
@@ -294,10 +409,17 @@ impl LogReader {
 
     /// Starts reading (at the end of the newest file, or the saved
     /// position) once the format and prefix are known, or follows their
-    /// change.
-    fn configure(&mut self, format: Format, prefix: &str, threshold: f64) {
-        if threshold.is_finite() {
-            self.threshold = threshold;
+    /// change, and the thresholds' when they were read again.
+    fn configure(&mut self, format: Format, prefix: &str, thresholds: Option<Thresholds>) {
+        if let Some(thresholds) = thresholds
+            && thresholds != self.thresholds
+        {
+            if self.tailer.is_some() {
+                tracing::info!(?thresholds, "log_min_duration_statement changed");
+                self.thresholds_changed_at = Some(unix_now());
+            }
+            self.instance_ms = thresholds.instance();
+            self.thresholds = thresholds;
         }
         match &mut self.tailer {
             Some(tailer) => tailer.reconfigure(format, prefix),
@@ -343,9 +465,9 @@ impl LogReader {
 
     /// Catches up with the log and hands over the slow executions logged
     /// in `(since, until]`, when the log covers all of that interval
-    /// (the reader started before it, read everything up to its end, and
-    /// dropped nothing). Executions logged up to `until` are forgotten
-    /// either way.
+    /// (the reader started before it, read everything up to its end,
+    /// dropped nothing, and judged it all by the thresholds in force).
+    /// Executions logged up to `until` are forgotten either way.
     pub fn take_interval(&mut self, since: f64, until: f64) -> Option<LoggedInterval> {
         self.tailer.as_ref()?;
         if let Err(e) = self.poll() {
@@ -353,41 +475,42 @@ impl LogReader {
         }
         let (taken, kept): (Vec<_>, Vec<_>) = self.durations.drain(..).partition(|d| d.at <= until);
         self.durations = kept;
-        let complete = self.threshold >= 0.0
-            && self.started_at.is_some_and(|s| s <= since)
+        let complete = self.started_at.is_some_and(|s| s <= since)
             && self.complete_through >= until
-            && self.overflowed_at.is_none_or(|o| o < since);
+            && self.overflowed_at.is_none_or(|o| o < since)
+            && self.thresholds_changed_at.is_none_or(|c| c <= since);
         if !complete {
             return None;
         }
-        let mut interval = LoggedInterval {
-            threshold: self.threshold,
-            ..Default::default()
-        };
-        for d in taken.into_iter().filter(|d| d.at > since) {
-            interval.all.push(d.seconds);
-            interval
-                .by_statement
-                .entry(d.key)
-                .or_default()
-                .push(d.seconds);
-        }
-        Some(interval)
+        let taken = taken.into_iter().filter(|d| d.at > since);
+        Some(gather(taken, &self.thresholds, self.instance_ms))
+    }
+
+    /// Whether the log said the configuration was reloaded since the last
+    /// call.
+    fn take_reloaded(&mut self) -> bool {
+        std::mem::take(&mut self.reloaded)
     }
 
     fn absorb(&mut self, record: &crate::logs::record::LogRecord) {
         match event::classify(record) {
             Event::SlowStatement {
                 duration_ms,
+                kind,
                 statement,
                 parameters,
                 user,
                 database,
                 ..
             } => {
+                let verdict =
+                    self.thresholds
+                        .judge(database.as_deref(), user.as_deref(), duration_ms);
                 let datname = database.unwrap_or_default();
                 let usename = user.unwrap_or_default();
-                self.slow.add((datname.clone(), usename.clone()));
+                if kind.is_execution() && verdict != Verdict::Under {
+                    self.slow.add((datname.clone(), usename.clone()));
+                }
                 let Some(fingerprint) = crate::sql::fingerprint(&statement) else {
                     return;
                 };
@@ -398,14 +521,28 @@ impl LogReader {
                     self.new_fingerprints
                         .add((datname.clone(), usename.clone()));
                 }
-                if self.durations.len() < MAX_DURATIONS {
-                    self.durations.push(LoggedDuration {
-                        at: record.timestamp.unwrap_or_else(unix_now),
-                        seconds: duration_ms / 1000.0,
-                        key: (datname.clone(), usename, fingerprint.clone()),
-                    });
-                } else {
-                    self.overflowed_at = Some(unix_now());
+                let logged = LoggedDuration {
+                    at: record.timestamp.unwrap_or_else(unix_now),
+                    seconds: duration_ms / 1000.0,
+                    key: (datname.clone(), usename, fingerprint.clone()),
+                    slow: kind.is_execution() && verdict == Verdict::Slow,
+                    in_instance: kind.is_execution()
+                        && self
+                            .instance_ms
+                            .is_some_and(|ms| Threshold::Ms(ms).logs_as_slow(duration_ms)),
+                    fetch: kind == duration::Kind::ExecuteFetch,
+                };
+                if logged.slow || logged.in_instance || logged.fetch {
+                    if self.durations.len() < MAX_DURATIONS {
+                        self.durations.push(logged);
+                    } else {
+                        self.overflowed_at = Some(unix_now());
+                    }
+                }
+                // The values of a slow execution (or a slow bind: planning)
+                // are the ones worth explaining with, not a sampled fast one's.
+                if verdict == Verdict::Under {
+                    return;
                 }
                 let sql = if parameters.is_empty() {
                     Some(statement)
@@ -437,6 +574,7 @@ impl LogReader {
             }
             Event::AuthFailure { user, .. } => self.auth.add(user.unwrap_or_default()),
             Event::Error { sqlstate_class, .. } => self.errors.add(sqlstate_class),
+            Event::Reloaded => self.reloaded = true,
             Event::Other => {}
         }
     }
@@ -461,6 +599,43 @@ impl LogReader {
         let read = self.tailer.as_ref().map_or(0, |t| t.read_bytes()) as f64;
         vec![slow, auth, errors, fresh, Family::single(&READ, read)]
     }
+}
+
+/// An interval's logged executions, complete (see [`LoggedInterval`]),
+/// judged by `thresholds`, whose instance-wide value is `instance_ms`.
+fn gather(
+    taken: impl Iterator<Item = LoggedDuration>,
+    thresholds: &Thresholds,
+    instance_ms: Option<u32>,
+) -> LoggedInterval {
+    let mut interval = LoggedInterval {
+        thresholds: thresholds.clone(),
+        ..Default::default()
+    };
+    for d in taken {
+        if d.fetch {
+            interval.batched.insert(d.key);
+            continue;
+        }
+        if d.in_instance {
+            interval.all.push(d.seconds);
+        }
+        if d.slow {
+            interval
+                .by_statement
+                .entry(d.key)
+                .or_default()
+                .push(d.seconds);
+        }
+    }
+    match instance_ms.filter(|_| interval.batched.is_empty()) {
+        Some(ms) => interval.threshold = f64::from(ms) / 1000.0,
+        None => {
+            interval.threshold = f64::INFINITY;
+            interval.all.clear();
+        }
+    }
+    interval
 }
 
 /// jsonlog, else csvlog, else stderr: the structured formats carry the
@@ -490,10 +665,28 @@ fn write_atomically(path: &PathBuf, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 const WHAT: &str = "log settings";
-const SETTINGS_SQL: &str = "SELECT current_setting('log_line_prefix') AS log_line_prefix, current_setting('log_destination') AS log_destination, (SELECT setting::float8 FROM pg_catalog.pg_settings WHERE name = 'log_min_duration_statement') AS min_duration_ms";
+/// The session's `log_min_duration_statement` and where it came from:
+/// pg_settings shows the agent's own session, per-role settings included.
+/// Asking pg_file_settings without the privilege would log an error in the
+/// server's log every minute: the privilege is asked first.
+const SETTINGS_SQL: &str = "SELECT current_setting('log_line_prefix') AS log_line_prefix, current_setting('log_destination') AS log_destination, s.setting AS min_duration, s.source AS min_duration_source, current_user::text AS own_role, pg_catalog.has_table_privilege('pg_catalog.pg_file_settings', 'SELECT') AND pg_catalog.has_function_privilege('pg_catalog.pg_show_all_file_settings()', 'EXECUTE') AS can_read_files FROM pg_catalog.pg_settings s WHERE s.name = 'log_min_duration_statement'";
+/// Sources of a session's value that are the server's own.
+const SERVER_SOURCES: [&str; 4] = [
+    "default",
+    "environment variable",
+    "configuration file",
+    "command line",
+];
+const WHAT_OVERRIDES: &str = "log_min_duration_statement per database and role";
+/// ALTER ROLE / ALTER DATABASE settings that can apply to a session, in a
+/// stable order (a reordering must not look like a change).
+const OVERRIDES_SQL: &str = "SELECT d.datname::text AS datname, r.rolname::text AS rolname, substr(c.value, strpos(c.value, '=') + 1) AS value FROM pg_catalog.pg_db_role_setting s LEFT JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase LEFT JOIN pg_catalog.pg_roles r ON r.oid = s.setrole CROSS JOIN LATERAL unnest(s.setconfig) AS c(value) WHERE split_part(c.value, '=', 1) = 'log_min_duration_statement' AND (s.setdatabase = 0 OR d.datallowconn) AND (s.setrole = 0 OR r.rolcanlogin) ORDER BY 1 NULLS FIRST, 2 NULLS FIRST";
+/// postgresql.conf's (and postgresql.auto.conf's) value in force; superuser
+/// or an explicit grant only.
+const FILE_SQL: &str = "SELECT setting FROM pg_catalog.pg_file_settings WHERE name = 'log_min_duration_statement' AND applied ORDER BY seqno DESC LIMIT 1";
 
 /// Every statement this collector sends.
-pub const OWN_SQL: &[&str] = &[SETTINGS_SQL];
+pub const OWN_SQL: &[&str] = &[SETTINGS_SQL, OVERRIDES_SQL, FILE_SQL];
 
 #[async_trait]
 impl Collector for Logs {
@@ -501,10 +694,19 @@ impl Collector for Logs {
         "logs"
     }
 
+    /// It reads from the end of the log: `pgvigil once` reports what was
+    /// logged between its two samples.
+    fn wants_two_samples(&self) -> bool {
+        true
+    }
+
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
-        let (format, prefix, threshold) = self.server_settings(cx).await?;
+        if lock(&self.reader).take_reloaded() {
+            self.server_settings = None;
+        }
+        let (format, prefix, thresholds) = self.server_settings(cx).await?;
         let mut reader = lock(&self.reader);
-        reader.configure(format, &prefix, threshold);
+        reader.configure(format, &prefix, thresholds);
         reader.poll().map_err(CollectError::Unavailable)?;
         Ok(reader.families().into())
     }
@@ -520,6 +722,159 @@ mod tests {
         assert_eq!(format_of("stderr,csvlog"), Format::Csv);
         assert_eq!(format_of("csvlog, jsonlog"), Format::Json);
         assert_eq!(format_of("syslog"), Format::Stderr);
+    }
+
+    use crate::logs::record::LogRecord;
+    use Threshold::{Ms, Off};
+
+    fn reader(thresholds: Thresholds) -> LogReader {
+        let settings = Settings {
+            directory: PathBuf::from("/nonexistent"),
+            format: None,
+            state_file: PathBuf::from("/nonexistent/state.json"),
+        };
+        let mut reader = LogReader::new(settings, Arc::new(LogFeed::default()));
+        reader.instance_ms = thresholds.instance();
+        reader.thresholds = thresholds;
+        reader
+    }
+
+    fn line(user: &str, ms: f64, what: &str) -> LogRecord {
+        LogRecord {
+            timestamp: Some(100.0),
+            user: Some(user.into()),
+            database: Some("shop".into()),
+            severity: "LOG".into(),
+            message: format!("duration: {ms:.3} ms  {what}"),
+            ..LogRecord::default()
+        }
+    }
+
+    fn thresholds() -> Thresholds {
+        let role = |name: &str, value| Override {
+            database: None,
+            role: Some(name.into()),
+            value: Some(value),
+        };
+        Thresholds {
+            server: Some(Ms(20)),
+            overrides: vec![
+                role("alice", Ms(50)),
+                role("batch", Off),
+                role("pgvigil", Off),
+            ],
+            own_role: Some("pgvigil".into()),
+        }
+    }
+
+    #[test]
+    fn each_execution_counts_once_by_its_own_threshold() {
+        let select = "SELECT * FROM orders WHERE id = $1";
+        let fetched = "SELECT * FROM events";
+        let mut r = reader(thresholds());
+        // (user, duration, what the line timed, counted as slow)
+        let cases = [
+            ("app", 30.0, format!("statement: {select}"), true),
+            ("app", 19.999, format!("statement: {select}"), false),
+            ("app", 25.0, format!("parse <unnamed>: {select}"), false),
+            ("app", 25.0, format!("bind <unnamed>: {select}"), false),
+            ("app", 25.0, format!("execute <unnamed>: {select}"), true),
+            ("app", 40.0, format!("execute S_1/C_1: {fetched}"), true),
+            (
+                "app",
+                40.0,
+                format!("execute fetch from S_1/C_1: {fetched}"),
+                false,
+            ),
+            ("alice", 30.0, format!("statement: {select}"), false),
+            ("alice", 60.0, format!("statement: {select}"), true),
+            ("batch", 900.0, format!("statement: {select}"), false),
+        ];
+        for (user, ms, what, _) in &cases {
+            r.absorb(&line(user, *ms, what));
+        }
+        let want = |user: &str| {
+            let n = cases.iter().filter(|c| c.0 == user && c.3).count() as f64;
+            (n > 0.0).then_some(n)
+        };
+        for user in ["app", "alice", "batch"] {
+            assert_eq!(
+                r.slow
+                    .values
+                    .get(&("shop".to_string(), user.to_string()))
+                    .copied(),
+                want(user),
+                "{user}"
+            );
+        }
+        // The slow ones and the fetch are kept for the statements collector
+        // (none for the instance: batch logs nothing, so no one threshold
+        // covers every role).
+        let kept: Vec<(&str, f64, bool, bool, bool)> = r
+            .durations
+            .iter()
+            .map(|d| (d.key.1.as_str(), d.seconds, d.slow, d.in_instance, d.fetch))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("app", 0.03, true, false, false),
+                ("app", 0.025, true, false, false),
+                ("app", 0.04, true, false, false),
+                ("app", 0.04, false, false, true),
+                ("alice", 0.06, true, false, false),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_interval_is_exact_where_the_log_holds_every_slow_execution() {
+        let key = |user: &str, fp: &str| ("shop".to_string(), user.to_string(), fp.to_string());
+        let at = |user: &str, fp: &str, seconds: f64, slow: bool, fetch: bool| LoggedDuration {
+            at: 1.0,
+            seconds,
+            key: key(user, fp),
+            slow,
+            in_instance: !fetch && seconds >= 0.05,
+            fetch,
+        };
+        let logged = vec![
+            at("app", "a", 0.03, true, false),
+            at("app", "a", 0.07, true, false),
+            at("alice", "a", 0.06, true, false),
+        ];
+        let t = thresholds();
+        let interval = gather(logged.clone().into_iter(), &t, t.instance());
+        assert_eq!(interval.by_statement[&key("app", "a")], [0.03, 0.07]);
+        assert_eq!(interval.threshold_for(&key("app", "a")), Some(0.02));
+        assert_eq!(interval.threshold_for(&key("alice", "a")), Some(0.05));
+        assert_eq!(interval.threshold_for(&key("bob", "z")), Some(0.02));
+        // Logging off for batch: nothing about it is known.
+        assert_eq!(interval.threshold_for(&key("batch", "a")), None);
+        // The agent's own role is left out: batch's is not.
+        assert_eq!((interval.threshold, interval.all.len()), (f64::INFINITY, 0));
+        let mut without_batch = thresholds();
+        without_batch
+            .overrides
+            .retain(|o| o.role.as_deref() != Some("batch"));
+        let interval = gather(
+            logged.clone().into_iter(),
+            &without_batch,
+            without_batch.instance(),
+        );
+        assert_eq!(interval.threshold, 0.05);
+        assert_eq!(interval.all, [0.07, 0.06]);
+        // A statement read in batches: its times are first batches only.
+        let mut batched = logged;
+        batched.push(at("app", "b", 0.04, false, true));
+        let interval = gather(
+            batched.into_iter(),
+            &without_batch,
+            without_batch.instance(),
+        );
+        assert_eq!(interval.threshold_for(&key("app", "b")), None);
+        assert_eq!(interval.threshold_for(&key("app", "a")), Some(0.02));
+        assert_eq!((interval.threshold, interval.all.len()), (f64::INFINITY, 0));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 use serde_json::Value;
 
+use super::duration::{self, Kind};
 use super::record::LogRecord;
 
 /// What a record means.
@@ -19,9 +20,13 @@ pub enum Event {
     /// `duration: 123.456 ms  statement: SELECT ...`, or the extended
     /// protocol's `duration: … ms  parse|bind|execute <name>: SELECT ...`
     /// with `DETAIL:  Parameters: $1 = '42', $2 = NULL` (`parameters:` before 17).
+    /// Whether it is one execution over the threshold is for
+    /// [`crate::logs::duration`] to say: sampling logs faster ones too.
     SlowStatement {
         /// The duration PostgreSQL measured.
         duration_ms: f64,
+        /// What was timed: a statement, or one extended-protocol message.
+        kind: Kind,
         /// The statement text, as sent (extended protocol: with `$n`).
         statement: String,
         /// The bind parameters by position: `Some` holds the SQL literal as
@@ -62,6 +67,9 @@ pub enum Event {
         /// Where the attempt came from.
         remote_host: Option<String>,
     },
+    /// The postmaster re-read its configuration files (`received SIGHUP,
+    /// reloading configuration files`): settings may have changed.
+    Reloaded,
     /// Any other ERROR, FATAL or PANIC.
     Error {
         /// The first two characters of the SQLSTATE (permission denied is
@@ -124,20 +132,21 @@ pub fn classify(record: &LogRecord) -> Event {
             }
         };
     }
+    if record.severity == "LOG"
+        && record.message == "received SIGHUP, reloading configuration files"
+    {
+        return Event::Reloaded;
+    }
     duration_event(record).unwrap_or(Event::Other)
 }
 
 /// `duration: N ms  ...`: a slow statement or an auto_explain plan.
 fn duration_event(record: &LogRecord) -> Option<Event> {
-    let (number, rest) = record
-        .message
-        .strip_prefix("duration: ")?
-        .split_once(" ms")?;
-    let duration_ms = number.parse::<f64>().ok().filter(|d| d.is_finite())?;
+    let (duration_ms, rest) = duration::split(&record.message)?;
     if let Some(plan_text) = rest.strip_prefix("  plan:") {
         return auto_explain_plan(record, duration_ms, plan_text);
     }
-    let statement = statement_after_verb(rest)?;
+    let (kind, statement) = duration::timed(rest)?;
     let parameters = record
         .detail
         .as_deref()
@@ -149,26 +158,13 @@ fn duration_event(record: &LogRecord) -> Option<Event> {
         .unwrap_or_default();
     Some(Event::SlowStatement {
         duration_ms,
+        kind,
         statement: statement.to_string(),
         parameters,
         user: record.user.clone(),
         database: record.database.clone(),
         query_id: record.query_id,
     })
-}
-
-/// The statement after `  statement: ` or `  execute <name>: ` (also
-/// `execute fetch from`, `bind`, `parse`).
-fn statement_after_verb(rest: &str) -> Option<&str> {
-    let rest = rest.strip_prefix("  ")?;
-    if let Some(statement) = rest.strip_prefix("statement: ") {
-        return Some(statement);
-    }
-    ["execute fetch from ", "execute ", "bind ", "parse "]
-        .iter()
-        .find_map(|verb| rest.strip_prefix(verb))
-        .and_then(|named| named.split_once(": "))
-        .map(|(_, statement)| statement)
 }
 
 /// auto_explain's JSON plan; `None` (so [`Event::Other`]) when it is not
@@ -704,6 +700,22 @@ mod tests {
                 error("28"),
             ),
             (record("WARNING", Some("01000"), "careful"), Event::Other),
+            (
+                record(
+                    "LOG",
+                    None,
+                    "received SIGHUP, reloading configuration files",
+                ),
+                Event::Reloaded,
+            ),
+            (
+                record(
+                    "LOG",
+                    None,
+                    "parameter \"log_min_duration_statement\" changed to \"10\"",
+                ),
+                Event::Other,
+            ),
             (record("LOG", None, "duration: 0.123 ms"), Event::Other),
             (
                 record(
@@ -742,6 +754,7 @@ mod tests {
             classify(&fetch),
             Event::SlowStatement {
                 duration_ms: 2.0,
+                kind: Kind::ExecuteFetch,
                 statement: "SELECT * FROM t WHERE a = $1".into(),
                 parameters: vec![lit("'1'")],
                 user: None,

@@ -473,3 +473,278 @@ async fn tail_percentiles_come_exactly_from_the_slow_statement_log() {
     assert_eq!(bucket("0.1"), 200.0);
     assert_eq!(bucket("+Inf"), 200.0);
 }
+
+/// Every execution and extended-protocol message logged: over the
+/// threshold as slow, under it through sampling.
+const SAMPLED: [&str; 2] = [
+    "log_min_duration_sample = 0",
+    "log_statement_sample_rate = 1",
+];
+
+async fn connect_to(fx: &Fixture, dbname: &str, user: &str, password: &str) -> Client {
+    let mut config: tokio_postgres::Config = format!(
+        "host=127.0.0.1 port={} dbname={dbname} user={user}",
+        fx.pg.port
+    )
+    .parse()
+    .unwrap();
+    config.password(password);
+    let (client, connection) = config.connect(NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+async fn sleeps(client: &Client, seconds: &[f64]) {
+    for s in seconds {
+        client
+            .batch_execute(&format!("SELECT pg_sleep({s})"))
+            .await
+            .unwrap();
+    }
+}
+
+/// Reads one portal a row at a time: one `execute` line, then one
+/// `execute fetch from` line per further batch.
+async fn fetch_in_batches(client: &mut Client, sql: &str) -> usize {
+    let tx = client.transaction().await.unwrap();
+    let statement = tx.prepare(sql).await.unwrap();
+    let portal = tx.bind(&statement, &[]).await.unwrap();
+    let mut rows = 0;
+    loop {
+        let batch = tx.query_portal(&portal, 1).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        rows += batch.len();
+    }
+    tx.commit().await.unwrap();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_statements_are_judged_by_the_threshold_of_their_database_and_role() {
+    // The server's threshold is 50 ms; every other execution is sampled.
+    // Calls under a threshold stay well under it, so that a loaded
+    // machine's late wake-up does not make them slow.
+    let fx = Fixture::start_with(logged("stderr", &SAMPLED)).await;
+    let app = app_role(&fx).await;
+    let admin = fx.pg.connect().await;
+    admin
+        .batch_execute("CREATE DATABASE reports")
+        .await
+        .unwrap();
+    admin
+        .batch_execute(
+            "ALTER DATABASE reports SET log_min_duration_statement = 100;
+             CREATE ROLE eager LOGIN PASSWORD 'eager-pw';
+             ALTER ROLE eager SET log_min_duration_statement = 20;
+             CREATE ROLE batch LOGIN PASSWORD 'batch-pw';
+             ALTER ROLE batch IN DATABASE postgres SET log_min_duration_statement = -1;
+             ALTER ROLE pgvigil SET log_min_duration_statement = -1;
+             GRANT SELECT ON pg_catalog.pg_file_settings TO pgvigil;
+             GRANT EXECUTE ON FUNCTION pg_catalog.pg_show_all_file_settings() TO pgvigil;",
+        )
+        .await
+        .unwrap();
+    let state = fx.pg.scratch().join("logs.json");
+    let agent = RunningAgent::start(&fx.pg.scratch(), &config(&fx, &state, "")).await;
+    agent
+        .wait_for(WAIT, "the logs collector running", |m| {
+            m.get("pgvigil_collector_success", &[("collector", "logs")])
+                .filter(|v| *v == 1.0)
+        })
+        .await;
+
+    // app in postgres: the server's 50 ms.
+    sleeps(&app, &[0.01, 0.01, 0.07]).await;
+    // app in reports: the database's 100 ms.
+    let app_reports = connect_to(&fx, "reports", APP.0, APP.1).await;
+    sleeps(&app_reports, &[0.03, 0.12]).await;
+    // eager: its own 20 ms, whatever protocol.
+    let mut eager = connect_to(&fx, "postgres", "eager", "eager-pw").await;
+    sleeps(&eager, &[0.03, 0.03, 0.0]).await;
+    for _ in 0..2 {
+        // Parse, bind and execute, all logged: one execution each.
+        eager
+            .query("SELECT pg_sleep($1::float8)", &[&0.03f64])
+            .await
+            .unwrap();
+    }
+    // Three batches of 30 ms, each logged: one execution.
+    let rows = fetch_in_batches(
+        &mut eager,
+        "SELECT g, pg_sleep(0.03) FROM generate_series(1, 3) g",
+    )
+    .await;
+    assert_eq!(rows, 3);
+    // batch in postgres: nothing is slow for it.
+    let batch = connect_to(&fx, "postgres", "batch", "batch-pw").await;
+    sleeps(&batch, &[0.12]).await;
+
+    let pair = |db, user| [("datname", db), ("usename", user)];
+    settles(
+        &agent,
+        "pg_log_slow_statements_total",
+        &pair("postgres", "eager"),
+        5.0,
+    )
+    .await;
+    let m = agent.metrics().await;
+    let ctx = agent.log();
+    assert_eq!(
+        m.get("pg_log_slow_statements_total", &pair("postgres", APP.0)),
+        Some(1.0),
+        "{ctx}"
+    );
+    assert_eq!(
+        m.get("pg_log_slow_statements_total", &pair("reports", APP.0)),
+        Some(1.0),
+        "{ctx}"
+    );
+    assert_eq!(
+        m.get("pg_log_slow_statements_total", &pair("postgres", "batch")),
+        None,
+        "{ctx}"
+    );
+
+    // A reload lowers the server's threshold to 25 ms: the agent follows
+    // when the log says so, well before its once-a-minute re-read.
+    admin
+        .batch_execute("ALTER SYSTEM SET log_min_duration_statement = 25")
+        .await
+        .unwrap();
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+    crate::harness::eventually(WAIT, "the agent following the reload", || async {
+        agent
+            .log()
+            .contains("log_min_duration_statement changed")
+            .then_some(())
+    })
+    .await;
+    sleeps(&app, &[0.03, 0.03, 0.0]).await;
+    settles(
+        &agent,
+        "pg_log_slow_statements_total",
+        &pair("postgres", APP.0),
+        3.0,
+    )
+    .await;
+    assert!(
+        !agent
+            .log()
+            .contains("log_min_duration_statement is unknown"),
+        "the server's threshold is known: {}",
+        agent.log()
+    );
+}
+
+/// One agent cycle, a workload, another cycle: the statements report.
+async fn interval_report(
+    config: &pgvigil::config::Config,
+    workload: impl std::future::Future<Output = ()>,
+) -> serde_json::Value {
+    let mut agent = pgvigil::agent::Agent::new(config);
+    agent.collect_cycle().await.unwrap();
+    workload.await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    agent.collect_cycle().await.unwrap();
+    agent.statements_json()["targets"][0]["report"].clone()
+}
+
+fn method_of(report: &serde_json::Value, user: &str, sql: &str) -> String {
+    let fp = pgvigil::sql::fingerprint(sql).unwrap();
+    report["statements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["fingerprint"] == fp.as_str() && s["usename"] == user)
+        .unwrap_or_else(|| panic!("{user}: {sql} in {report:#}"))["method"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_tails_are_claimed_only_where_the_log_holds_every_slow_execution() {
+    use pgvigil::config::{Config, Environment};
+    let fx = Fixture::start_with(logged(
+        "csvlog",
+        &["log_min_duration_statement = 20", SAMPLED[0], SAMPLED[1]],
+    ))
+    .await;
+    let admin = fx.pg.connect().await;
+    // The monitoring role's own -1 hides the server's 20 ms from it, and
+    // it may not read pg_file_settings: only eager's threshold is known.
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {} LOGIN PASSWORD '{}';
+             CREATE ROLE eager LOGIN PASSWORD 'eager-pw';
+             ALTER ROLE eager SET log_min_duration_statement = 20;
+             ALTER ROLE pgvigil SET log_min_duration_statement = -1;",
+            APP.0, APP.1
+        ))
+        .await
+        .unwrap();
+    let state = fx.pg.scratch().join("logs.json");
+    let text = config(
+        &fx,
+        &state,
+        "server = \"off\"\nconnections = \"off\"\ndatabases = \"off\"\nstatements = { interval = \"1h\", top = 20 }",
+    );
+    let config = Config::parse(&text, "test", &Environment::process()).unwrap();
+    let sql = "SELECT pg_sleep($1::float8)";
+    let batched = "SELECT g, pg_sleep(0.025) FROM generate_series(1, 2) g";
+    // 40 calls each, 8 of them over 20 ms: p95 and p99 among the slow.
+    let calls = |client: Client| async move {
+        let statement = client.prepare(sql).await.unwrap();
+        for i in 0..40 {
+            let sleep = if i % 5 == 0 {
+                0.025 + i as f64 * 0.0005
+            } else {
+                0.0
+            };
+            client.query(&statement, &[&sleep]).await.unwrap();
+        }
+    };
+
+    let report = interval_report(&config, async {
+        calls(connect_to(&fx, "postgres", "eager", "eager-pw").await).await;
+        calls(connect_to(&fx, "postgres", APP.0, APP.1).await).await;
+        let mut eager = connect_to(&fx, "postgres", "eager", "eager-pw").await;
+        for _ in 0..2 {
+            fetch_in_batches(&mut eager, batched).await;
+        }
+    })
+    .await;
+    assert_eq!(method_of(&report, "eager", sql), "exact_tail", "{report:#}");
+    // The server's threshold is unknown: app's tail is estimated.
+    assert_eq!(method_of(&report, APP.0, sql), "estimate", "{report:#}");
+    // Read in batches: the log has first batches only.
+    assert_ne!(
+        method_of(&report, "eager", batched),
+        "exact_tail",
+        "{report:#}"
+    );
+    assert_ne!(report["instance"]["method"], "exact_tail", "{report:#}");
+
+    // Allowed to read the configuration files, the agent knows the server's
+    // 20 ms, and with no statement read in batches the instance is exact.
+    admin
+        .batch_execute(
+            "GRANT SELECT ON pg_catalog.pg_file_settings TO pgvigil;
+             GRANT EXECUTE ON FUNCTION pg_catalog.pg_show_all_file_settings() TO pgvigil;",
+        )
+        .await
+        .unwrap();
+    let report = interval_report(&config, async {
+        calls(connect_to(&fx, "postgres", "eager", "eager-pw").await).await;
+        calls(connect_to(&fx, "postgres", APP.0, APP.1).await).await;
+    })
+    .await;
+    assert_eq!(method_of(&report, "eager", sql), "exact_tail", "{report:#}");
+    assert_eq!(method_of(&report, APP.0, sql), "exact_tail", "{report:#}");
+    assert_eq!(report["instance"]["method"], "exact_tail", "{report:#}");
+}

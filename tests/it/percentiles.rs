@@ -2,7 +2,10 @@
 //! durations the client records (`pg_sleep` with durations drawn from known
 //! distributions), compared with the agent's estimates — the JSON report's
 //! quantiles and `histogram_quantile` over the exported buckets — and with
-//! the log-normal alternative computed from the same moments.
+//! the log-normal alternative computed from the same moments. And the
+//! exact tails from the slow-statement log against pgbench's own
+//! per-transaction log, in the extended and prepared protocol modes, from
+//! the JSON API and from `pgvigil once --interval`.
 //!
 //! The measured errors are written to `target/percentiles-report.md`;
 //! `docs/percentiles.md` quotes a run.
@@ -20,6 +23,7 @@ use pgvigil::stats::latency::{Mixture, Model, estimate};
 use tokio_postgres::Client;
 
 use crate::harness::pg::flush_stats;
+use crate::harness::pgbench::{Latencies, Pgbench};
 use crate::harness::{Fixture, Metrics};
 
 /// A small deterministic generator (xorshift64*), so runs are comparable.
@@ -375,4 +379,313 @@ fn check_histogram(
     let (a, b) = (bucket_of(est) as i64, bucket_of(truth) as i64);
     ((a - b).abs() > 1)
         .then(|| format!("{name} p{p}: histogram_quantile {est} is not near the bucket of {truth}"))
+}
+
+/// Every fifth call (by a sequence: exactly n/5 of them) sleeps 25 to 65
+/// ms, over the 20 ms threshold; the others do not sleep. One statement per
+/// transaction, with a bind parameter in the extended modes.
+const TAIL_SCRIPT: &str = "\\set jitter random(0, 40)\nSELECT pg_sleep(CASE WHEN nextval('tail_calls') % 5 = 0 THEN 0.025 + :jitter * 0.001 ELSE 0 END);\n";
+/// The statement as the server sees it in the extended modes.
+const TAIL_SQL: &str =
+    "SELECT pg_sleep(CASE WHEN nextval('tail_calls') % 5 = 0 THEN 0.025 + $1 * 0.001 ELSE 0 END);";
+const TAIL_CLIENTS: u32 = 2;
+
+/// A cluster logging every execution over 20 ms as slow and, through
+/// sampling, every other execution and extended-protocol message too; the
+/// pgvigil role with its own `log_min_duration_statement = -1` (which
+/// hides the server's value from its session) and allowed to read
+/// pg_file_settings, as docs/percentiles.md recommends.
+async fn sampled_log(destination: &str) -> Fixture {
+    let mut conf: Vec<String> = [
+        "logging_collector = on",
+        "log_directory = 'log'",
+        "log_filename = 'postgresql-%Y%m%d-%H%M%S.log'",
+        "log_line_prefix = '%m [%p] %q%u@%d '",
+        "lc_messages = 'C'",
+        "log_min_duration_statement = 20",
+        "log_min_duration_sample = 0",
+        "log_statement_sample_rate = 1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    conf.push(format!("log_destination = '{destination}'"));
+    let fx = Fixture::start_with(crate::harness::PgOptions { conf }).await;
+    fx.pg
+        .connect()
+        .await
+        .batch_execute(
+            "CREATE SEQUENCE tail_calls;
+             ALTER ROLE pgvigil SET log_min_duration_statement = -1;
+             GRANT SELECT ON pg_catalog.pg_file_settings TO pgvigil;
+             GRANT EXECUTE ON FUNCTION pg_catalog.pg_show_all_file_settings() TO pgvigil;",
+        )
+        .await
+        .unwrap();
+    fx
+}
+
+fn tail_config(fx: &Fixture, collectors: &str) -> String {
+    fx.config_with(
+        &format!(
+            "[target.logs]\ndirectory = \"{}\"\nstate_file = \"{}\"\n",
+            fx.pg.data_dir().join("log").display(),
+            fx.pg.scratch().join("logs.json").display()
+        ),
+        collectors,
+    )
+}
+
+/// `duration:` lines of the workload's statement in the server's log,
+/// whatever they timed.
+fn duration_lines(fx: &Fixture) -> Vec<String> {
+    let dir = fx.pg.data_dir().join("log");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .flat_map(|e| {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap_or_default();
+            text.lines()
+                .filter(|l| l.contains("duration: ") && l.contains("nextval('tail_calls')"))
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The server's own time for each execution (`execute <name>:` lines),
+/// seconds, slowest first.
+fn server_times(lines: &[String]) -> Vec<f64> {
+    let mut times: Vec<f64> = lines
+        .iter()
+        .filter_map(|l| {
+            let (ms, rest) = l.split_once("duration: ")?.1.split_once(" ms  ")?;
+            (rest.starts_with("execute ") && !rest.starts_with("execute fetch from "))
+                .then(|| ms.parse::<f64>().unwrap() / 1e3)
+        })
+        .collect();
+    times.sort_by(|a, b| b.total_cmp(a));
+    times
+}
+
+/// pgvigil's p95 and p99 for the workload against pgbench's own: every
+/// client latency is the server's time plus a round trip, so each client
+/// order statistic is at least the server's and at most the worst round
+/// trip more. The round trip is measured on the calls that do not sleep
+/// (the fastest 4/5 of pgbench's log): what pgbench measures for them is
+/// the round trip and pgbench's own overhead.
+fn compare(what: &str, pgbench: &Latencies, p95: f64, p99: f64) -> String {
+    let fast = &pgbench.sorted[..pgbench.sorted.len() * 4 / 5];
+    let round_trip = fast[fast.len() - 1];
+    let median_round_trip = fast[fast.len() / 2];
+    let mut report = String::new();
+    for (p, ours) in [(0.95, p95), (0.99, p99)] {
+        let theirs = pgbench.quantile(p);
+        let gap = theirs - ours;
+        report.push_str(&format!(
+            "{what} p{}: pgvigil {:.3} ms, pgbench {:.3} ms, gap {:.3} ms (round trip: median {:.3} ms, worst {:.3} ms)\n",
+            p * 100.0,
+            ours * 1e3,
+            theirs * 1e3,
+            gap * 1e3,
+            median_round_trip * 1e3,
+            round_trip * 1e3
+        ));
+        // Both log microseconds.
+        assert!(
+            (-0.000_002..=round_trip + 0.000_002).contains(&gap),
+            "{what} p{}: pgvigil {ours} vs pgbench {theirs}: the gap is not within the round trip {round_trip}",
+            p * 100.0
+        );
+    }
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exact_tails_from_the_log_match_pgbench_in_extended_and_prepared_modes() {
+    // pgbench's timings are the ground truth: keep other tests' load away.
+    let _alone = crate::harness::pg::exclusive();
+    let mut report = String::new();
+    for (mode, destination) in [("extended", "stderr"), ("prepared", "csvlog")] {
+        let fx = sampled_log(destination).await;
+        let text = tail_config(
+            &fx,
+            "server = \"off\"\nconnections = \"off\"\ndatabases = \"off\"\nstatements = { interval = \"1h\", top = 20 }",
+        );
+        let config = Config::parse(&text, "test", &Environment::process()).unwrap();
+        let mut agent = Agent::new(&config);
+        agent.collect_cycle().await.unwrap();
+        let lines_before = duration_lines(&fx).len();
+
+        let bench = Pgbench {
+            mode,
+            clients: TAIL_CLIENTS,
+            transactions: 200,
+            script: TAIL_SCRIPT,
+        };
+        let pgbench = bench.run(&fx.pg, &fx.pg.scratch());
+        let n = pgbench.sorted.len();
+        // The syslogger writes what the backends sent it shortly after.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        agent.collect_cycle().await.unwrap();
+
+        // The log holds every protocol message and every sampled call:
+        // extended logs parse, bind and execute per call; prepared parses
+        // once per connection.
+        let logged = duration_lines(&fx).split_off(lines_before);
+        let lines = logged.len();
+        let want_lines = match mode {
+            "extended" => 3 * n,
+            _ => 2 * n + TAIL_CLIENTS as usize,
+        };
+        assert_eq!(lines, want_lines, "{mode}: duration lines");
+        let server = server_times(&logged);
+        assert_eq!(server.len(), n, "{mode}: one execute line per call");
+
+        let doc = agent.statements_json();
+        let report_doc = &doc["targets"][0]["report"];
+        let fp = pgvigil::sql::fingerprint(TAIL_SQL).unwrap();
+        let s = report_doc["statements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["fingerprint"] == fp.as_str())
+            .unwrap_or_else(|| panic!("{mode}: the statement in {doc:#}"));
+        assert_eq!(s["calls"], n as f64, "{mode}: {s}");
+        assert_eq!(s["method"], "exact_tail", "{mode}: {s}");
+        assert_eq!(
+            s["exact_quantiles"],
+            serde_json::json!(["p95", "p99"]),
+            "{mode}: {s}"
+        );
+        let q = |v: &serde_json::Value, p: &str| v["quantiles"][p].as_f64().unwrap();
+        // Exactly the server's own times: p95 of 400 calls is the 21st
+        // slowest, p99 the 5th.
+        assert_eq!(q(s, "p95"), server[n - (n * 95).div_ceil(100)], "{mode}");
+        assert_eq!(q(s, "p99"), server[n - (n * 99).div_ceil(100)], "{mode}");
+        report.push_str(&compare(
+            &format!("{mode} (statement)"),
+            &pgbench,
+            q(s, "p95"),
+            q(s, "p99"),
+        ));
+        // The workload is all the interval had: the instance's tail is the same.
+        let instance = &report_doc["instance"];
+        assert_eq!(instance["method"], "exact_tail", "{mode}: {instance}");
+        assert_eq!(q(instance, "p99"), q(s, "p99"), "{mode}");
+
+        // Each slow execution counted once, sampled calls and parse/bind not.
+        let metrics = Metrics::parse(&String::from_utf8_lossy(&agent.metrics(Format::Prometheus)));
+        let slow = metrics.get(
+            "pg_log_slow_statements_total",
+            &[("datname", "postgres"), ("usename", "postgres")],
+        );
+        assert_eq!(slow, Some((n / 5) as f64), "{mode}: slow executions");
+        // Above the threshold the buckets are exact: the 4/5 that did not
+        // sleep are at or below 25 ms, every sleeping one above.
+        let bucket = |le: &str| {
+            metrics.get(
+                "pg_stat_statements_latency_seconds_bucket",
+                &[("fingerprint", fp.as_str()), ("le", le)],
+            )
+        };
+        assert_eq!(bucket("0.025"), Some((n - n / 5) as f64), "{mode}");
+        assert_eq!(bucket("+Inf"), Some(n as f64), "{mode}");
+        report.push_str(&format!(
+            "{mode}: {n} executions, {} slow, {lines} duration lines of the statement\n",
+            n / 5
+        ));
+    }
+    println!("{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgvigil_once_with_an_interval_takes_the_exact_tail_from_the_log() {
+    use std::process::{Command, Stdio};
+    // pgbench's timings are the ground truth: keep other tests' load away.
+    let _alone = crate::harness::pg::exclusive();
+    let destination = if crate::harness::pg::major_version() >= 15 {
+        "jsonlog"
+    } else {
+        "csvlog"
+    };
+    let fx = sampled_log(destination).await;
+    let file = fx.pg.scratch().join("once.toml");
+    std::fs::write(
+        &file,
+        tail_config(&fx, "statements = { interval = \"1h\", top = 20 }"),
+    )
+    .unwrap();
+    let mut once = Command::new(crate::harness::agent::binary())
+        .args(["once", "--format", "json", "--interval", "10s", "--config"])
+        .arg(&file)
+        .env_remove("RUST_LOG")
+        .env_remove("PGVIGIL_DSN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = once.stderr.take().unwrap();
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut { stderr }, &mut text);
+        text
+    });
+    // The first cycle ends with the statements sample; then `once` waits
+    // 10 s, its session idle. The workload runs in that wait, as the
+    // server sees it: the agent's session idle for a second.
+    let admin = fx.pg.connect().await;
+    crate::harness::eventually(
+        std::time::Duration::from_secs(30),
+        "pgvigil once waiting between its samples",
+        || async {
+            admin
+                .query_opt(
+                    "SELECT 1 FROM pg_stat_activity WHERE application_name = 'pgvigil' AND state = 'idle' AND state_change < clock_timestamp() - interval '1 second'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .map(|_| ())
+        },
+    )
+    .await;
+    let bench = Pgbench {
+        mode: "extended",
+        clients: TAIL_CLIENTS,
+        transactions: 150,
+        script: TAIL_SCRIPT,
+    };
+    let pgbench = bench.run(&fx.pg, &fx.pg.scratch());
+    let n = pgbench.sorted.len();
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut once.stdout.take().unwrap(), &mut stdout).unwrap();
+    let status = once.wait().unwrap();
+    let stderr = stderr.join().unwrap();
+    assert!(status.success(), "pgvigil once: {status}\n{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let target = &doc["targets"][0];
+    let fp = pgvigil::sql::fingerprint(TAIL_SQL).unwrap();
+    let s = target["statements"]["statements"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a statements report: {target:#}"))
+        .iter()
+        .find(|s| s["fingerprint"] == fp.as_str())
+        .unwrap_or_else(|| panic!("the statement in {target:#}"));
+    assert_eq!(s["calls"], n as f64, "{s}");
+    assert_eq!(s["method"], "exact_tail", "{s}");
+    let q = |p: &str| s["quantiles"][p].as_f64().unwrap();
+    println!(
+        "{}",
+        compare("pgvigil once (statement)", &pgbench, q("p95"), q("p99"))
+    );
+    let slow: f64 = target["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["name"] == "pg_log_slow_statements_total")
+        .flat_map(|m| m["series"].as_array().unwrap().iter())
+        .filter(|s| s["labels"]["usename"] == "postgres")
+        .map(|s| s["value"].as_f64().unwrap())
+        .sum();
+    assert_eq!(slow, (n / 5) as f64, "slow executions");
 }

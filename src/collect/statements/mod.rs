@@ -484,17 +484,17 @@ impl Statements {
                 (text, labels)
             });
             // The slow executions the log has of this statement, when the
-            // log covers the interval.
-            let tail = logged.zip(named.as_ref()).map(|(l, (text, labels))| {
+            // log covers the interval and its role's threshold is known.
+            let tail = logged.zip(named.as_ref()).and_then(|(l, (text, labels))| {
                 let key = (
                     labels[0].clone(),
                     labels[1].clone(),
                     text.fingerprint.clone(),
                 );
-                (
-                    l.threshold,
+                Some((
+                    l.threshold_for(&key)?,
                     l.by_statement.get(&key).unwrap_or(&no_durations),
-                )
+                ))
             });
             // Above the log threshold the histogram counts exactly.
             let adjusted = match (&m.interval, &m.estimate, tail) {

@@ -4,6 +4,7 @@ pub mod agent;
 pub mod bouncer;
 pub mod metrics;
 pub mod pg;
+pub mod pgbench;
 pub mod proxy;
 pub mod replica;
 
