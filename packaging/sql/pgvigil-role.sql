@@ -29,6 +29,15 @@ GRANT pg_monitor TO pgvigil;
 -- else needs it.
 --   GRANT pg_read_all_data TO pgvigil;
 
+-- Exact tail percentiles from the slow-statement log ([target.logs]) judge
+-- each logged line by the log_min_duration_statement in force for it. If you
+-- give the pgvigil role a setting of its own (ALTER ROLE pgvigil SET
+-- log_min_duration_statement = -1, to keep the agent out of the slow log),
+-- its session no longer shows the server's value; these grants let pgvigil
+-- read it from the configuration files instead (docs/percentiles.md):
+--   GRANT SELECT ON pg_catalog.pg_file_settings TO pgvigil;
+--   GRANT EXECUTE ON FUNCTION pg_catalog.pg_show_all_file_settings() TO pgvigil;
+
 -- Every pgvigil session starts with these limits; the agent also sets them
 -- itself, so this is a second line of defence.
 ALTER ROLE pgvigil SET statement_timeout = '10s';
