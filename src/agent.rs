@@ -14,11 +14,12 @@ use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::collect::{self, Scheduled, process::ProcessSampler};
+use crate::collect::process::ProcessSampler;
 use crate::config::Config;
 use crate::explain::worker::{Reports, Worker};
 use crate::exposition::{self, Format};
-use crate::schedule::{self, TargetHandle};
+use crate::registry;
+use crate::schedule::{self, Scheduled, TargetHandle};
 use crate::snapshot::Store;
 use crate::target::session::{ConnectError, Limits, Session};
 
@@ -71,6 +72,7 @@ impl Agent {
             lock_timeout: config.collectors.lock_timeout,
             monitoring: true,
         };
+        let own = registry::own_statements();
         let explain = config
             .explain
             .clone()
@@ -91,7 +93,7 @@ impl Agent {
                 }
                 None => (None, None),
             };
-            let collectors = collect::for_target(config, target, feed.clone(), sender);
+            let collectors = registry::jobs(config, target, feed.clone(), sender, &own);
             inputs.insert(target.name.clone(), WorkerInputs { feed, reports });
             store_targets.push((
                 target.name.clone(),
@@ -120,6 +122,7 @@ impl Agent {
                     store: store.clone(),
                     budget: config.collectors.timeout,
                     notifier: notifier.clone(),
+                    own: own.clone(),
                 };
                 (handle, collectors)
             })
@@ -153,6 +156,7 @@ impl Agent {
                     self.store.clone(),
                     handle.session.clone(),
                     self.notifier.clone(),
+                    handle.own.clone(),
                 )
                 .with_feed(inputs.feed);
                 tracker.spawn(worker.run(reports, token.child_token()));

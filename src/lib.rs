@@ -45,6 +45,7 @@ pub mod logs;
 pub mod metric;
 pub mod notify;
 pub mod page;
+pub mod registry;
 pub mod report;
 pub mod saturation;
 pub mod schedule;

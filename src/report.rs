@@ -435,52 +435,6 @@ fn statements_table(report: &StatementsReport) -> String {
     out
 }
 
-/// The metrics reference (`docs/metrics.md`), generated from the
-/// descriptors so it cannot drift from the code.
-pub fn metrics_reference() -> String {
-    let mut out = String::from(
-        "# Metrics reference\n\n\
-         Generated from the metric descriptors in `src/collect/` and `src/snapshot.rs`; do not edit by hand.\n\
-         Regenerate with `PGVIGIL_BLESS=1 cargo test --test it docs::`. One test fails when this file and the\n\
-         code disagree; another checks that a real run publishes exactly these names.\n\n\
-         Conventions (SPEC §5): `pg_` is what PostgreSQL reports, `pgbouncer_` PgBouncer, `pgvigil_` the agent\n\
-         itself. Units are in the name (`_seconds`, `_bytes`), counters end in `_total` and are the\n\
-         server's own cumulative values (a statistics reset shows as a counter reset, which `rate()` and\n\
-         `increase()` handle; only the `\"other\"` folds are pgvigil's sums, from 0 at agent start), `_info` gauges carry text\n\
-         in labels with the value 1. With several targets every series also has a `target` label.\n\
-         A failed collector's families are absent (not zero) until it succeeds again;\n\
-         `pgvigil_collector_success` says which.\n",
-    );
-    for (collector, descs) in crate::collect::catalog() {
-        let _ = write!(
-            out,
-            "\n## {collector}\n\n| metric | type | labels | meaning |\n|---|---|---|---|\n"
-        );
-        for d in descs {
-            let labels = d
-                .labels
-                .iter()
-                .map(|l| format!("`{l}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let when = d
-                .only_when
-                .map(|w| format!(" Present only when {w}."))
-                .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | {} | {}{} |",
-                d.exposed_name(),
-                d.kind.as_str(),
-                labels,
-                d.help,
-                when
-            );
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

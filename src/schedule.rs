@@ -14,9 +14,90 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::collect::{CollectError, Collected, Context, Job, Scheduled, SessionJob};
+use crate::collect::{CollectError, Collected, Collector, Context, Standalone};
 use crate::snapshot::{Outcome, Store};
+use crate::sql::OwnStatements;
+use crate::target::caps::ServerIdentity;
 use crate::target::session::Session;
+
+/// Builds a collector with no history.
+pub type MakeCollector = Box<dyn Fn() -> Box<dyn Collector> + Send + Sync>;
+
+/// A collector that reads through the target's session, with what it
+/// needs to start over when the server behind the target changes.
+pub struct SessionJob {
+    name: &'static str,
+    /// The collector and its history (previous readings, top-N membership).
+    collector: Box<dyn Collector>,
+    /// How to build it afresh.
+    make: MakeCollector,
+    /// The server its history comes from, once it has run.
+    server: Option<ServerIdentity>,
+}
+
+impl SessionJob {
+    /// A job named `name` for the collector `make` builds.
+    pub fn new(name: &'static str, make: MakeCollector) -> SessionJob {
+        SessionJob {
+            name,
+            collector: make(),
+            make,
+            server: None,
+        }
+    }
+
+    /// The collector, fresh if its history comes from another server than
+    /// `server`: after a failover behind a VIP or a DNS name, or a restart
+    /// (statistics may have been lost in crash recovery), no reading of
+    /// the old server may be compared with the new one's.
+    fn for_server(&mut self, server: ServerIdentity) -> &mut dyn Collector {
+        if self.server.is_some_and(|s| s != server) {
+            tracing::debug!(
+                collector = self.name,
+                "server changed: collector history dropped"
+            );
+            self.collector = (self.make)();
+        }
+        self.server = Some(server);
+        self.collector.as_mut()
+    }
+}
+
+/// Something the schedule runs.
+pub enum Job {
+    /// Reads through the target's monitoring session.
+    Session(SessionJob),
+    /// Reads something else (a PgBouncer's console, pgBackRest).
+    Standalone {
+        /// The `collector` label value.
+        name: &'static str,
+        /// The collector.
+        collector: Box<dyn Standalone>,
+    },
+}
+
+impl Job {
+    /// The `collector` label value.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Job::Session(j) => j.name,
+            Job::Standalone { name, .. } => name,
+        }
+    }
+
+    /// Whether `pgvigil once` should run it twice.
+    pub fn wants_two_samples(&self) -> bool {
+        matches!(self, Job::Session(j) if j.collector.wants_two_samples())
+    }
+}
+
+/// A job and how often it runs.
+pub struct Scheduled {
+    /// What runs.
+    pub job: Job,
+    /// Its interval.
+    pub interval: Duration,
+}
 
 /// What the schedule needs to know about one target.
 #[derive(Clone)]
@@ -35,6 +116,8 @@ pub struct TargetHandle {
     pub budget: Duration,
     /// Desktop notifications, when enabled: told when the target is lost.
     pub notifier: Option<Arc<crate::notify::Notifier>>,
+    /// pgvigil's own statements, for collectors that build SQL at run time.
+    pub own: OwnStatements,
 }
 
 /// Runs one collector once and stores the outcome: connect if needed,
@@ -45,7 +128,7 @@ pub struct TargetHandle {
 pub async fn run_and_record(target: &TargetHandle, job: &mut Job, errors: &mut ErrorLog) {
     let name = job.name();
     let (on_failure, label) = match job {
-        Job::Standalone(c) => (c.on_failure(), c.label()),
+        Job::Standalone { collector, .. } => (collector.on_failure(), collector.label()),
         Job::Session(_) => (Vec::new(), None),
     };
     let (result, duration) = match job {
@@ -55,7 +138,7 @@ pub async fn run_and_record(target: &TargetHandle, job: &mut Job, errors: &mut E
             let result = run_once(&mut session, target, job).await;
             (result, started.elapsed())
         }
-        Job::Standalone(collector) => {
+        Job::Standalone { collector, .. } => {
             let started = Instant::now();
             let result = match tokio::time::timeout(target.budget, collector.collect()).await {
                 Ok(result) => result,
@@ -112,6 +195,7 @@ async fn collect_within_budget(
         params: &target.params,
         limits,
         databases: &target.databases,
+        own: &target.own,
     };
     match tokio::time::timeout(budget, collector.collect(&mut cx)).await {
         Ok(result) => result,

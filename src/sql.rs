@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 /// The pg_query fingerprint of a statement, as 16 hex digits. It ignores
 /// constants and the length of IN lists, so the same statement with other
@@ -50,26 +50,18 @@ pub fn quote_ident(name: &str) -> String {
 }
 
 /// Fingerprints of the statements pgvigil itself sends, so they can be
-/// told apart from the workload (their cost is reported separately). Seeded
-/// with every module's static SQL; SQL built at run time (it depends on the
-/// server) is added by [`register_own`] before it is sent.
+/// told apart from the workload (their cost is reported separately).
+/// Built once where the agent is assembled, from every collector's and
+/// worker's static SQL ([`crate::registry`]), and handed down; SQL built
+/// at run time (it depends on the server) is added by
+/// [`OwnStatements::register`] before it is sent. Clones share one set.
+#[derive(Debug, Clone, Default)]
+pub struct OwnStatements(Arc<Mutex<Own>>);
+
+#[derive(Debug, Default)]
 struct Own {
     seen: HashSet<u64>,
     fingerprints: HashSet<String>,
-}
-
-fn own() -> &'static Mutex<Own> {
-    static OWN: OnceLock<Mutex<Own>> = OnceLock::new();
-    OWN.get_or_init(|| {
-        let mut own = Own {
-            seen: HashSet::new(),
-            fingerprints: HashSet::new(),
-        };
-        for batch in crate::collect::own_queries() {
-            own.add(batch);
-        }
-        Mutex::new(own)
-    })
 }
 
 impl Own {
@@ -84,20 +76,31 @@ impl Own {
     }
 }
 
-/// Records SQL that pgvigil is about to send (cheap after the first time),
-/// and returns it.
-pub fn register_own(sql: &str) -> &str {
-    own().lock().unwrap_or_else(|e| e.into_inner()).add(sql);
-    sql
-}
+impl OwnStatements {
+    /// The statements of `batches` (each one or more statements).
+    pub fn new<'a>(batches: impl IntoIterator<Item = &'a str>) -> OwnStatements {
+        let mut own = Own::default();
+        for batch in batches {
+            own.add(batch);
+        }
+        OwnStatements(Arc::new(Mutex::new(own)))
+    }
 
-/// Whether a fingerprint belongs to one of pgvigil's own statements.
-pub fn is_own(fingerprint: &str) -> bool {
-    own()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .fingerprints
-        .contains(fingerprint)
+    fn lock(&self) -> std::sync::MutexGuard<'_, Own> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records SQL that pgvigil is about to send (cheap after the first
+    /// time), and returns it.
+    pub fn register<'a>(&self, sql: &'a str) -> &'a str {
+        self.lock().add(sql);
+        sql
+    }
+
+    /// Whether a fingerprint belongs to one of pgvigil's own statements.
+    pub fn contains(&self, fingerprint: &str) -> bool {
+        self.lock().fingerprints.contains(fingerprint)
+    }
 }
 
 #[cfg(test)]
@@ -162,13 +165,14 @@ mod tests {
 
     #[test]
     fn own_statements_are_recognised() {
-        assert!(is_own(
-            &fingerprint("SET statement_timeout = 1234").unwrap()
-        ));
+        let own = OwnStatements::new(["SET statement_timeout = 1; SELECT 1 FROM pg_stat_activity"]);
+        let is_own = |sql: &str| own.contains(&fingerprint(sql).unwrap());
+        assert!(is_own("SET statement_timeout = 1234"));
+        assert!(is_own("select 2 from pg_stat_activity"));
         let built = "SELECT queryid FROM \"my schema\".pg_stat_statements(false) WHERE calls > 0";
-        assert!(!is_own(&fingerprint(built).unwrap()));
-        assert_eq!(register_own(built), built);
-        assert!(is_own(&fingerprint(built).unwrap()));
-        assert!(!is_own(&fingerprint("SELECT * FROM orders").unwrap()));
+        assert!(!is_own(built));
+        assert_eq!(own.clone().register(built), built);
+        assert!(is_own(built), "a clone shares the set");
+        assert!(!is_own("SELECT * FROM orders"));
     }
 }

@@ -57,10 +57,6 @@ const WHAT: &str = "pg_stat_archiver";
 
 #[async_trait]
 impl Collector for Archiver {
-    fn name(&self) -> &'static str {
-        "archiver"
-    }
-
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
         let row = cx
             .client

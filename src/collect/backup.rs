@@ -102,10 +102,6 @@ impl Backup {
 
 #[async_trait]
 impl Standalone for Backup {
-    fn name(&self) -> &'static str {
-        "backup"
-    }
-
     async fn collect(&mut self) -> Result<Collected, CollectError> {
         let info = self.info().await?;
         Ok(families(&info, &self.settings).into())

@@ -35,10 +35,6 @@ const WHAT: &str = "checkpoint statistics";
 
 #[async_trait]
 impl Collector for Checkpoints {
-    fn name(&self) -> &'static str {
-        "checkpoints"
-    }
-
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
         let views = cx
             .client

@@ -53,10 +53,6 @@ const LOCK_MODES: &str = "pg_locks";
 
 #[async_trait]
 impl Collector for Connections {
-    fn name(&self) -> &'static str {
-        "connections"
-    }
-
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
         let rows = cx
             .client

@@ -27,10 +27,6 @@ const WHAT: &str = "pg_database_size";
 
 #[async_trait]
 impl Collector for DatabaseSize {
-    fn name(&self) -> &'static str {
-        "database_size"
-    }
-
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
         let rows = cx
             .client

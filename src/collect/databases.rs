@@ -79,10 +79,6 @@ const WHAT: &str = "pg_stat_database";
 
 #[async_trait]
 impl Collector for Databases {
-    fn name(&self) -> &'static str {
-        "databases"
-    }
-
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
         // Every database, templates included: template0's frozen XID age
         // matters for wraparound even though nobody connects to it.

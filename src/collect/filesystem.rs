@@ -55,10 +55,6 @@ fn wal_dir(data: &Path) -> Option<PathBuf> {
 
 #[async_trait]
 impl Collector for Filesystem {
-    fn name(&self) -> &'static str {
-        "filesystem"
-    }
-
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
         let mut size = Family::new(&SIZE);
         let mut avail = Family::new(&AVAIL);

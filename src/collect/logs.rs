@@ -50,6 +50,7 @@ use crate::logs::record::Format;
 use crate::logs::tail::{Cursor, Tailer};
 use crate::metric::{Desc, Family};
 use crate::snapshot::unix_now;
+use crate::sql::OwnStatements;
 
 static SLOW: Desc = desc!(Counter "pg_log_slow_statements", ["datname", "usename"],
     "Executions the server logged as slower than the log_min_duration_statement of their database and role (each once: not parse, bind or later fetches, not sampled ones).",
@@ -162,6 +163,7 @@ pub struct Logs {
 pub struct LogReader {
     settings: Settings,
     feed: Arc<LogFeed>,
+    own: OwnStatements,
     tailer: Option<Tailer>,
     /// When the tailer started (what was logged before is not read).
     started_at: Option<f64>,
@@ -245,7 +247,7 @@ impl Logs {
         }
         let row = cx
             .client
-            .query_one(crate::sql::register_own(SETTINGS_SQL), &[])
+            .query_one(SETTINGS_SQL, &[])
             .await
             .map_err(query_err(WHAT))?;
         let prefix: String = col(&row, WHAT, "log_line_prefix")?;
@@ -270,7 +272,7 @@ impl Logs {
         }
         let overrides = cx
             .client
-            .query(crate::sql::register_own(OVERRIDES_SQL), &[])
+            .query(OVERRIDES_SQL, &[])
             .await
             .map_err(query_err(WHAT_OVERRIDES))?
             .iter()
@@ -299,11 +301,7 @@ impl Logs {
 /// `None` when it cannot be known (not in the files: the command line or
 /// the default, which the session cannot tell apart).
 async fn file_setting(cx: &mut Context<'_>) -> Option<Threshold> {
-    match cx
-        .client
-        .query_opt(crate::sql::register_own(FILE_SQL), &[])
-        .await
-    {
+    match cx.client.query_opt(FILE_SQL, &[]).await {
         Ok(row) => row
             .and_then(|r| r.try_get::<_, String>("setting").ok())
             .and_then(|s| duration::parse_setting(&s)),
@@ -319,11 +317,13 @@ fn lock(reader: &std::sync::Mutex<LogReader>) -> std::sync::MutexGuard<'_, LogRe
 }
 
 impl LogReader {
-    /// A reader of one target's log directory.
-    pub fn new(settings: Settings, feed: Arc<LogFeed>) -> LogReader {
+    /// A reader of one target's log directory; `own` tells pgvigil's own
+    /// statements, which are not counted.
+    pub fn new(settings: Settings, feed: Arc<LogFeed>, own: OwnStatements) -> LogReader {
         LogReader {
             settings,
             feed,
+            own,
             tailer: None,
             started_at: None,
             complete_through: 0.0,
@@ -514,7 +514,7 @@ impl LogReader {
                 let Some(fingerprint) = crate::sql::fingerprint(&statement) else {
                     return;
                 };
-                if crate::sql::is_own(&fingerprint) {
+                if self.own.contains(&fingerprint) {
                     return;
                 }
                 if self.remember((datname.clone(), usename.clone(), fingerprint.clone())) {
@@ -690,10 +690,6 @@ pub const OWN_SQL: &[&str] = &[SETTINGS_SQL, OVERRIDES_SQL, FILE_SQL];
 
 #[async_trait]
 impl Collector for Logs {
-    fn name(&self) -> &'static str {
-        "logs"
-    }
-
     /// It reads from the end of the log: `pgvigil once` reports what was
     /// logged between its two samples.
     fn wants_two_samples(&self) -> bool {
@@ -733,7 +729,11 @@ mod tests {
             format: None,
             state_file: PathBuf::from("/nonexistent/state.json"),
         };
-        let mut reader = LogReader::new(settings, Arc::new(LogFeed::default()));
+        let mut reader = LogReader::new(
+            settings,
+            Arc::new(LogFeed::default()),
+            OwnStatements::default(),
+        );
         reader.instance_ms = thresholds.instance();
         reader.thresholds = thresholds;
         reader

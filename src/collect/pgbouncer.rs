@@ -102,24 +102,14 @@ const TOTALS: [(&str, &Desc, f64); 7] = [
 
 /// A `pgbouncer` collector.
 pub struct Pgbouncer {
-    name: &'static str,
     settings: Settings,
     console: Option<Console>,
 }
 
 impl Pgbouncer {
-    /// A collector for one PgBouncer; its collector name is `pgbouncer`, or
-    /// `pgbouncer:<name>` when the target has several (whose series then
-    /// carry a `pgbouncer` label).
+    /// A collector for one PgBouncer.
     pub fn new(settings: Settings) -> Pgbouncer {
-        let name: &'static str = if settings.labelled {
-            // Bounded by the config: leaked once per configured PgBouncer.
-            Box::leak(format!("pgbouncer:{}", settings.name).into_boxed_str())
-        } else {
-            "pgbouncer"
-        };
         Pgbouncer {
-            name,
             settings,
             console: None,
         }
@@ -223,10 +213,6 @@ fn number(row: &SimpleQueryRow, column: &str) -> Option<f64> {
 
 #[async_trait]
 impl Standalone for Pgbouncer {
-    fn name(&self) -> &'static str {
-        self.name
-    }
-
     async fn collect(&mut self) -> Result<Collected, CollectError> {
         match self.read().await {
             Ok(mut families) => {

@@ -69,10 +69,6 @@ const STANDBY: &str = "replica status";
 
 #[async_trait]
 impl Collector for Replication {
-    fn name(&self) -> &'static str {
-        "replication"
-    }
-
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
         let mut families = self.replicas(cx).await?;
         let row = cx

@@ -38,10 +38,6 @@ const WHAT: &str = "server settings";
 
 #[async_trait]
 impl Collector for Server {
-    fn name(&self) -> &'static str {
-        "server"
-    }
-
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
         let row = cx
             .client

@@ -35,10 +35,6 @@ const WHAT: &str = "pg_replication_slots";
 
 #[async_trait]
 impl Collector for Slots {
-    fn name(&self) -> &'static str {
-        "slots"
-    }
-
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
         let rows = cx
             .client

@@ -27,10 +27,6 @@ const WHAT: &str = "WAL position and pg_ls_waldir";
 
 #[async_trait]
 impl Collector for Wal {
-    fn name(&self) -> &'static str {
-        "wal"
-    }
-
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
         let row = cx
             .client

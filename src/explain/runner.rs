@@ -272,7 +272,7 @@ async fn catalog_check(client: &Client, uses: &Uses) -> Result<Option<String>, E
     let functions: Vec<&str> = uses.functions.iter().map(|(_, n)| n.as_str()).collect();
     let rows = client
         .query(
-            crate::sql::register_own(CATALOG_CHECK),
+            CATALOG_CHECK,
             &[
                 &functions,
                 &uses.operators,

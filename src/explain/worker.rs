@@ -33,6 +33,7 @@ use crate::desc;
 use crate::metric::{Desc, Family};
 use crate::snapshot::{Collected, Detail};
 use crate::snapshot::{Outcome, Store, unix_now};
+use crate::sql::OwnStatements;
 use crate::target::dsn::ConnParams;
 use crate::target::session::{self, Session};
 
@@ -88,6 +89,8 @@ pub struct Worker {
     skipped: BTreeMap<&'static str, f64>,
     recent: VecDeque<Arc<PlanRecord>>,
     notifier: Option<Arc<crate::notify::Notifier>>,
+    /// pgvigil's own statements, never explained.
+    own: OwnStatements,
     feed: Option<Arc<crate::logs::feed::LogFeed>>,
     report: Option<Arc<StatementsReport>>,
 }
@@ -127,6 +130,7 @@ impl Worker {
         store: Arc<Store>,
         main: Arc<Mutex<Session>>,
         notifier: Option<Arc<crate::notify::Notifier>>,
+        own: OwnStatements,
     ) -> Worker {
         Worker {
             target,
@@ -143,6 +147,7 @@ impl Worker {
             skipped: SKIP_REASONS.iter().map(|r| (*r, 0.0)).collect(),
             recent: VecDeque::new(),
             notifier,
+            own,
             feed: None,
             report: None,
         }
@@ -167,7 +172,7 @@ impl Worker {
             let Some(fingerprint) = crate::sql::fingerprint(&logged.query) else {
                 continue;
             };
-            if crate::sql::is_own(&fingerprint) {
+            if self.own.contains(&fingerprint) {
                 continue;
             }
             // The query id from the log, else the statement's in the last
@@ -297,11 +302,7 @@ impl Worker {
     async fn under_pressure(&self) -> Option<String> {
         let mut main = self.main.lock().await;
         let live = main.connect().await.ok()?;
-        let row = live
-            .client
-            .query_one(crate::sql::register_own(PRESSURE), &[])
-            .await
-            .ok()?;
+        let row = live.client.query_one(PRESSURE, &[]).await.ok()?;
         let used: f64 = row.get("used");
         let usable: f64 = row.get("usable");
         let lag: Option<f64> = row.get("lag");
@@ -422,10 +423,7 @@ impl Worker {
                 }
                 match live
                     .client
-                    .query(
-                        crate::sql::register_own(SAMPLE),
-                        &[&queryid, &statement.datname],
-                    )
+                    .query(SAMPLE, &[&queryid, &statement.datname])
                     .await
                 {
                     Ok(rows) => rows,
@@ -458,7 +456,7 @@ impl Worker {
         let mut main = self.main.lock().await;
         let live = main.connect().await.ok()?;
         let ext = pgss::find(&live.client, &live.caps.database).await.ok()?;
-        pgss::texts(&live.client, &ext, &[queryid])
+        pgss::texts(&live.client, &self.own, &ext, &[queryid])
             .await
             .ok()??
             .remove(&queryid)

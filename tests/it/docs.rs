@@ -8,7 +8,7 @@ const DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md");
 
 #[test]
 fn metrics_reference_matches_the_descriptors() {
-    let generated = pgvigil::report::metrics_reference();
+    let generated = pgvigil::registry::metrics_reference();
     let doc = std::fs::read_to_string(DOC).unwrap_or_default();
     if std::env::var_os("PGVIGIL_BLESS").is_some() {
         std::fs::write(DOC, &generated).unwrap();
@@ -33,7 +33,7 @@ async fn a_real_run_publishes_exactly_the_documented_metrics() {
     let seen: BTreeSet<String> = Metrics::parse(&stdout).family_names().into_iter().collect();
     let mut always = BTreeSet::new();
     let mut documented = BTreeSet::new();
-    for (_, descs) in pgvigil::collect::catalog() {
+    for (_, descs) in pgvigil::registry::catalog() {
         for d in descs {
             documented.insert(d.exposed_name());
             if d.only_when.is_none() {

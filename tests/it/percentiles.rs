@@ -139,7 +139,7 @@ fn buckets(m: &Metrics, name: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> 
 
 async fn readings(client: &Client) -> HashMap<EntryKey, Reading> {
     let ext = query::find(client, "postgres").await.unwrap();
-    query::entries(client, &ext)
+    query::entries(client, &pgvigil::sql::OwnStatements::default(), &ext)
         .await
         .unwrap()
         .into_iter()

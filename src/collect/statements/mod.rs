@@ -195,20 +195,16 @@ fn quantiles(q: impl Fn(f64) -> f64) -> Quantiles {
 
 #[async_trait]
 impl Collector for Statements {
-    fn name(&self) -> &'static str {
-        "statements"
-    }
-
     fn wants_two_samples(&self) -> bool {
         true
     }
 
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
         let ext: Extension = query::find(cx.client, &cx.caps.database).await?;
-        let info = query::info(cx.client, &ext).await?;
+        let info = query::info(cx.client, cx.own, &ext).await?;
         let (dbs, roles) = query::names(cx.client).await?;
         let read_started = Instant::now();
-        let entries = query::entries(cx.client, &ext).await?;
+        let entries = query::entries(cx.client, cx.own, &ext).await?;
         let now = Instant::now();
         let now_unix = unix_now();
         // The log up to now: complete for the interval, or nothing.
@@ -392,7 +388,7 @@ impl Statements {
             let own = self
                 .texts
                 .get(key.2)
-                .is_some_and(|t| crate::sql::is_own(&t.fingerprint));
+                .is_some_and(|t| cx.own.contains(&t.fingerprint));
             if let Some(m) = cycle.merged.get_mut(key) {
                 m.own = own;
             }
@@ -425,7 +421,7 @@ impl Statements {
         ids: Vec<i64>,
     ) -> Result<(), CollectError> {
         let started = Instant::now();
-        let Some(fetched) = query::texts(cx.client, ext, &ids).await? else {
+        let Some(fetched) = query::texts(cx.client, cx.own, ext, &ids).await? else {
             return Ok(());
         };
         self.texts.store(&ids, fetched);

@@ -7,7 +7,7 @@ use futures_util::TryStreamExt;
 use tokio_postgres::Client;
 
 use crate::collect::{CollectError, col, query_err};
-use crate::sql::quote_ident;
+use crate::sql::{OwnStatements, quote_ident};
 
 /// The installed extension: version and schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,6 +133,7 @@ const ENTRIES: &str = "pg_stat_statements";
 /// Reads every entry, without query texts.
 pub async fn entries(
     client: &Client,
+    own: &OwnStatements,
     ext: &Extension,
 ) -> Result<Vec<(EntryKey, Reading)>, CollectError> {
     let toplevel = if ext.has_toplevel() {
@@ -158,7 +159,7 @@ pub async fn entries(
     // Rows are converted as they arrive, so the driver's copy of 10,000
     // rows is never held at once; columns are read by position.
     let stream = client
-        .query_raw(crate::sql::register_own(&sql), std::iter::empty::<&str>())
+        .query_raw(own.register(&sql), std::iter::empty::<&str>())
         .await
         .map_err(not_preloaded)?;
     futures_util::pin_mut!(stream);
@@ -224,7 +225,11 @@ fn not_preloaded(e: tokio_postgres::Error) -> CollectError {
 }
 
 /// Reads `pg_stat_statements.max` and, on 1.9+, the info view.
-pub async fn info(client: &Client, ext: &Extension) -> Result<Info, CollectError> {
+pub async fn info(
+    client: &Client,
+    own: &OwnStatements,
+    ext: &Extension,
+) -> Result<Info, CollectError> {
     let sql = if ext.has_info() {
         format!(
             "SELECT current_setting('pg_stat_statements.max', true)::float8 AS max, dealloc::float8 AS dealloc,
@@ -237,7 +242,7 @@ pub async fn info(client: &Client, ext: &Extension) -> Result<Info, CollectError
             .to_string()
     };
     let row = client
-        .query_one(crate::sql::register_own(&sql), &[])
+        .query_one(own.register(&sql), &[])
         .await
         .map_err(not_preloaded)?;
     // The setting exists only once the library is loaded.
@@ -256,6 +261,7 @@ pub async fn info(client: &Client, ext: &Extension) -> Result<Info, CollectError
 /// no text can be read now (see below): ask again next time.
 pub async fn texts(
     client: &Client,
+    own: &OwnStatements,
     ext: &Extension,
     ids: &[i64],
 ) -> Result<Option<HashMap<i64, String>>, CollectError> {
@@ -266,7 +272,7 @@ pub async fn texts(
         "SELECT DISTINCT ON (queryid) queryid, query FROM {} WHERE queryid = ANY($1)",
         ext.function(true)
     );
-    let rows = match client.query(crate::sql::register_own(&sql), &[&ids]).await {
+    let rows = match client.query(own.register(&sql), &[&ids]).await {
         Ok(rows) => rows,
         // pg_stat_statements(true) converts every entry's text to this
         // database's encoding before any filter applies, so one text it

@@ -274,10 +274,6 @@ async fn databases(cx: &Context<'_>) -> Result<Vec<String>, CollectError> {
 
 #[async_trait]
 impl Collector for Tables {
-    fn name(&self) -> &'static str {
-        "tables"
-    }
-
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
         let (per_database, for_all) = sizing_budget(cx.limits.statement_timeout);
         let sizing_ends = Instant::now() + for_all;
