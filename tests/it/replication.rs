@@ -1,11 +1,22 @@
 //! Replication, slots, WAL and checkpoints on real primary/replica pairs:
-//! the cases peers get wrong (an idle primary, a paused replica, a stopped
-//! replica holding its slot, a promotion).
+//! the cases peers get wrong. Replica lag as the replica sees it (an idle
+//! primary, a paused replica, a slow or silent link, a stopped primary, a
+//! replica fed from an archive) is in [`replica_lag`]; the primary's view
+//! of its walsenders (twins, logical consumers, base backups) in
+//! [`walsenders`]; here a stopped replica holding its slot, a promotion,
+//! WAL and checkpoints.
+//!
+//! Ground truth comes from the servers' own views and the test's clock,
+//! and each value is checked both on a long-running agent and on a fresh
+//! `pgvigil once` where the issue was that they differed.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::harness::replica::{LOGICAL_SLOT, ReplicaOptions, replicated, write_wal};
-use crate::harness::{Fixture, RunningAgent};
+use crate::harness::replica::{LOGICAL_SLOT, Replica, ReplicaOptions, replicated, write_wal};
+use crate::harness::{Fixture, Metrics, RunningAgent, outputs, pgvigil};
+
+mod replica_lag;
+mod walsenders;
 
 const WAIT: Duration = Duration::from_secs(60);
 const MB: f64 = 1_000_000.0;
@@ -14,144 +25,43 @@ fn on(target: &str) -> [(&str, &str); 1] {
     [("target", target)]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_lag_follows_a_paused_replica_and_ignores_an_idle_primary() {
-    let set = replicated(1, ReplicaOptions::default()).await;
-    let replica = &set.replicas[0];
-    let agent = RunningAgent::start(&set.primary.pg.scratch(), &set.config("")).await;
-    let primary = set.primary.pg.connect().await;
-    primary
-        .batch_execute("CREATE TABLE t (n int); INSERT INTO t VALUES (1)")
-        .await
-        .unwrap();
-    replica.wait_caught_up(&set.primary.pg).await;
+/// The test's clock, as a Unix time: the servers' clock too (one host).
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
 
-    // Both ends see the pair.
-    let replica1 = [("target", "primary"), ("application_name", "replica1")];
-    let m = agent
-        .wait_for(WAIT, "the primary sees replica1 streaming", |m| {
-            m.get(
-                "pg_replication_replica_info",
-                &[
-                    ("target", "primary"),
-                    ("application_name", "replica1"),
-                    ("state", "streaming"),
-                ],
-            )
-            .and(m.get("pg_in_recovery", &on("primary")))
-            .and(m.get("pg_in_recovery", &on("replica1")))
-            .and(m.get("pg_replica_wal_receiver_connected", &on("replica1")))
-            .filter(|v| *v == 1.0)
-            .map(|_| m.clone())
-        })
-        .await;
-    assert_eq!(
-        m.get("pg_replication_connected_replicas", &on("primary")),
-        Some(1.0)
-    );
-    assert_eq!(
-        m.get("pg_replication_connected_replicas", &on("replica1")),
-        Some(0.0)
-    );
-    assert_eq!(
-        m.get("pg_in_recovery", &on("replica1")),
-        Some(1.0),
-        "{}",
-        agent.log()
-    );
-    assert_eq!(m.get("pg_in_recovery", &on("primary")), Some(0.0));
-    for kind in ["write", "flush", "replay"] {
-        let mut labels = replica1.to_vec();
-        labels.push(("kind", kind));
-        assert!(
-            m.get("pg_replication_lag_seconds", &labels).is_some(),
-            "{kind}"
-        );
-    }
-    // Replica-side metrics only on the replica, primary-side per replica
-    // only on the primary.
-    assert_eq!(m.get("pg_replica_replay_paused", &on("primary")), None);
-    assert_eq!(
-        m.get("pg_replication_lag_bytes", &[("target", "replica1")]),
-        None
-    );
+/// `pgvigil once --dsn` on `replica` (a fresh agent), checked with
+/// promtool; returns its metrics.
+async fn once(replica: &Replica) -> Metrics {
+    let dsn = replica.dsn();
+    let env = replica.once_env();
+    let out = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        pgvigil(&["once", "--dsn", &dsn, "--format", "prometheus"], &env)
+    })
+    .await
+    .expect("run pgvigil once");
+    let (stdout, stderr) = outputs(&out);
+    assert!(out.status.success(), "{stderr}");
+    crate::cli::promtool_check(&stdout);
+    Metrics::parse(&stdout)
+}
 
-    // An idle primary for 30 s: the last replayed commit gets old, but the
-    // replica is not behind, so its lag stays 0 on every scrape.
-    let client = replica.connect().await;
-    for _ in 0..15 {
-        let m = agent.metrics().await;
-        assert_eq!(
-            m.get("pg_replica_replay_lag_seconds", &on("replica1")),
-            Some(0.0),
-            "an idle primary is not replica lag"
-        );
-        // An idle primary still writes background records (running-xacts
-        // snapshots, a few kB); one may be caught between receipt and
-        // replay, as CI saw once on 16 (4,360 bytes).
-        let bytes = m.get("pg_replica_replay_lag_bytes", &on("replica1"));
-        assert!(bytes.is_some_and(|b| b < 0.1 * MB), "{bytes:?}");
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-    let naive: f64 = client
-        .query_one(
-            "SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    // What a naive now() - pg_last_xact_replay_timestamp() would report.
-    assert!(naive > 25.0, "the last replayed commit is {naive}s old");
-
-    // Paused replay: WAL arrives, is not applied, and the lag grows.
-    replica.pause_replay().await;
-    write_wal(&primary, 10).await;
-    // Each end is its own target with its own collector runs: wait for
-    // both to have seen the 10 MB.
-    let m = agent
-        .wait_for(WAIT, "10 MB received and not replayed, on both ends", |m| {
-            let primary_side = m
-                .get("pg_replication_lag_bytes", &replica1)
-                .filter(|b| *b >= 10.0 * MB);
-            m.get("pg_replica_replay_lag_bytes", &on("replica1"))
-                .filter(|b| *b >= 10.0 * MB)
-                .and(primary_side)
-                .map(|_| m.clone())
-        })
-        .await;
-    assert_eq!(
-        m.get("pg_replica_replay_paused", &on("replica1")),
-        Some(1.0)
-    );
-    let first = m
-        .get("pg_replica_replay_lag_seconds", &on("replica1"))
-        .unwrap();
-    let later = agent
-        .wait_for(WAIT, "replay lag seconds growing", |m| {
-            m.get("pg_replica_replay_lag_seconds", &on("replica1"))
-                .filter(|s| *s >= first + 2.0)
-        })
-        .await;
-    // Bounded by the time the replica has actually been behind, not by
-    // the age of the last commit before the pause (over 30 s old).
-    // A lag read off the last commit's age would already exceed `naive`.
-    assert!(later < naive, "{later} vs the commit age {naive}");
-
-    // Resumed: caught up again, and both ends say so.
-    replica.resume_replay().await;
-    replica.wait_caught_up(&set.primary.pg).await;
+/// Scrapes until `target`'s replication collector has run entirely after
+/// `after` (a Unix time): its queries then saw the server after `after`,
+/// and before the scrape returned.
+async fn collected_after(agent: &RunningAgent, target: &str, after: f64) -> Metrics {
+    let labels = [("target", target), ("collector", "replication")];
     agent
-        .wait_for(WAIT, "replay lag back to 0", |m| {
-            let seconds = m.get("pg_replica_replay_lag_seconds", &on("replica1"))?;
-            let bytes = m.get("pg_replica_replay_lag_bytes", &on("replica1"))?;
-            let paused = m.get("pg_replica_replay_paused", &on("replica1"))?;
-            // Background records (running-xacts snapshots) may trickle in.
-            let behind = m.get("pg_replication_lag_bytes", &replica1)?;
-            (seconds == 0.0 && bytes == 0.0 && paused == 0.0 && behind < 0.1 * MB).then_some(())
+        .wait_for(WAIT, &format!("a replication run on {target}"), |m| {
+            let done = m.get("pgvigil_collector_last_success_timestamp_seconds", &labels)?;
+            let took = m.get("pgvigil_collector_duration_seconds", &labels)?;
+            (done - took > after).then(|| m.clone())
         })
-        .await;
-    crate::cli::promtool_check(&agent.get("/metrics").await.body);
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,6 +72,7 @@ async fn an_inactive_slot_holding_wal_stands_out() {
             slot: true,
             logical_slot: true,
             conf: vec!["max_slot_wal_keep_size = '1GB'".into()],
+            ..Default::default()
         },
     )
     .await;
@@ -271,6 +182,7 @@ async fn a_promoted_replica_turns_into_a_primary_without_a_restart() {
         "pg_replica_replay_lag_seconds",
         "pg_replica_replay_lag_bytes",
         "pg_replica_wal_receiver_connected",
+        "pg_replica_wal_receiver_last_message_age_seconds",
     ] {
         assert_eq!(m.get(family, &on("replica1")), None, "{family}");
     }

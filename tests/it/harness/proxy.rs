@@ -1,7 +1,8 @@
-//! A TCP proxy the test controls, between the agent and a server, for
-//! network faults: forward bytes, stall them (sockets stay open, nothing
-//! moves either way), or partition (every connection dropped, new ones
-//! closed on arrival), and back to forwarding.
+//! A TCP proxy the test controls, between a client (the agent, a replica's
+//! WAL receiver) and a server, for network faults: forward bytes, throttle
+//! them (a slow link), stall them (sockets stay open, nothing moves either
+//! way), or partition (every connection dropped, new ones closed on
+//! arrival), and back to forwarding.
 //!
 //! It runs on a thread and runtime of its own, so a test that blocks its
 //! own runtime (a `pg_ctl` call) does not stall the proxy by accident, and
@@ -12,6 +13,7 @@
 //! // point the agent at 127.0.0.1:{proxy.port}
 //! proxy.set(Mode::Stall);
 //! assert_eq!(proxy.connections(), 1);
+//! proxy.set(Mode::Throttle { bytes_per_second: 1_000_000 });
 //! proxy.set(Mode::Forward);
 //! ```
 
@@ -23,12 +25,23 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
+use tokio::time::{Duration, Instant};
 
 /// What the proxy does with bytes and connections.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Pass bytes both ways.
     Forward,
+    /// Pass bytes both ways, but no faster than this in each direction of
+    /// each connection: a slow link. Bytes are read in slices of about
+    /// 20 ms worth and each slice is passed on once the link would have
+    /// carried it, so a sender sees its writes block as on a real slow
+    /// link (once the kernel's socket buffers between it and the proxy
+    /// are full: they hold a few MB on loopback, seconds at low rates).
+    Throttle {
+        /// The limit, in bytes per second (at least 1).
+        bytes_per_second: u64,
+    },
     /// Keep every socket open, accept new connections, move no bytes.
     Stall,
     /// Close every current connection; close new ones as they arrive.
@@ -134,7 +147,7 @@ async fn accept_loop(
     loop {
         let Ok((client, _)) = listener.accept().await else {
             // Out of descriptors, say: do not spin.
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         accepted.fetch_add(1, Ordering::SeqCst);
@@ -169,7 +182,7 @@ async fn accept_loop(
 async fn may_move(mode: &mut watch::Receiver<Mode>) -> bool {
     loop {
         match *mode.borrow_and_update() {
-            Mode::Forward => return true,
+            Mode::Forward | Mode::Throttle { .. } => return true,
             Mode::Partition => return false,
             Mode::Stall => {}
         }
@@ -184,18 +197,35 @@ async fn may_move(mode: &mut watch::Receiver<Mode>) -> bool {
 /// and the peer's writes eventually block, as on a dead link.
 async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut mode: watch::Receiver<Mode>) {
     let mut buf = vec![0u8; 16 * 1024];
+    let mut link = Link::default();
     loop {
         if !may_move(&mut mode).await {
             return;
         }
+        let slice = match *mode.borrow() {
+            Mode::Throttle { bytes_per_second } => Link::slice(bytes_per_second).min(buf.len()),
+            _ => buf.len(),
+        };
         let n = tokio::select! {
-            read = from.read(&mut buf) => match read {
+            read = from.read(&mut buf[..slice]) => match read {
                 Ok(0) | Err(_) => return,
                 Ok(n) => n,
             },
             // Re-check the mode: a stall or partition stops the read.
             _ = mode.changed() => continue,
         };
+        // Under a throttle, wait until the link has carried the slice; a
+        // change of mode ends the wait (a stall then holds the slice).
+        let rate = match *mode.borrow() {
+            Mode::Throttle { bytes_per_second } => Some(bytes_per_second),
+            _ => None,
+        };
+        if let Some(due) = link.carry(n, rate) {
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {}
+                _ = mode.changed() => {}
+            }
+        }
         if !may_move(&mut mode).await {
             return;
         }
@@ -216,5 +246,35 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut mode: watch::
                 }
             }
         }
+    }
+}
+
+/// The pace of one throttled direction: when the link is free again.
+#[derive(Debug, Default)]
+struct Link {
+    free_at: Option<Instant>,
+}
+
+impl Link {
+    /// How many bytes to read at once at `bytes_per_second`: about 20 ms
+    /// worth, so the pace is smooth at low rates.
+    fn slice(bytes_per_second: u64) -> usize {
+        usize::try_from(bytes_per_second / 50)
+            .unwrap_or(usize::MAX)
+            .max(1)
+    }
+
+    /// Books `n` bytes on the link and returns when they have been carried;
+    /// `None` (and no booking) when not throttled.
+    fn carry(&mut self, n: usize, bytes_per_second: Option<u64>) -> Option<Instant> {
+        let Some(rate) = bytes_per_second else {
+            self.free_at = None;
+            return None;
+        };
+        let now = Instant::now();
+        let start = self.free_at.filter(|t| *t > now).unwrap_or(now);
+        let due = start + Duration::from_secs_f64(n as f64 / rate.max(1) as f64);
+        self.free_at = Some(due);
+        Some(due)
     }
 }

@@ -1,16 +1,30 @@
 //! Streaming replication for tests: a primary with physical replicas, an
 //! optional physical slot per replica and an optional logical slot, and
 //! helpers to pause and resume replay, stop and start a replica, promote
-//! one, and wait until one streams or has caught up.
+//! one, and wait until one streams or has caught up. Plus raw replication
+//! connections ([`ReplicationClient`]) for walsenders that are not
+//! replicas: a logical consumer, a base backup, a WAL archiver.
 //!
 //! A replica is a base backup of the primary: made with `pg_basebackup`
 //! when the binary directory has one of the server's major version, else
 //! (the npm server packages ship only initdb, pg_ctl and postgres) with the
 //! low-level backup API and a file copy. Either way it gets
-//! `standby.signal` and a `primary_conninfo` over the primary's Unix
-//! socket as `postgres` (trusted locally), and the harness settings with
-//! its own port and socket. Every server is stopped and removed when
-//! dropped, also when the test panics.
+//! `standby.signal`, the harness settings with its own port and socket,
+//! and its WAL from one of three [`Upstream`]s:
+//! - by default, streaming over the primary's Unix socket as `postgres`
+//!   (trusted locally);
+//! - streaming over TCP through a [`Proxy`] of its own, to recreate a slow
+//!   or silent link. The template cluster's pg_hba.conf asks for
+//!   scram-sha-256 over TCP (initdb `--auth-host=scram-sha-256`), so the
+//!   replica logs in as [`REPLICATION_ROLE`], a `REPLICATION` role with a
+//!   password, created on the primary before the base backup;
+//! - from the primary's WAL archive with `restore_command`, without a WAL
+//!   receiver: the primary then runs with `archive_mode = on` and an
+//!   `archive_command` copying into a directory of its own that the
+//!   replicas' `restore_command` reads.
+//!
+//! Every server is stopped and removed when dropped, also when the test
+//! panics.
 //!
 //! ```ignore
 //! let set = replicated(1, ReplicaOptions { slot: true, ..Default::default() }).await;
@@ -20,6 +34,10 @@
 //! replica.pause_replay().await;
 //! write_wal(&set.primary.pg.connect().await, 10).await;
 //! let config = set.config(""); // targets "primary" and "replica1" as pgvigil
+//!
+//! // A replica behind a slow link:
+//! let set = replicated(1, ReplicaOptions { upstream: Upstream::Proxy, ..Default::default() }).await;
+//! set.replicas[0].proxy().set(Mode::Throttle { bytes_per_second: 1_000_000 });
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -29,12 +47,36 @@ use tokio_postgres::{Client, NoTls};
 
 use super::Fixture;
 use super::pg::{self, PgOptions, PgServer, chown_to_postgres, eventually};
+use super::proxy::Proxy;
+
+mod backup;
+pub mod walsender;
+pub use walsender::ReplicationClient;
 
 /// How long the helpers wait for replication to get somewhere.
 const WAIT: Duration = Duration::from_secs(60);
 
 /// The logical slot [`ReplicaOptions::logical_slot`] creates.
 pub const LOGICAL_SLOT: &str = "logical_slot";
+
+/// The role replicas of [`Upstream::Proxy`] stream as, over TCP.
+pub const REPLICATION_ROLE: &str = "pgvigil_replicator";
+/// Its password (a test secret; it ends up in the replica's
+/// `primary_conninfo`).
+const REPLICATION_PASSWORD: &str = "replicator-secret";
+
+/// Where a replica gets its WAL from (see the module header).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Upstream {
+    /// Streaming over the primary's Unix socket.
+    #[default]
+    Socket,
+    /// Streaming over TCP through a [`Proxy`] of its own
+    /// ([`Replica::proxy`]), forwarding until the test says otherwise.
+    Proxy,
+    /// `restore_command` from the primary's archive; no WAL receiver.
+    Archive,
+}
 
 /// What [`replicated`] sets up besides the primary and its replicas.
 #[derive(Debug, Clone, Default)]
@@ -49,6 +91,13 @@ pub struct ReplicaOptions {
     pub logical_slot: bool,
     /// Extra postgresql.conf lines for every server, primary and replicas.
     pub conf: Vec<String>,
+    /// Where the replicas get their WAL from.
+    pub upstream: Upstream,
+    /// The `application_name` every replica streams as, instead of its
+    /// own name: `Some("walreceiver")` recreates replicas that kept the
+    /// default. Give them slots too, or [`Replica::wait_streaming`]
+    /// cannot tell them apart either.
+    pub application_name: Option<String>,
 }
 
 /// A primary and its streaming replicas.
@@ -59,6 +108,10 @@ pub struct Replicated {
     /// The primary, with the `pgvigil` monitoring role and
     /// pg_stat_statements set up as [`Fixture`] does.
     pub primary: Fixture,
+    /// The WAL archive of [`Upstream::Archive`]: the directory the primary
+    /// archives into and the replicas restore from, held until dropped.
+    /// (Declared last: removed after the servers stop.)
+    _archive: Option<tempfile::TempDir>,
 }
 
 impl Replicated {
@@ -85,17 +138,23 @@ fn target_toml(name: &str, dsn: &str, password_file: &Path) -> String {
     )
 }
 
-/// A physical streaming replica.
+/// A physical replica.
 pub struct Replica {
     /// Its name: `replica1`, `replica2`, …; also its `application_name` in
-    /// the primary's `pg_stat_replication`.
+    /// the primary's `pg_stat_replication` unless
+    /// [`ReplicaOptions::application_name`] says otherwise.
     pub name: String,
+    /// The `application_name` it streams as.
+    pub application_name: String,
     /// The physical slot on the primary it streams through, if any.
     pub slot: Option<String>,
     /// The server.
     pub pg: PgServer,
     /// The `pgvigil` role's password (the primary's: roles replicate).
     pub password: String,
+    /// The proxy between it and the primary, for [`Upstream::Proxy`].
+    /// (Declared after the server: the replica stops before its link goes.)
+    proxy: Option<Proxy>,
     upstream_socket: PathBuf,
     upstream_port: u16,
 }
@@ -126,6 +185,20 @@ impl Replica {
         let file = self.pg.scratch().join("pgvigil.password");
         std::fs::write(&file, format!("{}\n", self.password)).expect("write password file");
         file
+    }
+
+    /// Environment for `pgvigil once --dsn <Replica::dsn>`, as
+    /// [`Fixture::once_env`].
+    pub fn once_env(&self) -> Vec<(&'static str, String)> {
+        vec![("PGPASSWORD", self.password.clone())]
+    }
+
+    /// The proxy its WAL streams through; panics unless it was made with
+    /// [`Upstream::Proxy`].
+    pub fn proxy(&self) -> &Proxy {
+        self.proxy
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} does not stream through a proxy", self.name))
     }
 
     /// Pauses WAL replay: WAL still arrives (`pg_last_wal_receive_lsn()`
@@ -185,20 +258,24 @@ impl Replica {
     }
 
     /// Waits until the primary's `pg_stat_replication` shows this replica
-    /// with state `streaming`.
+    /// (by `application_name`, and slot if it has one) with state
+    /// `streaming`.
     pub async fn wait_streaming(&self) {
         let upstream = self.connect_upstream().await;
         let what = format!("{} to stream", self.name);
         eventually(WAIT, &what, || async {
-            let row = upstream
-                .query_opt(
-                    "SELECT state FROM pg_stat_replication WHERE application_name = $1",
-                    &[&self.name],
+            let rows = upstream
+                .query(
+                    "SELECT r.state FROM pg_stat_replication r
+                       LEFT JOIN pg_replication_slots s ON s.active_pid = r.pid
+                      WHERE r.application_name = $1 AND ($2::text IS NULL OR s.slot_name = $2)",
+                    &[&self.application_name, &self.slot],
                 )
                 .await
                 .expect("query pg_stat_replication");
-            row.filter(|r| r.get::<_, Option<String>>(0).as_deref() == Some("streaming"))
-                .map(|_| ())
+            rows.iter()
+                .any(|r| r.get::<_, Option<String>>(0).as_deref() == Some("streaming"))
+                .then_some(())
         })
         .await;
     }
@@ -252,12 +329,30 @@ impl Replica {
 }
 
 /// Starts a primary (with the `pgvigil` role, `wal_keep_size = 128MB`,
-/// and `wal_level = logical` when `options.logical_slot`) and `replicas`
-/// streaming replicas of it, and waits until all of them stream.
+/// `wal_level = logical` when `options.logical_slot`, archiving for
+/// [`Upstream::Archive`]) and `replicas` replicas of it, and waits until
+/// all of them stream (or, from an archive, accept connections).
 pub async fn replicated(replicas: usize, options: ReplicaOptions) -> Replicated {
     let mut conf = vec!["wal_keep_size = '128MB'".to_string()];
     if options.logical_slot {
         conf.push("wal_level = logical".into());
+    }
+    let archive = (options.upstream == Upstream::Archive).then(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("pgvigil-it-archive-")
+            .tempdir()
+            .expect("archive dir");
+        pg::open_up(dir.path());
+        chown_to_postgres(dir.path());
+        dir
+    });
+    if let Some(dir) = &archive {
+        let dir = dir.path().to_str().expect("utf-8 path");
+        conf.push("archive_mode = on".into());
+        conf.push(format!(
+            "archive_command = {}",
+            conf_string(&format!("test ! -f '{dir}/%f' && cp %p '{dir}/%f'"))
+        ));
     }
     conf.extend(options.conf.iter().cloned());
     let primary = Fixture::start_with(PgOptions { conf: conf.clone() }).await;
@@ -273,27 +368,58 @@ pub async fn replicated(replicas: usize, options: ReplicaOptions) -> Replicated 
             .await
             .expect("create the logical slot");
     }
+    if options.upstream == Upstream::Proxy {
+        // Before the base backups: the role comes over with them.
+        primary
+            .pg
+            .connect()
+            .await
+            .batch_execute(&format!(
+                "CREATE ROLE {REPLICATION_ROLE} REPLICATION LOGIN PASSWORD '{REPLICATION_PASSWORD}'"
+            ))
+            .await
+            .expect("create the replication role");
+    }
     let mut built = Vec::new();
     for i in 1..=replicas {
         let name = format!("replica{i}");
         let slot = options.slot.then(|| name.clone());
-        built.push(replica_of(&primary, name, slot, &conf).await);
+        let source = match (&archive, options.upstream) {
+            (Some(dir), _) => Source::Archive(dir.path()),
+            (None, Upstream::Proxy) => Source::Proxy(Proxy::start(primary.pg.port)),
+            (None, _) => Source::Socket,
+        };
+        let application_name = options.application_name.clone().unwrap_or(name.clone());
+        built.push(replica_of(&primary, name, application_name, slot, source, &conf).await);
     }
-    for replica in &built {
-        replica.wait_streaming().await;
+    if options.upstream != Upstream::Archive {
+        for replica in &built {
+            replica.wait_streaming().await;
+        }
     }
     Replicated {
         replicas: built,
         primary,
+        _archive: archive,
     }
 }
 
-/// A new replica of `primary`, started, streaming through `slot` if any
-/// (created here), with `conf` added to its settings.
+/// Where [`replica_of`] points a new replica.
+enum Source<'a> {
+    Socket,
+    Proxy(Proxy),
+    Archive(&'a Path),
+}
+
+/// A new replica of `primary`, started, getting its WAL from `source`,
+/// streaming as `application_name` through `slot` if any (created here),
+/// with `conf` added to its settings.
 async fn replica_of(
     primary: &Fixture,
     name: String,
+    application_name: String,
     slot: Option<String>,
+    source: Source<'_>,
     conf: &[String],
 ) -> Replica {
     let upstream = &primary.pg;
@@ -310,21 +436,39 @@ async fn replica_of(
     }
     let mut pg = PgServer::unstarted();
     let data = pg.data_dir();
-    if has_matching_basebackup() {
-        pg_basebackup(upstream, &data, slot.as_deref());
+    if backup::has_matching_basebackup() {
+        backup::pg_basebackup(upstream, &data, slot.as_deref());
     } else {
-        low_level_backup(upstream, &data).await;
+        backup::low_level_backup(upstream, &data).await;
     }
     let signal = data.join("standby.signal");
     std::fs::write(&signal, "").expect("write standby.signal");
 
-    let conninfo = format!(
-        "host={} port={} user=postgres dbname=postgres application_name={name}",
-        conninfo_value(&upstream.socket_dir().to_string_lossy()),
-        upstream.port
-    );
+    let app = conninfo_value(&application_name);
+    let conninfo = match &source {
+        Source::Socket => Some(format!(
+            "host={} port={} user=postgres dbname=postgres application_name={app}",
+            conninfo_value(&upstream.socket_dir().to_string_lossy()),
+            upstream.port
+        )),
+        Source::Proxy(proxy) => Some(format!(
+            "host=127.0.0.1 port={} user={REPLICATION_ROLE} password={} dbname=postgres application_name={app}",
+            proxy.port,
+            conninfo_value(REPLICATION_PASSWORD),
+        )),
+        Source::Archive(_) => None,
+    };
     let mut conf = conf.to_vec();
-    conf.push(format!("primary_conninfo = {}", conf_string(&conninfo)));
+    if let Some(conninfo) = conninfo {
+        conf.push(format!("primary_conninfo = {}", conf_string(&conninfo)));
+    }
+    if let Source::Archive(dir) = &source {
+        let dir = dir.to_str().expect("utf-8 path");
+        conf.push(format!(
+            "restore_command = {}",
+            conf_string(&format!("cp '{dir}/%f' %p"))
+        ));
+    }
     if let Some(slot) = &slot {
         conf.push(format!("primary_slot_name = {}", conf_string(slot)));
     }
@@ -333,219 +477,17 @@ async fn replica_of(
     pg.start_prepared(&PgOptions { conf });
     Replica {
         name,
+        application_name,
         slot,
         pg,
         password: primary.password.clone(),
+        proxy: match source {
+            Source::Proxy(proxy) => Some(proxy),
+            Source::Socket | Source::Archive(_) => None,
+        },
         upstream_socket: upstream.socket_dir(),
         upstream_port: upstream.port,
     }
-}
-
-/// Whether [`pg::bindir`] has a `pg_basebackup` of the server's major
-/// version (Debian's has; the npm server packages have none, and a
-/// `pg_basebackup` of another major refuses the server).
-fn has_matching_basebackup() -> bool {
-    static MATCHING: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *MATCHING.get_or_init(|| {
-        if !pg::bindir().join("pg_basebackup").exists() {
-            return false;
-        }
-        let out = pg::pg_command("pg_basebackup", &["--version"]);
-        // "pg_basebackup (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)"
-        let text = String::from_utf8_lossy(&out.stdout);
-        let major = text
-            .split_whitespace()
-            .nth(2)
-            .and_then(|v| v.split('.').next())
-            .and_then(|m| m.parse::<u32>().ok());
-        out.status.success() && major == Some(pg::major_version())
-    })
-}
-
-fn pg_basebackup(upstream: &PgServer, data: &Path, slot: Option<&str>) {
-    make_data_dir(data);
-    chown_to_postgres(data);
-    let port = upstream.port.to_string();
-    let socket = upstream.socket_dir();
-    let mut args = vec![
-        "-D",
-        data.to_str().expect("utf-8 path"),
-        "-h",
-        socket.to_str().expect("utf-8 path"),
-        "-p",
-        &port,
-        "-U",
-        "postgres",
-        "-w",
-        "-X",
-        "stream",
-        "-c",
-        "fast",
-        "--no-sync",
-        "--no-manifest",
-    ];
-    if let Some(slot) = slot {
-        args.extend(["-S", slot]);
-    }
-    pg::check(pg::pg_command("pg_basebackup", &args), "pg_basebackup");
-}
-
-/// A base backup with the low-level API: start a non-exclusive backup,
-/// copy the data directory, stop the backup in the same session, write
-/// its backup_label (and tablespace_map), then copy the WAL written so
-/// far so the replica can reach consistency on its own.
-async fn low_level_backup(upstream: &PgServer, data: &Path) {
-    let client = upstream.connect().await;
-    let (start, stop) = if pg::major_version() >= 15 {
-        (
-            "SELECT pg_backup_start($1, true)::text",
-            "SELECT labelfile, spcmapfile FROM pg_backup_stop(false)",
-        )
-    } else {
-        (
-            "SELECT pg_start_backup($1, true, false)::text",
-            "SELECT labelfile, spcmapfile FROM pg_stop_backup(false, false)",
-        )
-    };
-    client
-        .query_one(start, &[&"pgvigil-tests replica"])
-        .await
-        .expect("start the base backup");
-    let source = upstream.data_dir();
-    let target = data.to_path_buf();
-    tokio::task::spawn_blocking(move || copy_data_dir(&source, &target))
-        .await
-        .expect("copy the data directory");
-    let row = client
-        .query_one(stop, &[])
-        .await
-        .expect("stop the base backup");
-    let label: String = row.get(0);
-    let spcmap: Option<String> = row.get(1);
-    std::fs::write(data.join("backup_label"), label).expect("write backup_label");
-    if let Some(map) = spcmap.filter(|m| !m.is_empty()) {
-        std::fs::write(data.join("tablespace_map"), map).expect("write tablespace_map");
-    }
-    // The stop switched to a new WAL segment: what the backup needs is in
-    // complete segments now. The rest comes by streaming.
-    let source = upstream.data_dir().join("pg_wal");
-    for entry in std::fs::read_dir(&source).expect("read pg_wal").flatten() {
-        let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
-        if is_file {
-            copy_file(&entry.path(), &data.join("pg_wal").join(entry.file_name()));
-        }
-    }
-}
-
-/// Files a base backup leaves out, wherever they are: server state that is
-/// rebuilt or must not carry over.
-const SKIP_FILES: &[&str] = &[
-    "postmaster.pid",
-    "postmaster.opts",
-    "backup_label",
-    "backup_label.old",
-    "tablespace_map",
-    "tablespace_map.old",
-    "backup_manifest",
-    "current_logfiles",
-    "pg_internal.init",
-    "standby.signal",
-    "recovery.signal",
-];
-/// Top-level directories a base backup leaves empty (pg_wal keeps its
-/// subdirectories): WAL comes separately, slots stay on the primary, the
-/// rest is rebuilt at start.
-const EMPTY_DIRS: &[&str] = &[
-    "pg_wal",
-    "pg_replslot",
-    "pg_stat_tmp",
-    "pg_dynshmem",
-    "pg_notify",
-    "pg_serial",
-    "pg_snapshots",
-    "pg_subtrans",
-];
-/// Our own directories, should they ever live inside the data directory.
-const SKIP_DIRS: &[&str] = &["sock", "logs", "log"];
-
-/// Copies a live data directory for a base backup, minus what a base
-/// backup leaves out. Files may vanish or change underneath: WAL replay
-/// repairs what changed, and what vanished is not needed.
-fn copy_data_dir(source: &Path, target: &Path) {
-    make_data_dir(target);
-    copy_tree(source, target, true);
-}
-
-fn copy_tree(source: &Path, target: &Path, top: bool) {
-    let entries = match std::fs::read_dir(source) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(e) => panic!("read {}: {e}", source.display()),
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let from = entry.path();
-        let to = target.join(&*name);
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        if kind.is_dir() {
-            if top && SKIP_DIRS.contains(&&*name) {
-                continue;
-            }
-            make_dir(&to);
-            if top && name == "pg_wal" {
-                // Keep the structure (archive_status; summaries on 17+).
-                copy_subdirs_only(&from, &to);
-            } else if top && EMPTY_DIRS.contains(&&*name) {
-                // Left empty.
-            } else {
-                copy_tree(&from, &to, false);
-            }
-        } else if kind.is_symlink() {
-            // Tablespaces: point at the same place (tests use none).
-            if let Ok(link) = std::fs::read_link(&from) {
-                std::os::unix::fs::symlink(link, &to).expect("copy symlink");
-            }
-        } else if !SKIP_FILES.contains(&&*name) {
-            copy_file(&from, &to);
-        }
-    }
-}
-
-fn copy_subdirs_only(source: &Path, target: &Path) {
-    for entry in std::fs::read_dir(source).into_iter().flatten().flatten() {
-        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            let to = target.join(entry.file_name());
-            make_dir(&to);
-            copy_subdirs_only(&entry.path(), &to);
-        }
-    }
-}
-
-/// Copies one file, skipping it if it vanished meanwhile.
-fn copy_file(from: &Path, to: &Path) {
-    match std::fs::copy(from, to) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => panic!("copy {} to {}: {e}", from.display(), to.display()),
-    }
-}
-
-fn make_dir(dir: &Path) {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(dir)
-        .unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-}
-
-/// The data directory itself: PostgreSQL insists on mode 0700 (or 0750).
-fn make_data_dir(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    make_dir(dir);
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).expect("chmod data dir");
 }
 
 /// A value in a libpq key=value connection string.
@@ -617,6 +559,38 @@ async fn lsn_of(client: &Client, sql: &str) -> u64 {
     row.get::<_, Option<String>>(0)
         .map(|t| parse_lsn(&t))
         .unwrap_or(0)
+}
+
+/// Closes `primary`'s current WAL segment (`pg_switch_wal()`) and waits
+/// until its archiver has archived it ([`Upstream::Archive`]). Returns
+/// the end of the WAL now in the archive: the end of that segment.
+pub async fn archive_current_segment(primary: &PgServer) -> u64 {
+    let client = primary.connect().await;
+    let row = client
+        .query_one(
+            "SELECT pg_walfile_name(pg_switch_wal()),
+                    pg_size_bytes(current_setting('wal_segment_size'))::float8",
+            &[],
+        )
+        .await
+        .expect("pg_switch_wal");
+    let segment: String = row.get(0);
+    let segment_size = row.get::<_, f64>(1) as u64;
+    eventually(WAIT, &format!("{segment} to be archived"), || async {
+        let row = client
+            .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
+            .await
+            .expect("pg_stat_archiver");
+        row.get::<_, Option<String>>(0)
+            .filter(|last| *last >= segment)
+            .map(|_| ())
+    })
+    .await;
+    // TTTTTTTTLLLLLLLLSSSSSSSS: timeline, then the segment number as
+    // (LSN / 4 GiB, LSN % 4 GiB / segment size).
+    let hex = |range: std::ops::Range<usize>| u64::from_str_radix(&segment[range], 16).unwrap();
+    let segment_number = hex(8..16) * (0x1_0000_0000 / segment_size) + hex(16..24);
+    (segment_number + 1) * segment_size
 }
 
 /// Writes about `megabytes` MB of table data (and as much WAL) on a
