@@ -26,6 +26,7 @@ use super::findings;
 use super::plan::{Mode, PlanRecord, PreviousPlan};
 use super::redact;
 use super::runner::{self, ExplainError, Explained, Limits, Server};
+use crate::collect::replication;
 use crate::collect::statements::query as pgss;
 use crate::collect::statements::report::{StatementSummary, StatementsReport};
 use crate::config::Explain as Settings;
@@ -72,6 +73,37 @@ pub const RECENT_PLANS: usize = 50;
 pub const SAMPLE_FOR: Duration = Duration::from_secs(2);
 
 type Key = (String, String);
+
+/// Used connections at or over this share of the usable ones are pressure.
+const PRESSURE_CONNECTIONS: f64 = 0.9;
+/// Replication lag over this many seconds is pressure.
+const PRESSURE_LAG_SECONDS: f64 = 30.0;
+
+/// Why the server is under pressure, if it is: connections near the
+/// usable limit, or replication behind (this replica's replay lag, or on a
+/// primary the worst replica's).
+fn pressure(view: &crate::snapshot::TargetView) -> Option<String> {
+    if let Some(pg) = crate::saturation::Saturation::of(view).postgres
+        && let (Some(usable), Some(ratio)) = (pg.usable, pg.ratio)
+        && ratio >= PRESSURE_CONNECTIONS
+    {
+        return Some(format!("{} of {usable} usable connections in use", pg.used));
+    }
+    let replica = view.value(&replication::REPLAY_LAG, &[]);
+    let replicas = view.family(&replication::LAG_SECONDS).and_then(|f| {
+        f.series
+            .iter()
+            .filter(|s| s.labels.last().is_some_and(|k| k == "replay"))
+            .filter_map(|s| s.value.number())
+            .reduce(f64::max)
+    });
+    replica
+        .into_iter()
+        .chain(replicas)
+        .reduce(f64::max)
+        .filter(|l| *l > PRESSURE_LAG_SECONDS)
+        .map(|l| format!("replication is {l:.0}s behind"))
+}
 
 /// Per-target worker state.
 pub struct Worker {
@@ -261,7 +293,7 @@ impl Worker {
         if slow.is_empty() {
             return;
         }
-        if let Some(reason) = self.under_pressure().await {
+        if let Some(reason) = self.under_pressure() {
             tracing::info!(target_name = %self.target, reason, "explain skipped: server under pressure");
             *self.skipped.entry("pressure").or_default() += slow.len() as f64;
             return;
@@ -298,19 +330,14 @@ impl Worker {
         }
     }
 
-    /// Connections near the limit or a lagging replica: leave the server alone.
-    async fn under_pressure(&self) -> Option<String> {
-        let mut main = self.main.lock().await;
-        let live = main.connect().await.ok()?;
-        let row = live.client.query_one(PRESSURE, &[]).await.ok()?;
-        let used: f64 = row.get("used");
-        let usable: f64 = row.get("usable");
-        let lag: Option<f64> = row.get("lag");
-        if usable > 0.0 && used / usable >= 0.9 {
-            return Some(format!("{used} of {usable} usable connections in use"));
-        }
-        lag.filter(|l| *l > 30.0)
-            .map(|l| format!("replication is {l:.0}s behind"))
+    /// Connections near the limit or a lagging replica: leave the server
+    /// alone. Read from what the collectors last stored, with the same
+    /// arithmetic as `/api/v1/saturation` (usable slots are
+    /// `max_connections` minus the reserved ones), so the worker asks the
+    /// server nothing for it.
+    fn under_pressure(&self) -> Option<String> {
+        let view = self.store.view(Some(&self.target)).into_iter().next()?;
+        pressure(&view)
     }
 
     async fn explain_one(
@@ -581,13 +608,6 @@ impl Worker {
     }
 }
 
-const PRESSURE: &str = "SELECT (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend')::float8 AS used,
-        current_setting('max_connections')::float8 - current_setting('superuser_reserved_connections')::float8 AS usable,
-        CASE WHEN pg_catalog.pg_is_in_recovery()
-             THEN CASE WHEN pg_catalog.pg_last_wal_receive_lsn() IS DISTINCT FROM pg_catalog.pg_last_wal_replay_lsn()
-                       THEN extract(epoch FROM now() - pg_catalog.pg_last_xact_replay_timestamp())::float8 END
-             ELSE (SELECT max(extract(epoch FROM replay_lag))::float8 FROM pg_catalog.pg_stat_replication) END AS lag";
-
 const SAMPLE: &str = "SELECT query,
                              octet_length(query) >= (SELECT setting::int FROM pg_catalog.pg_settings
                                                       WHERE name = 'track_activity_query_size') - 1 AS truncated
@@ -595,4 +615,66 @@ const SAMPLE: &str = "SELECT query,
                        WHERE query_id = $1 AND datname = $2 AND state = 'active' AND pid <> pg_catalog.pg_backend_pid()";
 
 /// The SQL the worker sends on its own behalf.
-pub const OWN_SQL: &[&str] = &[PRESSURE, SAMPLE];
+pub const OWN_SQL: &[&str] = &[SAMPLE];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::{connections, server};
+    use crate::metric::Family;
+    use crate::snapshot::Store;
+
+    /// A target whose collectors stored `used` client connections of 40
+    /// (3 reserved), this replica's replay lag and its replicas' replay lags.
+    fn view(used: f64, replica_lag: Option<f64>, replicas: &[f64]) -> crate::snapshot::TargetView {
+        let store = Store::new(vec![("t".into(), vec![])]);
+        let mut conns = Family::new(&connections::CONNECTIONS);
+        conns.push(&["db", "app", "app", "active"], used);
+        let mut families = vec![
+            conns,
+            Family::single(&server::MAX_CONNECTIONS, 40.0),
+            Family::single(&connections::RESERVED, 3.0),
+        ];
+        if let Some(lag) = replica_lag {
+            families.push(Family::single(&replication::REPLAY_LAG, lag));
+        }
+        let mut lags = Family::new(&replication::LAG_SECONDS);
+        for (i, lag) in replicas.iter().enumerate() {
+            let name = format!("r{i}");
+            lags.push(&[name.as_str(), "10.0.0.1", "", "write"], 0.0);
+            lags.push(&[name.as_str(), "10.0.0.1", "", "replay"], *lag);
+        }
+        families.push(lags);
+        store.record(
+            "t",
+            "x",
+            Outcome::plain(Ok(families.into()), Duration::ZERO),
+        );
+        store.view(None).remove(0)
+    }
+
+    #[test]
+    fn pressure_is_read_from_what_the_collectors_stored() {
+        let cases: [(f64, Option<f64>, &[f64], Option<&str>); 6] = [
+            (10.0, None, &[], None),
+            // 34 of 37 usable is 92 %: over 90 %.
+            (34.0, None, &[], Some("34 of 37 usable connections in use")),
+            (33.0, None, &[], None),
+            (5.0, Some(31.0), &[], Some("replication is 31s behind")),
+            (
+                5.0,
+                Some(0.0),
+                &[2.0, 45.0],
+                Some("replication is 45s behind"),
+            ),
+            (5.0, None, &[2.0, 30.0], None),
+        ];
+        for (used, replica, replicas, want) in cases {
+            assert_eq!(
+                pressure(&view(used, replica, replicas)).as_deref(),
+                want,
+                "{used} {replica:?} {replicas:?}"
+            );
+        }
+    }
+}

@@ -23,7 +23,8 @@ use crate::metric::Desc;
 mod primary;
 mod standby;
 
-static LAG_SECONDS: Desc = desc!(Gauge "pg_replication_lag", unit = Seconds, ["application_name", "client_addr", "slot_name", "kind"],
+/// Public: the EXPLAIN worker reads it for pressure.
+pub static LAG_SECONDS: Desc = desc!(Gauge "pg_replication_lag", unit = Seconds, ["application_name", "client_addr", "slot_name", "kind"],
     "Replication lag of a replica as its primary measures it (kind: write, flush, replay); 0 once it streams and has replayed all that was sent.",
     only_when = "the primary has measured the lag, or the replica streams and has replayed all that was sent (absent means not measured)");
 static LAG_BYTES: Desc = desc!(Gauge "pg_replication_lag", unit = Bytes, ["application_name", "client_addr", "slot_name"],
@@ -37,7 +38,8 @@ static REPLICA_INFO: Desc = desc!(Info "pg_replication_replica", ["application_n
     only_when = "the server has walsenders (replicas, logical subscribers, base backups)");
 static CONNECTED: Desc = desc!(Gauge "pg_replication_connected_replicas", [],
     "Physical replicas streaming from this server (state streaming or catchup), not logical walsenders, base backups or WAL archivers such as pg_receivewal.");
-static REPLAY_LAG: Desc = desc!(Gauge "pg_replica_replay_lag", unit = Seconds, [],
+/// Public: the EXPLAIN worker reads it for pressure.
+pub static REPLAY_LAG: Desc = desc!(Gauge "pg_replica_replay_lag", unit = Seconds, [],
     "How far this replica is behind its primary in time: 0 while its WAL receiver streams and everything the primary reported is replayed, else the age of the last replayed transaction (an upper bound).",
     only_when = "the server is a replica, and it is caught up or has replayed a transaction since it started");
 static REPLAY_BYTES: Desc = desc!(Gauge "pg_replica_replay_lag", unit = Bytes, [],
