@@ -655,7 +655,9 @@ mod tests {
 
     #[test]
     fn pressure_is_read_from_what_the_collectors_stored() {
-        let cases: [(f64, Option<f64>, &[f64], Option<&str>); 6] = [
+        // (used connections, this replica's lag, its replicas' lags, reason)
+        type Case<'a> = (f64, Option<f64>, &'a [f64], Option<&'a str>);
+        let cases: [Case; 6] = [
             (10.0, None, &[], None),
             // 34 of 37 usable is 92 %: over 90 %.
             (34.0, None, &[], Some("34 of 37 usable connections in use")),
