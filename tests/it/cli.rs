@@ -1,39 +1,14 @@
 //! The command line: `once` in each format and its failures, `check-config`,
 //! `--version`, and bad input to `run`.
 
-use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::{Fixture, RunningAgent, outputs, pgvigil};
+use crate::harness::{Fixture, RunningAgent, outputs, pgvigil, promtool_check};
 
 fn once(fx: &Fixture, dsn: &str, format: &str) -> std::process::Output {
     let env = fx.once_env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     pgvigil(&["once", "--dsn", dsn, "--format", format], &env)
-}
-
-/// `promtool check metrics` must have nothing to say about our output.
-pub fn promtool_check(text: &str) {
-    use std::io::Write;
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool is required (scripts/test.sh installs the prometheus package)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let (stdout, stderr) = outputs(&out);
-    assert!(
-        out.status.success() && stdout.trim().is_empty() && stderr.trim().is_empty(),
-        "promtool: {stdout}{stderr}\n---\n{text}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

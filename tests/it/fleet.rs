@@ -3,11 +3,12 @@
 //! "auto"` follows databases created after start, and one target in
 //! trouble never holds up another.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use crate::faults::{COLLECTORS, EVERY_SECOND, Scrapes, all_failed, all_ok, health};
+use crate::harness::health::{COLLECTORS, EVERY_SECOND, Scrapes, all_failed, all_ok, health};
 use crate::harness::pg::PgOptions;
 use crate::harness::proxy::{Mode, Proxy};
+use crate::harness::unix_now;
 use crate::harness::{Fixture, RunningAgent};
 
 const WAIT: Duration = Duration::from_secs(45);
@@ -157,13 +158,6 @@ async fn auto_databases_include_a_database_created_after_start() {
         Some(1.0)
     );
     s.report();
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

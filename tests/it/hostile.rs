@@ -99,7 +99,7 @@ fn check_openmetrics(text: &str) {
 async fn hostile_names_and_texts_stay_valid_exposition_and_json() {
     let fx = Fixture::start().await;
     let admin = fx.pg.connect().await;
-    crate::explain::grant_reading(&admin).await;
+    crate::harness::data::grant_reading(&admin).await;
     let db = "hostile \"db\" \\ {x}\nend";
     let role = "ro\"le \\ {x}";
     // One statement per call: CREATE DATABASE cannot share a transaction.
@@ -257,7 +257,7 @@ async fn hostile_names_and_texts_stay_valid_exposition_and_json() {
 
     let plain = agent.get("/metrics").await;
     assert_eq!(plain.status, 200);
-    crate::cli::promtool_check(&plain.body);
+    crate::harness::promtool_check(&plain.body);
     let om = http(
         agent.addr,
         "GET",
@@ -268,7 +268,7 @@ async fn hostile_names_and_texts_stay_valid_exposition_and_json() {
     .unwrap();
     check_openmetrics(&om.body);
     let probe = agent.get("/probe?target=main").await;
-    crate::cli::promtool_check(&probe.body);
+    crate::harness::promtool_check(&probe.body);
     for path in ["/api/v1/statements", "/api/v1/plans", "/api/v1/saturation"] {
         let r = agent.get(path).await;
         assert_eq!(r.status, 200, "{path}");
@@ -321,7 +321,7 @@ async fn hostile_names_and_texts_stay_valid_exposition_and_json() {
         let (stdout, stderr) = outputs(&out);
         assert!(out.status.success(), "once --format {format}: {stderr}");
         match format {
-            "prometheus" => crate::cli::promtool_check(&stdout),
+            "prometheus" => crate::harness::promtool_check(&stdout),
             "json" => {
                 serde_json::from_str::<serde_json::Value>(&stdout).expect("once --format json");
             }

@@ -21,7 +21,7 @@ async fn endpoints_answer_as_the_spec_says() {
         Some("text/plain; version=0.0.4; charset=utf-8")
     );
     assert!(!plain.body.contains("# EOF"));
-    crate::cli::promtool_check(&plain.body);
+    crate::harness::promtool_check(&plain.body);
     let m = Metrics::parse(&plain.body);
     assert_eq!(m.get("pg_up", &[]), Some(1.0));
     assert!(

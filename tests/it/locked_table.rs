@@ -273,7 +273,7 @@ async fn a_table_locked_for_forty_seconds_keeps_its_size_and_blanks_nothing() {
             .await
             .get("pg_table_seq_scan_total", &table("orders"))
     );
-    crate::cli::promtool_check(&agent.get("/metrics").await.body);
+    crate::harness::promtool_check(&agent.get("/metrics").await.body);
     holder.batch_execute("ROLLBACK").await.unwrap();
     let held = locked_at.elapsed();
     let (samples, waiting, longest) = waits.finish().await;
@@ -332,7 +332,7 @@ async fn fresh_once_while_locked(fx: &Fixture, truths: &[(&str, Truth)]) {
     .unwrap();
     let (stdout, stderr) = outputs(&out);
     assert!(out.status.success(), "{stderr}");
-    crate::cli::promtool_check(&stdout);
+    crate::harness::promtool_check(&stdout);
     let m = Metrics::parse(&stdout);
     assert_eq!(
         m.get("pgvigil_collector_success", &[("collector", "tables")]),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio_postgres::{Client, NoTls};
 
 use crate::harness::pg::{PgOptions, major_version};
+use crate::harness::true_quantile;
 use crate::harness::{Fixture, RunningAgent};
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -160,7 +161,7 @@ async fn slow_statements_auth_failures_and_errors_are_counted_in_every_format() 
             "{ctx}"
         );
         assert!(m.get("pgvigil_log_read_bytes_total", &[]).unwrap() > 0.0);
-        crate::cli::promtool_check(&agent.get("/metrics").await.body);
+        crate::harness::promtool_check(&agent.get("/metrics").await.body);
         assert!(!agent.log().contains(&fx.password));
     }
 }
@@ -373,12 +374,6 @@ async fn plan_where(
         doc["plans"].as_array()?.iter().find(|p| want(p)).cloned()
     })
     .await
-}
-
-/// Nearest-rank quantile, as the agent defines it.
-fn true_quantile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

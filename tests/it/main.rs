@@ -1,32 +1,59 @@
 //! pgvigil's integration tests: one binary, one module per area, one
-//! harness that starts real servers.
+//! harness that starts real servers. Test modules import only the
+//! harness, never each other.
 
+// Real servers (PostgreSQL, replicas, PgBouncer, a TCP proxy), the pgvigil binary, shared checks.
 mod harness;
 
+// The alert rules: promtool unit tests, a case per severity, runbook sections.
 mod alerts;
+// WAL archiving after a statistics reset; status files that are not segments.
 mod archiving;
+// The command line: `once` in each format, `check-config`, `--version`, bad input.
 mod cli;
+// Server, connections and databases collectors, each metric proven by what the test did.
 mod collectors;
+// Counters across a reset and an agent restart, a changed server, the "other" fold, restartpoints.
 mod counters;
+// Every dashboard and rule expression parses and names only documented metrics.
 mod dashboards;
+// docs/metrics.md against the code and a real run.
 mod docs;
+// The EXPLAIN guard, runner and worker against a real server.
 mod explain;
+// Faults injected for real: SIGKILL, a stalled or partitioned network, a full server, a promotion.
 mod faults;
+// Several targets in one agent: labels, /probe, databases followed, one target failing alone.
 mod fleet;
+// Host metrics only for the server's own data directory, not another cluster's at its path.
 mod host;
+// Hostile names, texts, bytes, requests and configs.
 mod hostile;
+// The HTTP endpoints, served from stored snapshots.
 mod http;
+// Many scrapers at once; clients that try to hold the server.
 mod load;
 // A table locked ACCESS EXCLUSIVE: its size carried over, the others published, nothing queued.
 mod locked_table;
+// The log tailer: formats, rotation, truncation, restarts, thresholds, the EXPLAIN feed.
 mod logs;
+// Desktop notifications over a private D-Bus.
 mod notify;
+// The systemd unit, container, Kubernetes sidecar, scrape configs and Debian package.
 mod packaging;
+// The `/` page as headless Chromium renders it.
 mod page;
+// Latency percentiles against the client's own timings and pgbench's log.
 mod percentiles;
+// PgBouncer pools, several PgBouncers, failures.
 mod pgbouncer;
+// Replication lag from both ends, slots, WAL and checkpoints, promotion.
 mod replication;
+// The statements collector: labels, counts, resets, cardinality, the JSON API.
 mod statements;
+// Filesystems, tables, WAL archiving and pgBackRest backups.
 mod storage;
+// TLS to PostgreSQL: verify-full with a test CA.
 mod tls;
+// `[web]`: basic auth, HTTPS, no secret in any output.
 mod web;

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::explain::grant_reading;
+use crate::harness::data::grant_reading;
 use crate::harness::{Fixture, RunningAgent, eventually};
 
 /// What one `Notify` call carried.

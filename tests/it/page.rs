@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::explain::create_orders;
+use crate::harness::data::create_orders;
 use crate::harness::{Fixture, RunningAgent, eventually};
 
 /// A quoted identifier survives normalization (constants do not), so the

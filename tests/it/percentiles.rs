@@ -24,6 +24,7 @@ use tokio_postgres::Client;
 
 use crate::harness::pg::flush_stats;
 use crate::harness::pgbench::{Latencies, Pgbench};
+use crate::harness::true_quantile;
 use crate::harness::{Fixture, Metrics};
 
 /// A small deterministic generator (xorshift64*), so runs are comparable.
@@ -88,13 +89,6 @@ fn shapes() -> Vec<Shape> {
             sleeps: bimodal,
         },
     ]
-}
-
-/// Nearest-rank quantile: the smallest value with at least p of the calls
-/// at or below it.
-fn true_quantile(sorted: &[f64], p: f64) -> f64 {
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 /// Prometheus' histogram_quantile: linear interpolation inside the bucket.

@@ -131,7 +131,7 @@ async fn clients_beyond_the_pool_wait_and_stop_waiting_when_released() {
         .unwrap()
             > 0.0
     );
-    crate::cli::promtool_check(&agent.get("/metrics").await.body);
+    crate::harness::promtool_check(&agent.get("/metrics").await.body);
 
     // The table shows saturation across layers.
     let out = crate::harness::pgvigil(

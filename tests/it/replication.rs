@@ -10,7 +10,7 @@
 //! and each value is checked both on a long-running agent and on a fresh
 //! `pgvigil once` where the issue was that they differed.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::harness::replica::{LOGICAL_SLOT, Replica, ReplicaOptions, replicated, write_wal};
 use crate::harness::{Fixture, Metrics, RunningAgent, outputs, pgvigil};
@@ -23,14 +23,6 @@ const MB: f64 = 1_000_000.0;
 
 fn on(target: &str) -> [(&str, &str); 1] {
     [("target", target)]
-}
-
-/// The test's clock, as a Unix time: the servers' clock too (one host).
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs_f64()
 }
 
 /// `pgvigil once --dsn` on `replica` (a fresh agent), checked with
@@ -46,7 +38,7 @@ async fn once(replica: &Replica) -> Metrics {
     .expect("run pgvigil once");
     let (stdout, stderr) = outputs(&out);
     assert!(out.status.success(), "{stderr}");
-    crate::cli::promtool_check(&stdout);
+    crate::harness::promtool_check(&stdout);
     Metrics::parse(&stdout)
 }
 

@@ -142,7 +142,7 @@ async fn each_statement_is_counted_with_its_labels_and_text() {
             .body
             .contains("generate_series(1, 1000)")
     );
-    crate::cli::promtool_check(&agent.get("/metrics").await.body);
+    crate::harness::promtool_check(&agent.get("/metrics").await.body);
 
     // The JSON API has the interval's percentiles with their method.
     let api = agent.get("/api/v1/statements").await;
@@ -334,5 +334,5 @@ async fn five_thousand_statements_stay_within_the_series_bound() {
         .map(|s| s.value)
         .sum();
     assert!(total >= 10_000.0, "{total}");
-    crate::cli::promtool_check(&agent.get("/metrics").await.body);
+    crate::harness::promtool_check(&agent.get("/metrics").await.body);
 }

@@ -4,19 +4,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::harness::pg::{chown_to_postgres, flush_stats, is_root, major_version, open_up};
+use crate::harness::unix_now;
 use crate::harness::{Fixture, PgOptions, RunningAgent};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_of_every_database_are_watched_and_the_rest_folded() {
@@ -100,7 +94,7 @@ async fn tables_of_every_database_are_watched_and_the_rest_folded() {
             .is_some()
     );
     assert_eq!(m.get("pg_tables_watched", &[]), Some(152.0));
-    crate::cli::promtool_check(&agent.get("/metrics").await.body);
+    crate::harness::promtool_check(&agent.get("/metrics").await.body);
 
     // Sizes are measured every fifth run; a table created in between is
     // measured at once (src/collect/tables/sizes/tests.rs tests the schedule).
@@ -314,7 +308,7 @@ async fn backups_archiving_and_the_recovery_point_at_risk() {
         }
         Err(e) => panic!("{e}"),
     };
-    let started = now();
+    let started = unix_now();
     if supported {
         repo.run(&["--type=full", "backup"]);
     }
@@ -358,7 +352,7 @@ async fn full_backup_is_reported(agent: &RunningAgent, started: f64) {
         .get("pg_backup_last_completed_timestamp_seconds", &full)
         .unwrap();
     assert!(
-        completed >= started - 1.0 && completed <= now() + 1.0,
+        completed >= started - 1.0 && completed <= unix_now() + 1.0,
         "{completed} vs {started}"
     );
     assert!(m.get("pg_backup_last_duration_seconds", &full).unwrap() >= 0.0);

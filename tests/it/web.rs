@@ -145,7 +145,7 @@ async fn basic_auth_guards_every_endpoint_but_the_probes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_serves_the_configured_certificate() {
     let certs = tempfile::tempdir().unwrap();
-    crate::tls::make_certs(certs.path());
+    crate::harness::certs::make_certs(certs.path());
     let cert = certs.path().join("server.crt");
     let key = certs.path().join("server.key");
     let fx = Fixture::start().await;
@@ -171,7 +171,7 @@ async fn https_serves_the_configured_certificate() {
         (r.status == 200 && r.body.contains("pg_up 1")).then_some(r)
     })
     .await;
-    crate::cli::promtool_check(&m.body);
+    crate::harness::promtool_check(&m.body);
     assert_eq!(agent.get("/metrics").await.status, 401);
 
     // Plain HTTP to the HTTPS port gets no HTTP answer.
@@ -277,7 +277,7 @@ fn assert_clean(what: &str, text: &str, secrets: &[(&str, &str)]) {
 async fn no_output_contains_the_password_the_dsn_or_a_literal() {
     let fx = Fixture::start().await;
     let admin = fx.pg.connect().await;
-    crate::explain::grant_reading(&admin).await;
+    crate::harness::data::grant_reading(&admin).await;
     const LITERAL: &str = "secret-literal-42";
     admin
         .batch_execute(&format!(

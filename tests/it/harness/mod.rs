@@ -2,6 +2,10 @@
 
 pub mod agent;
 pub mod bouncer;
+pub mod certs;
+pub mod checks;
+pub mod data;
+pub mod health;
 pub mod metrics;
 pub mod pg;
 pub mod pgbench;
@@ -11,6 +15,7 @@ pub mod replica;
 use std::path::PathBuf;
 
 pub use agent::{Client, RunningAgent, http, outputs, pgvigil};
+pub use checks::{promtool_check, true_quantile, unix_now};
 pub use metrics::Metrics;
 pub use pg::{PgOptions, PgServer, eventually};
 

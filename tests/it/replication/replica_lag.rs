@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use super::{MB, WAIT, collected_after, on, once, unix_now};
+use super::{MB, WAIT, collected_after, on, once};
 use crate::harness::Metrics;
 use crate::harness::RunningAgent;
 use crate::harness::eventually;
@@ -24,6 +24,7 @@ use crate::harness::replica::{
     Replica, ReplicaOptions, Upstream, archive_current_segment, inserted_lsn, parse_lsn,
     replicated, write_wal,
 };
+use crate::harness::unix_now;
 
 const SECONDS: &str = "pg_replica_replay_lag_seconds";
 const BYTES: &str = "pg_replica_replay_lag_bytes";
@@ -291,7 +292,7 @@ async fn an_idle_primary_is_no_lag_and_a_paused_replica_lags_since_its_pause() {
             (seconds == 0.0 && bytes == 0.0 && paused == 0.0 && behind < 0.1 * MB).then_some(())
         })
         .await;
-    crate::cli::promtool_check(&agent.get("/metrics").await.body);
+    crate::harness::promtool_check(&agent.get("/metrics").await.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -417,7 +418,7 @@ async fn a_replica_behind_a_slow_link_reports_how_far_behind_its_primary_it_is()
             (seconds == 0.0 && bytes == 0.0 && behind < 0.1 * MB).then_some(())
         })
         .await;
-    crate::cli::promtool_check(&agent.get("/metrics").await.body);
+    crate::harness::promtool_check(&agent.get("/metrics").await.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -573,7 +574,7 @@ async fn a_silent_link_shows_in_the_last_message_age_and_a_stopped_primary_as_no
             (connected == 1.0 && seconds == 0.0).then_some(())
         })
         .await;
-    crate::cli::promtool_check(&agent.get("/metrics").await.body);
+    crate::harness::promtool_check(&agent.get("/metrics").await.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -152,5 +152,5 @@ async fn walsenders_are_told_apart_by_slot_and_only_physical_replicas_count() {
         m.get("pg_replication_connected_replicas", &on("primary")),
         Some(2.0)
     );
-    crate::cli::promtool_check(&agent.get("/metrics").await.body);
+    crate::harness::promtool_check(&agent.get("/metrics").await.body);
 }
