@@ -1,0 +1,289 @@
+//! The configuration file (SPEC §3): raw values as written, then a validated
+//! form, which is what the rest of pgvigil reads.
+//!
+//! A config always yields either a [`Config`] or the full list of
+//! [`Problem`]s, each with its key path, never just the first: stage one
+//! (deserializing) removes each offending key and retries, stage two
+//! (validating) checks every section and carries on after a problem.
+//!
+//! # Layout
+//!
+//! - `raw.rs`: the serde types, as written, with their defaults.
+//! - `load.rs`: reading the file, TOML and serde errors with key paths;
+//!   [`Config::load`], [`Config::parse`], [`Config::from_dsn`].
+//! - `validate.rs`: one function per section (targets, collectors,
+//!   explain, web, notify), from raw to validated.
+//! - `secrets.rs`: passwords from `password_file` and `password_env`.
+//! - This file: the validated types, [`Problem`], [`ConfigError`] and
+//!   [`Environment`].
+//!
+//! Every field's doc comment is also its documentation in
+//! `packaging/pgvigil.toml`, which a test parses.
+//!
+//! Not here: what a DSN may say and how libpq fills it in (`target/dsn`),
+//! connecting, or acting on any setting; the config is plain data once
+//! validated.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::target::dsn::ConnParams;
+
+mod load;
+mod raw;
+mod secrets;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use raw::{
+    CollectorSettings, DEFAULT_LISTEN, Databases, Every, Interval, OneOrMany, RawBackup,
+    RawCollectors, RawConfig, RawExplain, RawLogs, RawNotify, RawPgbouncer, RawTarget, RawWeb,
+    Setting, StatementsSettings,
+};
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// HTTP listen address.
+    pub listen: SocketAddr,
+    /// The targets, in file order.
+    pub targets: Vec<Target>,
+    /// The collector schedule.
+    pub collectors: Collectors,
+    /// Automatic EXPLAIN; `None` when disabled.
+    pub explain: Option<Explain>,
+    /// Desktop notifications.
+    pub notify: Notify,
+    /// Access to the HTTP server.
+    pub web: Web,
+}
+
+/// One validated target.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Its name (the `target` label with several targets).
+    pub name: String,
+    /// Connection parameters, password resolved, defaults applied.
+    pub conn: ConnParams,
+    /// Databases per-database collectors visit.
+    pub databases: Databases,
+    /// Backup freshness settings, when configured.
+    pub backup: Option<Backup>,
+    /// PgBouncers in front of the server.
+    pub pgbouncers: Vec<Pgbouncer>,
+    /// The log directory to follow, when configured.
+    pub logs: Option<Logs>,
+}
+
+/// Validated `[target.logs]`.
+#[derive(Debug, Clone)]
+pub struct Logs {
+    /// The directory.
+    pub directory: PathBuf,
+    /// The format; `None` asks the server.
+    pub format: Option<crate::logs::record::Format>,
+    /// The state file.
+    pub state_file: PathBuf,
+}
+
+/// A validated PgBouncer to watch.
+#[derive(Debug, Clone)]
+pub struct Pgbouncer {
+    /// Its name.
+    pub name: String,
+    /// Whether series carry a `pgbouncer` label (the target has several).
+    pub labelled: bool,
+    /// How to reach its admin console.
+    pub conn: ConnParams,
+}
+
+/// Validated backup settings.
+#[derive(Debug, Clone)]
+pub struct Backup {
+    /// Stanza.
+    pub stanza: String,
+    /// Executable.
+    pub command: PathBuf,
+    /// Config file.
+    pub config: Option<PathBuf>,
+    /// Interval.
+    pub interval: Duration,
+    /// Timeout of one call.
+    pub timeout: Duration,
+    /// Full backup schedule.
+    pub full_max_age: Duration,
+    /// Any-backup schedule.
+    pub max_age: Duration,
+}
+
+/// Collector intervals after validation; `None` means off.
+#[derive(Debug, Clone)]
+pub struct Collectors {
+    /// Time budget of one run, also the session statement_timeout.
+    pub timeout: Duration,
+    /// Session lock_timeout.
+    pub lock_timeout: Duration,
+    /// Interval of the server collector.
+    pub server: Option<Duration>,
+    /// Interval of the connections collector.
+    pub connections: Option<Duration>,
+    /// Interval of the databases collector.
+    pub databases: Option<Duration>,
+    /// Interval of the database_size collector.
+    pub database_size: Option<Duration>,
+    /// Interval of the replication collector.
+    pub replication: Option<Duration>,
+    /// Interval of the slots collector.
+    pub slots: Option<Duration>,
+    /// Interval of the wal collector.
+    pub wal: Option<Duration>,
+    /// Interval of the checkpoints collector.
+    pub checkpoints: Option<Duration>,
+    /// Interval of the archiver collector.
+    pub archiver: Option<Duration>,
+    /// Interval of the filesystem collector.
+    pub filesystem: Option<Duration>,
+    /// Interval of the tables collector.
+    pub tables: Option<Duration>,
+    /// Interval of the PgBouncer collectors.
+    pub pgbouncer: Option<Duration>,
+    /// Interval of the logs collector.
+    pub logs: Option<Duration>,
+    /// The statements collector.
+    pub statements: Statements,
+}
+
+/// The statements collector's validated settings.
+#[derive(Debug, Clone)]
+pub struct Statements {
+    /// Interval; `None` means off.
+    pub interval: Option<Duration>,
+    /// Statements published individually.
+    pub top: usize,
+    /// Histogram bucket upper bounds in seconds.
+    pub buckets: std::sync::Arc<[f64]>,
+}
+
+/// Validated `[explain]` settings.
+#[derive(Debug, Clone)]
+pub struct Explain {
+    /// Mean time that marks a statement slow.
+    pub slow_threshold: Duration,
+    /// Whether ANALYZE may be used.
+    pub analyze: bool,
+    /// Timeout of each EXPLAIN.
+    pub statement_timeout: Duration,
+    /// Global hourly budget.
+    pub max_per_hour: u32,
+    /// Minimum time between two EXPLAINs of one statement.
+    pub per_statement_interval: Duration,
+    /// Whether literals are redacted.
+    pub redact: bool,
+}
+
+/// Validated `[notify]` settings.
+#[derive(Debug, Clone, Default)]
+pub struct Notify {
+    /// Whether desktop notifications are sent.
+    pub desktop: bool,
+}
+
+/// Validated `[web]` settings.
+#[derive(Debug, Clone, Default)]
+pub struct Web {
+    /// User name to bcrypt hash (each hash checked); empty means no authentication.
+    pub basic_auth_users: std::collections::BTreeMap<String, String>,
+    /// The HTTPS configuration, certificate and key loaded; `None` serves plain HTTP.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+}
+
+/// One problem in a config, with the key path it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted key path, e.g. `target[0].dsn`; empty for the file as a whole.
+    pub path: String,
+    /// What is wrong, in one line.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("could not read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The config has problems; all of them are listed.
+    #[error("{} problem{} in {origin}:\n{}", problems.len(), if problems.len() == 1 { "" } else { "s" }, list(problems))]
+    Invalid {
+        /// Where the config came from (a file name, or "the command line").
+        origin: String,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+fn list(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Adding a problem where validation and loading find one.
+trait Report {
+    /// Records that `path` has a problem; the caller carries on.
+    fn report(&mut self, path: impl Into<String>, message: impl Into<String>);
+}
+
+impl Report for Vec<Problem> {
+    fn report(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.push(Problem {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// What validation may look up outside the file: environment variables and
+/// the OS user (for libpq's defaults). Tests pass their own.
+pub struct Environment<'a> {
+    /// Reads an environment variable.
+    pub var: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Environment<'_> {
+    /// The process environment.
+    pub fn process() -> Environment<'static> {
+        Environment {
+            var: &|name| std::env::var(name).ok(),
+        }
+    }
+
+    fn os_user(&self) -> Option<String> {
+        (self.var)("USER").or_else(|| (self.var)("LOGNAME"))
+    }
+
+    fn home(&self) -> Option<PathBuf> {
+        (self.var)("HOME").map(PathBuf::from)
+    }
+}
