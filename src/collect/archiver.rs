@@ -21,7 +21,7 @@
 
 use async_trait::async_trait;
 
-use super::{CollectError, Collected, Collector, Context, col, query_err};
+use super::{CollectError, Collected, Collector, Context, query_one};
 use crate::desc;
 use crate::metric::{Desc, Family};
 
@@ -58,25 +58,21 @@ const WHAT: &str = "pg_stat_archiver";
 #[async_trait]
 impl Collector for Archiver {
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
-        let row = cx
-            .client
-            .query_one(ARCHIVER_SQL, &[])
-            .await
-            .map_err(query_err(WHAT))?;
+        let row = query_one(cx.client, WHAT, ARCHIVER_SQL, &[]).await?;
         let mut families = vec![
-            Family::single(&ARCHIVED, col(&row, WHAT, "archived")?),
-            Family::single(&FAILED, col(&row, WHAT, "failed")?),
-            Family::single(&PENDING, col(&row, WHAT, "pending")?),
+            Family::single(&ARCHIVED, row.get("archived")?),
+            Family::single(&FAILED, row.get("failed")?),
+            Family::single(&PENDING, row.get("pending")?),
         ];
-        if let Some(t) = col::<Option<f64>>(&row, WHAT, "last_archived")? {
+        if let Some(t) = row.get::<Option<f64>>("last_archived")? {
             families.push(Family::single(&LAST_ARCHIVED, t));
         }
-        if let Some(t) = col::<Option<f64>>(&row, WHAT, "last_failed")? {
+        if let Some(t) = row.get::<Option<f64>>("last_failed")? {
             families.push(Family::single(&LAST_FAILED, t));
         }
-        if col::<bool>(&row, WHAT, "archiving")? {
-            let at_risk: bool = col(&row, WHAT, "unarchived")?;
-            let since: f64 = col(&row, WHAT, "since_archived")?;
+        if row.get::<bool>("archiving")? {
+            let at_risk: bool = row.get("unarchived")?;
+            let since: f64 = row.get("since_archived")?;
             let rpo = if at_risk { since.max(0.0) } else { 0.0 };
             families.push(Family::single(&RPO, rpo));
         }

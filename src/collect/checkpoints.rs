@@ -12,7 +12,7 @@
 
 use async_trait::async_trait;
 
-use super::{CollectError, Collected, Collector, Context, col, query_err};
+use super::{CollectError, Collected, Collector, Context, query_one};
 use crate::desc;
 use crate::metric::{Desc, Family};
 
@@ -36,22 +36,14 @@ const WHAT: &str = "checkpoint statistics";
 #[async_trait]
 impl Collector for Checkpoints {
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
-        let views = cx
-            .client
-            .query_one(VIEWS_SQL, &[])
-            .await
-            .map_err(query_err(WHAT))?;
-        let sql = if col::<bool>(&views, WHAT, "checkpointer")? {
+        let views = query_one(cx.client, WHAT, VIEWS_SQL, &[]).await?;
+        let sql = if views.get::<bool>("checkpointer")? {
             SPLIT_SQL
         } else {
             BGWRITER_SQL
         };
-        let row = cx
-            .client
-            .query_one(sql, &[])
-            .await
-            .map_err(query_err(WHAT))?;
-        let total = |column: &'static str| col::<f64>(&row, WHAT, column);
+        let row = query_one(cx.client, WHAT, sql, &[]).await?;
+        let total = |column: &'static str| row.get::<f64>(column);
         let timed = Family::single(&TIMED, total("timed")?);
         let requested = Family::single(&REQUESTED, total("requested")?);
         let write = Family::single(&WRITE, total("write_seconds")?);

@@ -4,13 +4,12 @@
 //! Privilege: pg_monitor (through pg_read_all_stats) to see other roles'
 //! sessions; without it their state shows as "unknown".
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 
-use super::{CollectError, Collected, Collector, Context, col, query_err};
+use super::{CollectError, Collected, Collector, Context, query};
 use crate::desc;
 use crate::metric::{Desc, Family};
+use crate::stats::cardinality::fold_rare;
 
 /// Public: the outputs (report, page, saturation) look it up by descriptor.
 pub static CONNECTIONS: Desc = desc!(Gauge "pg_connections", ["datname", "usename", "application_name", "state"],
@@ -43,6 +42,9 @@ pub static METRICS: &[&Desc] = &[
 /// the smallest groups beyond it are summed into "other".
 pub const MAX_CONNECTION_SERIES: usize = 100;
 
+/// The label kept when rare groups are folded: "other" per state.
+const STATE: usize = 3;
+
 /// The `connections` collector.
 #[derive(Debug, Default)]
 pub struct Connections;
@@ -54,86 +56,47 @@ const LOCK_MODES: &str = "pg_locks";
 #[async_trait]
 impl Collector for Connections {
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
-        let rows = cx
-            .client
-            .query(ACTIVITY_SQL, &[])
-            .await
-            .map_err(query_err(ACTIVITY))?;
+        let rows = query(cx.client, ACTIVITY, ACTIVITY_SQL, &[]).await?;
         let mut groups = Vec::with_capacity(rows.len());
         for row in &rows {
             let labels: [String; 4] = [
-                col(row, ACTIVITY, "datname")?,
-                col(row, ACTIVITY, "usename")?,
-                col(row, ACTIVITY, "application_name")?,
-                col(row, ACTIVITY, "state")?,
+                row.get("datname")?,
+                row.get("usename")?,
+                row.get("application_name")?,
+                row.get("state")?,
             ];
-            groups.push((labels, col::<f64>(row, ACTIVITY, "n")?));
+            groups.push((labels, row.get::<f64>("n")?));
         }
         let mut connections = Family::new(&CONNECTIONS);
-        for (labels, n) in fold_rare(groups, MAX_CONNECTION_SERIES) {
+        for (labels, n) in fold_rare(groups, MAX_CONNECTION_SERIES, STATE) {
             connections.push(&labels, n);
         }
 
         // Every connectable database gets a series, so "0" is visible
         // instead of a missing series that alerts cannot compare.
-        let rows = cx
-            .client
-            .query(PER_DATABASE_SQL, &[])
-            .await
-            .map_err(query_err(PER_DATABASE))?;
+        let rows = query(cx.client, PER_DATABASE, PER_DATABASE_SQL, &[]).await?;
         let mut blocked = Family::new(&BLOCKED);
         let mut longest = Family::new(&LONGEST_XACT);
         let mut idle = Family::new(&LONGEST_IDLE);
         let mut reserved = Family::new(&RESERVED);
         for row in &rows {
-            let datname: String = col(row, PER_DATABASE, "datname")?;
-            blocked.push(&[&datname], col(row, PER_DATABASE, "blocked")?);
-            longest.push(&[&datname], col(row, PER_DATABASE, "longest_xact")?);
-            idle.push(&[&datname], col(row, PER_DATABASE, "longest_idle")?);
+            let datname: String = row.get("datname")?;
+            blocked.push(&[&datname], row.get("blocked")?);
+            longest.push(&[&datname], row.get("longest_xact")?);
+            idle.push(&[&datname], row.get("longest_idle")?);
             if reserved.series.is_empty() {
-                reserved.push::<&str>(&[], col(row, PER_DATABASE, "reserved")?);
+                reserved.push::<&str>(&[], row.get("reserved")?);
             }
         }
 
-        let rows = cx
-            .client
-            .query(LOCKS_SQL, &[])
-            .await
-            .map_err(query_err(LOCK_MODES))?;
+        let rows = query(cx.client, LOCK_MODES, LOCKS_SQL, &[]).await?;
         let mut locks = Family::new(&LOCKS);
         for row in &rows {
-            let labels: [String; 2] = [
-                col(row, LOCK_MODES, "datname")?,
-                col(row, LOCK_MODES, "mode")?,
-            ];
-            locks.push(&labels, col(row, LOCK_MODES, "n")?);
+            let labels: [String; 2] = [row.get("datname")?, row.get("mode")?];
+            locks.push(&labels, row.get("n")?);
         }
         Ok(vec![connections, reserved, blocked, longest, idle, locks].into())
     }
-}
-
-/// Keeps the `max` largest groups and sums the rest per state into one
-/// series labelled "other", so unbounded application names cannot blow up
-/// the number of series. The total count is preserved.
-fn fold_rare(mut groups: Vec<([String; 4], f64)>, max: usize) -> Vec<([String; 4], f64)> {
-    if groups.len() <= max {
-        return groups;
-    }
-    // Largest first; ties broken by labels so the choice is stable.
-    groups.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let rest = groups.split_off(max.saturating_sub(1));
-    let mut other: HashMap<String, f64> = HashMap::new();
-    for ([_, _, _, state], n) in rest {
-        *other.entry(state).or_default() += n;
-    }
-    let mut folded: Vec<_> = other.into_iter().collect();
-    folded.sort_by(|a, b| a.0.cmp(&b.0));
-    groups.extend(
-        folded
-            .into_iter()
-            .map(|(state, n)| (["other".into(), "other".into(), "other".into(), state], n)),
-    );
-    groups
 }
 
 const ACTIVITY_SQL: &str =
@@ -173,38 +136,3 @@ const LOCKS_SQL: &str = "SELECT d.datname::text AS datname, m.mode, count(l.lock
 
 /// The SQL this module sends, for recognising it in pg_stat_statements.
 pub const OWN_SQL: &[&str] = &[ACTIVITY_SQL, PER_DATABASE_SQL, LOCKS_SQL];
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn group(app: &str, state: &str, n: f64) -> ([String; 4], f64) {
-        (["db".into(), "u".into(), app.into(), state.into()], n)
-    }
-
-    #[test]
-    fn rare_groups_fold_into_other_per_state_and_keep_the_total() {
-        let groups = vec![
-            group("big", "active", 10.0),
-            group("a1", "idle", 1.0),
-            group("a2", "idle", 2.0),
-            group("a3", "active", 1.0),
-        ];
-        let folded = fold_rare(groups, 2);
-        let total: f64 = folded.iter().map(|g| g.1).sum();
-        assert_eq!(total, 14.0);
-        assert_eq!(folded[0], group("big", "active", 10.0));
-        let other: Vec<_> = folded
-            .iter()
-            .filter(|g| g.0[0] == "other")
-            .map(|g| (g.0[3].as_str(), g.1))
-            .collect();
-        assert_eq!(other, [("active", 1.0), ("idle", 3.0)]);
-    }
-
-    #[test]
-    fn few_groups_are_left_alone() {
-        let groups = vec![group("a", "idle", 1.0)];
-        assert_eq!(fold_rare(groups.clone(), 2), groups);
-    }
-}

@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 
-use super::{CollectError, Collected, Collector, Context, col, query_err};
+use super::{CollectError, Collected, Collector, Context, query};
 use crate::desc;
 use crate::metric::{Desc, Family};
 
@@ -28,15 +28,11 @@ const WHAT: &str = "pg_database_size";
 #[async_trait]
 impl Collector for DatabaseSize {
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
-        let rows = cx
-            .client
-            .query(SIZE_SQL, &[])
-            .await
-            .map_err(query_err(WHAT))?;
+        let rows = query(cx.client, WHAT, SIZE_SQL, &[]).await?;
         let mut size = Family::new(&SIZE);
         for row in &rows {
-            let datname: String = col(row, WHAT, "datname")?;
-            size.push(&[&datname], col(row, WHAT, "size")?);
+            let datname: String = row.get("datname")?;
+            size.push(&[&datname], row.get("size")?);
         }
         Ok(vec![size].into())
     }

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 
-use super::{CollectError, Collected, Collector, Context, col, query_err};
+use super::{CollectError, Collected, Collector, Context, query};
 use crate::desc;
 use crate::metric::{Desc, Family};
 
@@ -82,23 +82,19 @@ impl Collector for Databases {
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
         // Every database, templates included: template0's frozen XID age
         // matters for wraparound even though nobody connects to it.
-        let rows = cx
-            .client
-            .query(DATABASES_SQL, &[])
-            .await
-            .map_err(query_err(WHAT))?;
+        let rows = query(cx.client, WHAT, DATABASES_SQL, &[]).await?;
 
         let mut counters: Vec<Family> =
             COUNTERS.iter().map(|(_, desc)| Family::new(desc)).collect();
         let mut age = Family::new(&FROZEN_XID_AGE);
         for row in &rows {
-            let datname: String = col(row, WHAT, "datname")?;
+            let datname: String = row.get("datname")?;
             for ((column, _), family) in COUNTERS.iter().zip(counters.iter_mut()) {
-                if let Some(value) = col::<Option<f64>>(row, WHAT, column)? {
+                if let Some(value) = row.get::<Option<f64>>(column)? {
                     family.push(&[&datname], value);
                 }
             }
-            age.push(&[&datname], col(row, WHAT, "frozen_xid_age")?);
+            age.push(&[&datname], row.get("frozen_xid_age")?);
         }
         counters.push(age);
         Ok(counters.into())

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use sysinfo::Disks;
 
-use super::{CollectError, Collected, Collector, Context, col, query_err};
+use super::{CollectError, Collected, Collector, Context, query};
 use crate::desc;
 use crate::metric::{Desc, Family};
 
@@ -65,14 +65,9 @@ impl Collector for Filesystem {
         if let Some(wal) = wal_dir(&data) {
             paths.push(("wal".to_string(), wal));
         }
-        for row in cx
-            .client
-            .query(TABLESPACES_SQL, &[])
-            .await
-            .map_err(query_err(WHAT))?
-        {
-            let name: String = col(&row, WHAT, "name")?;
-            let location: String = col(&row, WHAT, "location")?;
+        for row in query(cx.client, WHAT, TABLESPACES_SQL, &[]).await? {
+            let name: String = row.get("name")?;
+            let location: String = row.get("location")?;
             if !location.is_empty() {
                 paths.push((name, PathBuf::from(location)));
             }

@@ -137,6 +137,71 @@ impl CollectError {
     }
 }
 
+/// A row of a named query: columns are read by name, and an error names
+/// the query and the column.
+pub struct Row {
+    row: tokio_postgres::Row,
+    what: &'static str,
+}
+
+impl Row {
+    /// A row of the query `what` that was run another way (with an error
+    /// mapping of its own).
+    pub fn new(row: tokio_postgres::Row, what: &'static str) -> Row {
+        Row { row, what }
+    }
+
+    /// The column `column`, as `T`.
+    pub fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+        &'a self,
+        column: &'static str,
+    ) -> Result<T, CollectError> {
+        col(&self.row, self.what, column)
+    }
+}
+
+type Params<'a> = &'a [&'a (dyn tokio_postgres::types::ToSql + Sync)];
+
+/// Runs `sql` (`what` says which query, in words, for errors) and returns
+/// its rows.
+pub async fn query(
+    client: &Client,
+    what: &'static str,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Vec<Row>, CollectError> {
+    let rows = client.query(sql, params).await.map_err(query_err(what))?;
+    Ok(rows.into_iter().map(|row| Row { row, what }).collect())
+}
+
+/// Runs `sql`, which returns exactly one row.
+pub async fn query_one(
+    client: &Client,
+    what: &'static str,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Row, CollectError> {
+    let row = client
+        .query_one(sql, params)
+        .await
+        .map_err(query_err(what))?;
+    Ok(Row { row, what })
+}
+
+/// Runs `sql`, which returns at most one row.
+pub async fn query_opt(
+    client: &Client,
+    what: &'static str,
+    sql: &str,
+    params: Params<'_>,
+) -> Result<Option<Row>, CollectError> {
+    let row = client
+        .query_opt(sql, params)
+        .await
+        .map_err(query_err(what))?;
+    Ok(row.map(|row| Row { row, what }))
+}
+
 /// Attaches the query name to a driver error.
 pub fn query_err(what: &'static str) -> impl Fn(tokio_postgres::Error) -> CollectError {
     move |source| CollectError::Query { what, source }

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use super::{CollectError, Collected, Collector, Context, col, query_err};
+use super::{CollectError, Collected, Collector, Context, query_one};
 use crate::desc;
 use crate::metric::{Desc, Family};
 
@@ -39,14 +39,10 @@ const WHAT: &str = "server settings";
 #[async_trait]
 impl Collector for Server {
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
-        let row = cx
-            .client
-            .query_one(SERVER_SQL, &[])
-            .await
-            .map_err(query_err(WHAT))?;
-        let version: String = col(&row, WHAT, "version")?;
-        let num: String = col(&row, WHAT, "num")?;
-        let in_recovery: bool = col(&row, WHAT, "in_recovery")?;
+        let row = query_one(cx.client, WHAT, SERVER_SQL, &[]).await?;
+        let version: String = row.get("version")?;
+        let num: String = row.get("num")?;
+        let in_recovery: bool = row.get("in_recovery")?;
         // A promotion keeps our connection; keep the detected role current.
         cx.caps.in_recovery = in_recovery;
         // The number alone is what dashboards compare; the text keeps the
@@ -61,9 +57,9 @@ impl Collector for Server {
         Ok(vec![
             info,
             Family::single(&IN_RECOVERY, if in_recovery { 1.0 } else { 0.0 }),
-            Family::single(&START_TIME, col(&row, WHAT, "start_time")?),
-            Family::single(&MAX_CONNECTIONS, col(&row, WHAT, "max_connections")?),
-            Family::single(&DATA_CHECKSUMS, col(&row, WHAT, "data_checksums")?),
+            Family::single(&START_TIME, row.get("start_time")?),
+            Family::single(&MAX_CONNECTIONS, row.get("max_connections")?),
+            Family::single(&DATA_CHECKSUMS, row.get("data_checksums")?),
         ]
         .into())
     }

@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 
-use super::{CollectError, Collected, Collector, Context, col, query_err};
+use super::{CollectError, Collected, Collector, Context, query};
 use crate::desc;
 use crate::metric::{Desc, Family};
 
@@ -36,30 +36,26 @@ const WHAT: &str = "pg_replication_slots";
 #[async_trait]
 impl Collector for Slots {
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
-        let rows = cx
-            .client
-            .query(SLOTS_SQL, &[])
-            .await
-            .map_err(query_err(WHAT))?;
+        let rows = query(cx.client, WHAT, SLOTS_SQL, &[]).await?;
         let mut active = Family::new(&ACTIVE);
         let mut retained = Family::new(&RETAINED);
         let mut safe = Family::new(&SAFE);
         let mut status = Family::new(&STATUS);
         for row in &rows {
-            let name: String = col(row, WHAT, "slot_name")?;
-            let kind: String = col(row, WHAT, "slot_type")?;
-            let is_active: bool = col(row, WHAT, "active")?;
+            let name: String = row.get("slot_name")?;
+            let kind: String = row.get("slot_type")?;
+            let is_active: bool = row.get("active")?;
             active.push(
                 &[name.as_str(), kind.as_str()],
                 if is_active { 1.0 } else { 0.0 },
             );
-            if let Some(bytes) = col::<Option<f64>>(row, WHAT, "retained")? {
+            if let Some(bytes) = row.get::<Option<f64>>("retained")? {
                 retained.push(&[&name], bytes.max(0.0));
             }
-            if let Some(bytes) = col::<Option<f64>>(row, WHAT, "safe_wal_size")? {
+            if let Some(bytes) = row.get::<Option<f64>>("safe_wal_size")? {
                 safe.push(&[&name], bytes);
             }
-            if let Some(s) = col::<Option<String>>(row, WHAT, "wal_status")? {
+            if let Some(s) = row.get::<Option<String>>("wal_status")? {
                 status.push_info(&[name.clone(), s]);
             }
         }

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 
-use super::{CollectError, Collected, Collector, Context, col, query_err};
+use super::{CollectError, Collected, Collector, Context, query_one};
 use crate::desc;
 use crate::metric::{Desc, Family};
 
@@ -28,17 +28,13 @@ const WHAT: &str = "WAL position and pg_ls_waldir";
 #[async_trait]
 impl Collector for Wal {
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
-        let row = cx
-            .client
-            .query_one(WAL_SQL, &[])
-            .await
-            .map_err(query_err(WHAT))?;
+        let row = query_one(cx.client, WHAT, WAL_SQL, &[]).await?;
         let mut families = Vec::new();
-        if let Some(lsn) = col::<Option<f64>>(&row, WHAT, "lsn")? {
+        if let Some(lsn) = row.get::<Option<f64>>("lsn")? {
             families.push(Family::single(&LSN, lsn));
         }
-        families.push(Family::single(&SIZE, col(&row, WHAT, "size")?));
-        families.push(Family::single(&SEGMENTS, col(&row, WHAT, "segments")?));
+        families.push(Family::single(&SIZE, row.get("size")?));
+        families.push(Family::single(&SEGMENTS, row.get("segments")?));
         Ok(families.into())
     }
 }

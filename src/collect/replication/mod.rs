@@ -16,7 +16,7 @@
 
 use async_trait::async_trait;
 
-use super::{CollectError, Collected, Collector, Context, col, query_err};
+use super::{CollectError, Collected, Collector, Context, query, query_one};
 use crate::desc;
 use crate::metric::Desc;
 
@@ -75,18 +75,10 @@ pub struct Replication {}
 #[async_trait]
 impl Collector for Replication {
     async fn collect(&mut self, cx: &mut Context<'_>) -> Result<Collected, CollectError> {
-        let rows = cx
-            .client
-            .query(primary::SQL, &[])
-            .await
-            .map_err(query_err(primary::WHAT))?;
+        let rows = query(cx.client, primary::WHAT, primary::SQL, &[]).await?;
         let mut families = primary::families(&rows)?;
-        let row = cx
-            .client
-            .query_one(standby::SQL, &[])
-            .await
-            .map_err(query_err(standby::WHAT))?;
-        let in_recovery: bool = col(&row, standby::WHAT, "in_recovery")?;
+        let row = query_one(cx.client, standby::WHAT, standby::SQL, &[]).await?;
+        let in_recovery: bool = row.get("in_recovery")?;
         cx.caps.in_recovery = in_recovery;
         if in_recovery {
             families.extend(standby::Reading::from_row(&row)?.families());

@@ -31,10 +31,10 @@
 
 use std::collections::BTreeMap;
 
-use tokio_postgres::Row;
+use crate::collect::Row;
 
 use super::{CONNECTED, LAG_BYTES, LAG_SECONDS, LSN_LAG_BYTES, REPLICA_INFO};
-use crate::collect::{CollectError, col};
+use crate::collect::CollectError;
 use crate::metric::Family;
 
 /// What the query is called in errors.
@@ -106,23 +106,23 @@ impl Walsender {
     fn from_row(row: &Row) -> Result<Walsender, CollectError> {
         let mut lags = [None; 3];
         for (lag, (_, column)) in lags.iter_mut().zip(LAG_KINDS) {
-            *lag = col(row, WHAT, column)?;
+            *lag = row.get(column)?;
         }
         let mut behind = [None; 4];
         for (bytes, (_, column)) in behind.iter_mut().zip(STAGES) {
-            *bytes = col(row, WHAT, column)?;
+            *bytes = row.get(column)?;
         }
         Ok(Walsender {
             key: [
-                col(row, WHAT, "application_name")?,
-                col(row, WHAT, "client_addr")?,
-                col(row, WHAT, "slot_name")?,
+                row.get("application_name")?,
+                row.get("client_addr")?,
+                row.get("slot_name")?,
             ],
-            slot_type: col(row, WHAT, "slot_type")?,
-            state: col(row, WHAT, "state")?,
-            sync_state: col(row, WHAT, "sync_state")?,
-            replayed_all_sent: col(row, WHAT, "replayed_all_sent")?,
-            reports_replay: col(row, WHAT, "reports_replay")?,
+            slot_type: row.get("slot_type")?,
+            state: row.get("state")?,
+            sync_state: row.get("sync_state")?,
+            replayed_all_sent: row.get("replayed_all_sent")?,
+            reports_replay: row.get("reports_replay")?,
             lags,
             behind,
         })

@@ -36,10 +36,10 @@
 //! read 0 while the primary writes on; the last message age shows it,
 //! until `wal_receiver_timeout` ends the connection.
 
-use tokio_postgres::Row;
+use crate::collect::Row;
 
 use super::{LAST_MESSAGE_AGE, PAUSED, RECEIVER, REPLAY_BYTES, REPLAY_LAG};
-use crate::collect::{CollectError, col};
+use crate::collect::CollectError;
 use crate::metric::Family;
 
 /// What the query is called in errors.
@@ -81,12 +81,12 @@ impl Reading {
     /// Reads the row of [`SQL`].
     pub(super) fn from_row(row: &Row) -> Result<Reading, CollectError> {
         Ok(Reading {
-            streaming: col(row, WHAT, "streaming")?,
-            has_receiver: col(row, WHAT, "has_receiver")?,
-            behind_bytes: col(row, WHAT, "behind_bytes")?,
-            replay_age: col(row, WHAT, "replay_age")?,
-            last_message_age: col(row, WHAT, "last_message_age")?,
-            paused: col(row, WHAT, "paused")?,
+            streaming: row.get("streaming")?,
+            has_receiver: row.get("has_receiver")?,
+            behind_bytes: row.get("behind_bytes")?,
+            replay_age: row.get("replay_age")?,
+            last_message_age: row.get("last_message_age")?,
+            paused: row.get("paused")?,
         })
     }
 

@@ -34,9 +34,9 @@ use crate::config::Statements as Settings;
 use crate::desc;
 use crate::metric::{Desc, Family, Value};
 use crate::snapshot::unix_now;
+use crate::stats::cardinality::{OTHER, TopN};
 use crate::stats::histogram::Cumulative;
 use crate::stats::latency::{Dist, Mixture, Model, estimate};
-use crate::stats::topn::TopN;
 
 static CALLS: Desc = desc!(Counter "pg_stat_statements_calls", ["datname", "usename", "queryid", "fingerprint"], "Executions of the statement.");
 static EXEC: Desc = desc!(Counter "pg_stat_statements_exec", unit = Seconds, ["datname", "usename", "queryid", "fingerprint"], "Time spent executing the statement.");
@@ -578,7 +578,7 @@ impl Statements {
         self.texts
             .retain(&cycle.merged.keys().map(|k| k.2).collect());
 
-        let other = ["other", "other", "other", "other"];
+        let other = [OTHER; 4];
         for (family, value) in counters.iter_mut().zip(self.other.values()) {
             family.push(&other, value);
         }

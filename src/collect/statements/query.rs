@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use futures_util::TryStreamExt;
 use tokio_postgres::Client;
 
-use crate::collect::{CollectError, col, query_err};
+use crate::collect::{CollectError, Row, query};
 use crate::sql::{OwnStatements, quote_ident};
 
 /// The installed extension: version and schema.
@@ -53,18 +53,15 @@ const FIND: &str = "SELECT e.extversion, n.nspname::text AS schema
 
 /// Finds the extension in the connected database, or says what to do.
 pub async fn find(client: &Client, database: &str) -> Result<Extension, CollectError> {
-    let rows = client
-        .query(FIND, &[])
-        .await
-        .map_err(query_err("pg_extension"))?;
+    let rows = query(client, "pg_extension", FIND, &[]).await?;
     let Some(row) = rows.first() else {
         return Err(CollectError::Unavailable(format!(
             "pg_stat_statements is not installed in database \"{database}\": run CREATE EXTENSION pg_stat_statements there \
              (the library must also be in shared_preload_libraries)"
         )));
     };
-    let version: String = col(row, "pg_extension", "extversion")?;
-    let schema: String = col(row, "pg_extension", "schema")?;
+    let version: String = row.get("extversion")?;
+    let schema: String = row.get("schema")?;
     let parsed = parse_version(&version)
         .filter(|v| *v >= (1, 8))
         .ok_or_else(|| CollectError::Unavailable(format!("pg_stat_statements {version} is too old: pgvigil needs 1.8 (PostgreSQL 13) or newer")))?;
@@ -245,14 +242,15 @@ pub async fn info(
         .query_one(own.register(&sql), &[])
         .await
         .map_err(not_preloaded)?;
+    let row = Row::new(row, "pg_stat_statements_info");
     // The setting exists only once the library is loaded.
-    let Some(max) = col(&row, "pg_stat_statements_info", "max")? else {
+    let Some(max) = row.get("max")? else {
         return Err(not_loaded());
     };
     Ok(Info {
         max,
-        dealloc: col(&row, "pg_stat_statements_info", "dealloc")?,
-        stats_reset: col(&row, "pg_stat_statements_info", "stats_reset")?,
+        dealloc: row.get("dealloc")?,
+        stats_reset: row.get("stats_reset")?,
     })
 }
 
@@ -297,9 +295,10 @@ pub async fn texts(
         Err(e) => return Err(not_preloaded(e)),
     };
     let mut out = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let id: i64 = col(row, "pg_stat_statements texts", "queryid")?;
-        if let Some(text) = col::<Option<String>>(row, "pg_stat_statements texts", "query")? {
+    for row in rows {
+        let row = Row::new(row, "pg_stat_statements texts");
+        let id: i64 = row.get("queryid")?;
+        if let Some(text) = row.get::<Option<String>>("query")? {
             out.insert(id, text);
         }
     }
@@ -313,15 +312,12 @@ const NAMES: &str = "SELECT 'd' AS kind, oid, datname::text AS name FROM pg_cata
 pub async fn names(
     client: &Client,
 ) -> Result<(HashMap<u32, String>, HashMap<u32, String>), CollectError> {
-    let rows = client
-        .query(NAMES, &[])
-        .await
-        .map_err(query_err("pg_database and pg_roles"))?;
+    let rows = query(client, "pg_database and pg_roles", NAMES, &[]).await?;
     let (mut dbs, mut roles) = (HashMap::new(), HashMap::new());
     for row in &rows {
-        let kind: &str = col(row, "names", "kind")?;
+        let kind: &str = row.get("kind")?;
         let target = if kind == "d" { &mut dbs } else { &mut roles };
-        target.insert(col(row, "names", "oid")?, col(row, "names", "name")?);
+        target.insert(row.get("oid")?, row.get("name")?);
     }
     Ok((dbs, roles))
 }

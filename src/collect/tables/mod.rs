@@ -42,12 +42,12 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
-use super::{CollectError, Collected, Collector, Context, col, query_err};
+use super::{CollectError, Collected, Collector, Context, query};
 use crate::config::Databases;
 use crate::desc;
 use crate::metric::{Desc, Family};
+use crate::stats::cardinality::{OTHER, TopN};
 use crate::stats::counter::Growth;
-use crate::stats::topn::TopN;
 
 pub mod sizes;
 pub mod stats;
@@ -260,14 +260,8 @@ async fn databases(cx: &Context<'_>) -> Result<Vec<String>, CollectError> {
     match cx.databases {
         Databases::List(names) => Ok(names.clone()),
         Databases::Auto => {
-            let rows = cx
-                .client
-                .query(DATABASES_SQL, &[])
-                .await
-                .map_err(query_err("pg_database"))?;
-            rows.iter()
-                .map(|r| col(r, "pg_database", "datname"))
-                .collect()
+            let rows = query(cx.client, "pg_database", DATABASES_SQL, &[]).await?;
+            rows.iter().map(|r| r.get("datname")).collect()
         }
     }
 }
@@ -374,7 +368,7 @@ impl Tables {
                 other_live += t.live;
             }
         }
-        let other = ["other", "other", "other"];
+        let other = [OTHER; 3];
         if count > 0 {
             size.push(&other, other_size);
             estimated.push(&other, flag(other_estimated));
@@ -411,7 +405,7 @@ impl Tables {
             }
         }
         if has_indexes {
-            let other = ["other", "other", "other", "other"];
+            let other = [OTHER; 4];
             index_size.push(&other, other_index_size);
             index_estimated.push(&other, flag(other_index_estimated));
             index_scans.push(

@@ -50,7 +50,7 @@ use tokio::time::Instant;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::super::{CollectError, col, query_err};
+use super::super::{CollectError, query};
 
 /// A sizing pass measures every relation of a database once in this many
 /// runs of the collector; in between sizes are carried over, except for
@@ -332,12 +332,10 @@ const BLOCKED_WHAT: &str = "pg_locks";
 
 /// Step 1: the oids [`BLOCKED_SQL`] finds.
 pub async fn blocked(client: &Client) -> Result<HashSet<u32>, CollectError> {
-    client
-        .query(BLOCKED_SQL, &[])
-        .await
-        .map_err(query_err(BLOCKED_WHAT))?
+    query(client, BLOCKED_WHAT, BLOCKED_SQL, &[])
+        .await?
         .iter()
-        .map(|row| col(row, BLOCKED_WHAT, "oid"))
+        .map(|row| row.get("oid"))
         .collect()
 }
 
@@ -355,13 +353,9 @@ const ESTIMATES_WHAT: &str = "pg_class.relpages";
 /// Size estimates of relations never measured, where pg_class has one.
 pub async fn estimates(client: &Client, oids: &[u32]) -> Result<HashMap<u32, f64>, CollectError> {
     let mut out = HashMap::new();
-    for row in client
-        .query(ESTIMATES_SQL, &[&oids])
-        .await
-        .map_err(query_err(ESTIMATES_WHAT))?
-    {
-        if let Some(size) = col::<Option<f64>>(&row, ESTIMATES_WHAT, "size")? {
-            out.insert(col(&row, ESTIMATES_WHAT, "oid")?, size);
+    for row in query(client, ESTIMATES_WHAT, ESTIMATES_SQL, &[&oids]).await? {
+        if let Some(size) = row.get::<Option<f64>>("size")? {
+            out.insert(row.get("oid")?, size);
         }
     }
     Ok(out)

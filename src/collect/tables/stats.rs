@@ -9,7 +9,7 @@
 
 use tokio_postgres::Client;
 
-use super::super::{CollectError, col, query_err};
+use super::super::{CollectError, Row, query};
 use super::Key;
 
 /// Table counters, in column order (names as in the views).
@@ -68,49 +68,41 @@ pub async fn read(
     datname: &str,
 ) -> Result<(Vec<TableRow>, Vec<IndexRow>), CollectError> {
     let mut tables = Vec::new();
-    for row in client
-        .query(TABLES_SQL, &[])
-        .await
-        .map_err(query_err(TABLES_WHAT))?
-    {
+    for row in query(client, TABLES_WHAT, TABLES_SQL, &[]).await? {
         let mut counters = [0.0; 7];
         for (slot, column) in counters.iter_mut().zip(TABLE_COUNTER_COLUMNS) {
-            *slot = col(&row, TABLES_WHAT, column)?;
+            *slot = row.get(column)?;
         }
         tables.push(TableRow {
             key: (
                 datname.to_string(),
-                name(&row, TABLES_WHAT, "schemaname")?,
-                name(&row, TABLES_WHAT, "relname")?,
+                name(&row, "schemaname")?,
+                name(&row, "relname")?,
                 String::new(),
             ),
-            oid: col(&row, TABLES_WHAT, "oid")?,
+            oid: row.get("oid")?,
             size: None,
             measured: false,
-            dead: col(&row, TABLES_WHAT, "dead")?,
-            live: col(&row, TABLES_WHAT, "live")?,
-            last_autovacuum: col(&row, TABLES_WHAT, "last_autovacuum")?,
-            last_autoanalyze: col(&row, TABLES_WHAT, "last_autoanalyze")?,
+            dead: row.get("dead")?,
+            live: row.get("live")?,
+            last_autovacuum: row.get("last_autovacuum")?,
+            last_autoanalyze: row.get("last_autoanalyze")?,
             counters,
         });
     }
     let mut indexes = Vec::new();
-    for row in client
-        .query(INDEXES_SQL, &[])
-        .await
-        .map_err(query_err(INDEXES_WHAT))?
-    {
+    for row in query(client, INDEXES_WHAT, INDEXES_SQL, &[]).await? {
         indexes.push(IndexRow {
             key: (
                 datname.to_string(),
-                name(&row, INDEXES_WHAT, "schemaname")?,
-                name(&row, INDEXES_WHAT, "relname")?,
-                name(&row, INDEXES_WHAT, "indexrelname")?,
+                name(&row, "schemaname")?,
+                name(&row, "relname")?,
+                name(&row, "indexrelname")?,
             ),
-            oid: col(&row, INDEXES_WHAT, "oid")?,
+            oid: row.get("oid")?,
             size: None,
             measured: false,
-            scans: col(&row, INDEXES_WHAT, "scans")?,
+            scans: row.get("scans")?,
         });
     }
     Ok((tables, indexes))
@@ -131,12 +123,8 @@ macro_rules! name_bytes {
 }
 
 /// Reads a column of [`name_bytes`], replacing what is not UTF-8.
-fn name(
-    row: &tokio_postgres::Row,
-    what: &'static str,
-    column: &'static str,
-) -> Result<String, CollectError> {
-    let bytes: Vec<u8> = col(row, what, column)?;
+fn name(row: &Row, column: &'static str) -> Result<String, CollectError> {
+    let bytes: Vec<u8> = row.get(column)?;
     Ok(String::from_utf8(bytes)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }

@@ -1,13 +1,47 @@
-//! Top-N membership with hysteresis, so the set of published series does
-//! not churn every cycle.
+//! Bounded cardinality: what keeps a family's series few whatever the
+//! server holds. Everything left out is summed into one series whose
+//! labels are all [`OTHER`].
 //!
-//! Each cycle the N highest-scoring keys are (re)admitted. A member that
-//! falls out of the top N stays for `keep` more cycles; the member count is
-//! capped at `2·N` (the members longest out of the top go first), so the
-//! number of series stays bounded whatever the number of keys.
+//! - [`TopN`]: membership with hysteresis (statements, tables): each cycle
+//!   the N highest-scoring keys are (re)admitted; a member that falls out
+//!   of the top N stays for `keep` more cycles; the member count is capped
+//!   at `2·N` (the members longest out of the top go first), so the set
+//!   does not churn every cycle and stays bounded.
+//! - [`fold_rare`]: the largest groups of one reading, the rest summed
+//!   (connections by application).
 
 use std::collections::HashMap;
 use std::hash::Hash;
+
+/// The label value of the series that sums what is not published on its
+/// own.
+pub const OTHER: &str = "other";
+
+/// Keeps the `max` largest groups of `[label; N]` values (ties broken by
+/// labels, so the choice is stable) and sums the rest into one group per
+/// value of the label at `keep`, the other labels [`OTHER`]. The total is
+/// preserved.
+pub fn fold_rare<const N: usize>(
+    mut groups: Vec<([String; N], f64)>,
+    max: usize,
+    keep: usize,
+) -> Vec<([String; N], f64)> {
+    if groups.len() <= max {
+        return groups;
+    }
+    groups.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let rest = groups.split_off(max.saturating_sub(1));
+    let mut folded: std::collections::BTreeMap<String, f64> = Default::default();
+    for (labels, n) in rest {
+        *folded.entry(labels[keep].clone()).or_default() += n;
+    }
+    groups.extend(folded.into_iter().map(|(kept, n)| {
+        let mut labels: [String; N] = std::array::from_fn(|_| OTHER.to_string());
+        labels[keep] = kept;
+        (labels, n)
+    }));
+    groups
+}
 
 /// Membership state.
 #[derive(Debug)]
@@ -80,6 +114,36 @@ impl<K: Hash + Eq + Clone + Ord> TopN<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn group(app: &str, state: &str, n: f64) -> ([String; 4], f64) {
+        (["db".into(), "u".into(), app.into(), state.into()], n)
+    }
+
+    #[test]
+    fn rare_groups_fold_into_other_per_state_and_keep_the_total() {
+        let groups = vec![
+            group("big", "active", 10.0),
+            group("a1", "idle", 1.0),
+            group("a2", "idle", 2.0),
+            group("a3", "active", 1.0),
+        ];
+        let folded = fold_rare(groups, 2, 3);
+        let total: f64 = folded.iter().map(|g| g.1).sum();
+        assert_eq!(total, 14.0);
+        assert_eq!(folded[0], group("big", "active", 10.0));
+        let other: Vec<_> = folded
+            .iter()
+            .filter(|g| g.0[0] == OTHER)
+            .map(|g| (g.0[3].as_str(), g.1))
+            .collect();
+        assert_eq!(other, [("active", 1.0), ("idle", 3.0)]);
+    }
+
+    #[test]
+    fn few_groups_are_left_alone() {
+        let groups = vec![group("a", "idle", 1.0)];
+        assert_eq!(fold_rare(groups.clone(), 2, 3), groups);
+    }
 
     #[test]
     fn members_stay_for_keep_cycles_after_leaving_the_top() {
