@@ -16,12 +16,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::collect::process::ProcessSampler;
 use crate::config::Config;
+use crate::connection::session::{ConnectError, Limits, Session};
 use crate::explain::worker::{Reports, Worker};
 use crate::exposition::{self, Format};
 use crate::registry;
 use crate::schedule::{self, Scheduled, TargetHandle};
 use crate::snapshot::Store;
-use crate::target::session::{ConnectError, Limits, Session};
 
 /// A cached page: all targets (`None`) or one, in one format.
 type EncodedKey = (Option<String>, Format);

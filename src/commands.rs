@@ -114,12 +114,12 @@ pub async fn explain(
     use crate::explain::{findings, guard, render, runner};
     let config = Config::from_dsn(dsn, &Environment::process())?;
     let params = &config.targets[0].conn;
-    let session_limits = crate::target::session::Limits {
+    let session_limits = crate::connection::session::Limits {
         statement_timeout: timeout * 2,
         lock_timeout: Duration::from_secs(1),
         monitoring: false,
     };
-    let live = crate::target::session::open(params, session_limits).await?;
+    let live = crate::connection::session::open(params, session_limits).await?;
     let cancel = CancellationToken::new();
     shutdown::on_signal(cancel.clone());
     let limits = runner::Limits {
@@ -133,7 +133,7 @@ pub async fn explain(
     let explained = match explained {
         Err(runner::ExplainError::Cancelled) => {
             // Stop the statement server-side before going.
-            let tls = crate::target::tls::make_connector(params)?;
+            let tls = crate::connection::tls::make_connector(params)?;
             let _ = live.client.cancel_token().cancel_query(tls).await;
             anyhow::bail!("cancelled");
         }

@@ -4,7 +4,7 @@
 //! scrape costs the database nothing however many scrapers there are.
 //! Slow or idle clients are bounded by a header read timeout (and a TLS
 //! handshake timeout) and a cap on open connections at which the longest
-//! idle connection gives way to a newcomer ([`crate::web::slots`]), so a
+//! idle connection gives way to a newcomer (`web::slots`), so a
 //! slow-loris client cannot keep a scrape out. With `[web]` set, every
 //! endpoint except `/healthz` and `/readyz` needs basic authentication
 //! (probes from the orchestrator carry no credentials, and say nothing

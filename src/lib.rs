@@ -2,35 +2,53 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: collectors write snapshots; the HTTP server and the
-//! command line only read them.
+//! Data flows one way: connection → collectors → snapshot store → outputs
+//! (exposition, reports, page, APIs) → HTTP and the command line. A module
+//! imports only from its own layer or below; `tests/it/structure.rs`
+//! checks it (no import cycle, no import up the layers) and docs/design.md
+//! draws it.
 //!
-//! - [`cli`]: the command line definitions (clap); [`commands`]: what each
-//!   subcommand does. `main.rs` only wires the two.
-//! - [`config`]: the TOML config, raw then validated, every problem with its
-//!   key path.
-//! - [`agent`]: wires targets, collectors, the store and the outputs.
-//! - [`target`]: libpq-style DSNs, TLS, the monitoring session with
-//!   reconnect and backoff, capability detection.
-//! - [`schedule`]: runs each collector on its interval within a time budget.
-//! - [`collect`]: one file per view family (server, connections, databases,
-//!   statements, the agent's own process).
-//! - [`snapshot`]: the latest result of each collector; what scrapes read.
-//! - [`metric`]: descriptors, families and series; [`exposition`]: them to
-//!   Prometheus text and OpenMetrics; [`report`]: them to JSON and tables.
-//! - [`stats`]: pure math: growth of resettable counters, latency
-//!   distributions from moments, cumulative histograms, top-N with
-//!   hysteresis.
+//! Foundations (pure, or plain data):
+//! - [`metric`]: descriptors, families and series, what everything passes.
+//! - [`stats`]: pure math: counter growth, latency distributions from
+//!   moments, cumulative histograms, bounded cardinality.
 //! - [`sql`]: everything that touches pg_query (fingerprints, normalized
-//!   texts, recognising pgvigil's own statements).
-//! - [`saturation`]: connection saturation across PgBouncer and PostgreSQL,
-//!   arithmetic on published families.
-//! - [`logs`]: PostgreSQL's own log (prefix, records, events).
-//! - [`http`]: the hyper server and its endpoints; [`page`]: the `/` HTML
-//!   page; [`notify`]: desktop notifications of new critical findings and
-//!   lost targets; [`shutdown`]: signals.
-//! - [`web`]: who may reach the HTTP server: basic auth, TLS, the
-//!   connection cap.
+//!   texts, pgvigil's own statements).
+//! - `logs`: PostgreSQL's own log: prefixes, records per format, events,
+//!   tailing with rotation.
+//! - `explain`: the EXPLAIN guard, plan findings, redaction, rendering and
+//!   plan records (pure); the runner and the worker sit higher.
+//! - [`cli`]: the command line definitions (clap); `shutdown`: signals;
+//!   `web`: who may reach the HTTP server (basic auth, TLS, the
+//!   connection cap).
+//!
+//! Reaching and describing a server:
+//! - [`connection`]: libpq-style DSNs, TLS, the monitoring session with
+//!   reconnect and backoff, capability detection, colocation.
+//! - [`config`]: the TOML config, raw then validated, every problem with
+//!   its key path.
+//!
+//! The store:
+//! - `snapshot`: the latest result of each collector; what scrapes read.
+//!
+//! Collection:
+//! - [`collect`]: one file (or folder) per view family, one shape for all.
+//! - `saturation`: connection saturation across PgBouncer and PostgreSQL;
+//!   `notify`: desktop notifications of critical findings and lost
+//!   targets.
+//! - `schedule`: runs each collector on its interval within a budget,
+//!   keeps `pg_up` truthful; the EXPLAIN worker (`explain`) runs beside it.
+//!
+//! Outputs:
+//! - [`exposition`]: families to Prometheus text and OpenMetrics;
+//!   [`report`]: to JSON and tables; `page`: the `/` HTML page.
+//!
+//! Composition and entry points:
+//! - [`registry`]: every collector declared once (name, families, SQL,
+//!   constructor); [`agent`]: wires targets, collectors, the store and the
+//!   outputs.
+//! - [`http`]: the hyper server and its endpoints; [`commands`]: what each
+//!   subcommand does (`main.rs` only wires it to [`cli`]).
 #![deny(missing_docs)]
 
 pub mod agent;
@@ -38,20 +56,20 @@ pub mod cli;
 pub mod collect;
 pub mod commands;
 pub mod config;
-pub mod explain;
+pub mod connection;
+pub(crate) mod explain;
 pub mod exposition;
 pub mod http;
-pub mod logs;
+pub(crate) mod logs;
 pub mod metric;
-pub mod notify;
-pub mod page;
+pub(crate) mod notify;
+pub(crate) mod page;
 pub mod registry;
 pub mod report;
-pub mod saturation;
-pub mod schedule;
-pub mod shutdown;
-pub mod snapshot;
+pub(crate) mod saturation;
+pub(crate) mod schedule;
+pub(crate) mod shutdown;
+pub(crate) mod snapshot;
 pub mod sql;
 pub mod stats;
-pub mod target;
-pub mod web;
+pub(crate) mod web;

@@ -234,8 +234,8 @@ pub static COLLECTORS: &[Spec] = &[
 /// and capability checks, then each collector's and the worker's SQL.
 pub fn own_statements() -> OwnStatements {
     let setup = [
-        crate::target::caps::OWN_SQL,
-        crate::target::session::OWN_SQL,
+        crate::connection::caps::OWN_SQL,
+        crate::connection::session::OWN_SQL,
     ];
     let specs = COLLECTORS.iter().flat_map(|s| s.own_sql.iter());
     OwnStatements::new(

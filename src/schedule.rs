@@ -15,10 +15,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::collect::{CollectError, Collected, Collector, Context, Standalone};
+use crate::connection::caps::ServerIdentity;
+use crate::connection::session::Session;
 use crate::snapshot::{Outcome, Store};
 use crate::sql::OwnStatements;
-use crate::target::caps::ServerIdentity;
-use crate::target::session::Session;
 
 /// Builds a collector with no history.
 pub type MakeCollector = Box<dyn Fn() -> Box<dyn Collector> + Send + Sync>;
@@ -105,7 +105,7 @@ pub struct TargetHandle {
     /// The target's name in the store.
     pub name: Arc<str>,
     /// How to reach it.
-    pub params: Arc<crate::target::dsn::ConnParams>,
+    pub params: Arc<crate::connection::dsn::ConnParams>,
     /// Databases per-database collectors visit.
     pub databases: Arc<crate::config::Databases>,
     /// Its monitoring session, shared by its collectors.

@@ -3,7 +3,7 @@
 //! A collector is a small stateful type with an async
 //! [`Collector::collect`] that reads PostgreSQL through the target's session
 //! and returns metric [`Family`] values. It never knows about HTTP or the
-//! schedule; [`crate::schedule`] runs it and stores what it returns. Each
+//! schedule; `crate::schedule` runs it and stores what it returns. Each
 //! file declares its metric descriptors in a `METRICS` table and the SQL
 //! it sends in `OWN_SQL`; [`crate::registry`] declares every collector
 //! once (name, families, SQL, constructor) from them.
@@ -13,28 +13,28 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio_postgres::Client;
 
+use crate::connection::caps::Capabilities;
+use crate::connection::session::{ConnectError, describe};
 use crate::metric::Family;
 pub use crate::snapshot::{Collected, Detail};
 use crate::sql::OwnStatements;
-use crate::target::caps::Capabilities;
-use crate::target::session::{ConnectError, describe};
 
-pub mod archiver;
-pub mod backup;
-pub mod checkpoints;
-pub mod connections;
-pub mod database_size;
-pub mod databases;
-pub mod filesystem;
-pub mod logs;
-pub mod pgbouncer;
-pub mod process;
-pub mod replication;
-pub mod server;
-pub mod slots;
+pub(crate) mod archiver;
+pub(crate) mod backup;
+pub(crate) mod checkpoints;
+pub(crate) mod connections;
+pub(crate) mod database_size;
+pub(crate) mod databases;
+pub(crate) mod filesystem;
+pub(crate) mod logs;
+pub(crate) mod pgbouncer;
+pub(crate) mod process;
+pub(crate) mod replication;
+pub(crate) mod server;
+pub(crate) mod slots;
 pub mod statements;
 pub mod tables;
-pub mod wal;
+pub(crate) mod wal;
 
 /// What a collector may use during one run.
 pub struct Context<'a> {
@@ -44,9 +44,9 @@ pub struct Context<'a> {
     /// `in_recovery`.
     pub caps: &'a mut Capabilities,
     /// How to reach the target, for collectors that visit other databases.
-    pub params: &'a crate::target::dsn::ConnParams,
+    pub params: &'a crate::connection::dsn::ConnParams,
     /// The session limits, for such extra connections.
-    pub limits: crate::target::session::Limits,
+    pub limits: crate::connection::session::Limits,
     /// Which databases per-database collectors visit.
     pub databases: &'a crate::config::Databases,
     /// pgvigil's own statements: SQL built at run time is registered here

@@ -17,9 +17,9 @@ use tokio_postgres::{SimpleQueryMessage, SimpleQueryRow};
 
 use super::{CollectError, Collected, Standalone};
 use crate::config::Pgbouncer as Settings;
+use crate::connection::session::{self, Console};
 use crate::desc;
 use crate::metric::{Desc, Family};
-use crate::target::session::{self, Console};
 
 static UP: Desc = desc!(Gauge "pgbouncer_up", [], "1 if PgBouncer's admin console answered, else 0.", only_when = "a [target.pgbouncer] is configured");
 /// Public: the outputs (report, page, saturation) look it up by descriptor.

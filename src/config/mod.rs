@@ -29,7 +29,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::target::dsn::ConnParams;
+use crate::connection::dsn::ConnParams;
 
 mod load;
 mod raw;

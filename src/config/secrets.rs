@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use super::{Environment, Problem, Report};
-use crate::target::dsn::ConnParams;
+use crate::connection::dsn::ConnParams;
 
 /// Where a target or console says its password is.
 pub(super) struct Secrets<'a> {

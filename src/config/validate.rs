@@ -20,7 +20,7 @@ use super::{
     Backup, Collectors, Config, Environment, Explain, Logs, Notify, Pgbouncer, Problem, Report,
     Statements, Target, Web,
 };
-use crate::target::dsn::ConnParams;
+use crate::connection::dsn::ConnParams;
 
 /// The longest timeout PostgreSQL accepts: `i32::MAX` milliseconds.
 const MAX_SERVER_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::guard::{self, Uses, Verdict};
 use super::plan::Mode;
-use crate::target::session::describe;
+use crate::connection::session::describe;
 
 /// Limits of one run.
 #[derive(Debug, Clone, Copy)]

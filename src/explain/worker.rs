@@ -30,13 +30,13 @@ use crate::collect::replication;
 use crate::collect::statements::query as pgss;
 use crate::collect::statements::report::{StatementSummary, StatementsReport};
 use crate::config::Explain as Settings;
+use crate::connection::dsn::ConnParams;
+use crate::connection::session::{self, Session};
 use crate::desc;
 use crate::metric::{Desc, Family};
 use crate::snapshot::{Collected, Detail};
 use crate::snapshot::{Outcome, Store, unix_now};
 use crate::sql::OwnStatements;
-use crate::target::dsn::ConnParams;
-use crate::target::session::{self, Session};
 
 static RUNS: Desc = desc!(Counter "pgvigil_explain_runs", ["result"],
     "EXPLAINs run by the worker, by result: analyze, plain, generic, refused, failed; each from 0 when the agent starts.",

@@ -101,13 +101,9 @@ impl<K: Hash + Eq + Clone + Ord> TopN<K> {
     }
 
     /// Number of members.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.members.len()
-    }
-
-    /// Whether there are no members.
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
     }
 }
 

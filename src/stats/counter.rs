@@ -62,13 +62,9 @@ impl<K: Hash + Eq> Growth<K> {
     }
 
     /// Number of keys tracked.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    /// Whether no key is tracked.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 

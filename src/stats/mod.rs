@@ -2,8 +2,8 @@
 //! latency distributions from moments, cumulative histograms, top-N with
 //! hysteresis. No I/O here, so everything is tested with plain values.
 
-pub mod cardinality;
-pub mod counter;
+pub(crate) mod cardinality;
+pub(crate) mod counter;
 pub mod histogram;
 pub mod latency;
-pub mod tail;
+pub(crate) mod tail;

@@ -80,11 +80,13 @@ impl Slots {
     }
 
     /// Connections open now.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.open().slots.len()
     }
 
     /// Whether no connection is open.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -633,7 +633,7 @@ fn garbage_configs_are_problems_never_panics() {
     ];
     TestRunner::new(config())
         .run(&dsn, |text| {
-            let _ = pgvigil::target::dsn::ConnParams::parse(&text);
+            let _ = pgvigil::connection::dsn::ConnParams::parse(&text);
             Ok(())
         })
         .unwrap();

@@ -15,7 +15,7 @@
 pub mod delta;
 pub mod query;
 pub mod report;
-pub mod texts;
+pub(crate) mod texts;
 
 use std::collections::{HashMap, HashSet};
 

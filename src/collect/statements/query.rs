@@ -283,7 +283,7 @@ pub async fn texts(
             static WARNED: std::sync::Once = std::sync::Once::new();
             WARNED.call_once(|| {
                 tracing::warn!(
-                    error = %crate::target::session::describe(&e),
+                    error = %crate::connection::session::describe(&e),
                     "query texts unavailable: pg_stat_statements holds a text that cannot be \
                      converted to this database's encoding (a statement from a SQL_ASCII \
                      database?); statements are published without text, by query id, \

@@ -76,13 +76,9 @@ impl Texts {
     }
 
     /// Number of cached texts.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.known.len()
-    }
-
-    /// Whether the cache is empty.
-    pub fn is_empty(&self) -> bool {
-        self.known.is_empty()
     }
 }
 

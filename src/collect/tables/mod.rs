@@ -6,7 +6,7 @@
 //!
 //! - this file: the collector, its metric families, the top-N and the
 //!   `"other"` fold;
-//! - [`stats`]: the statistics views, read without opening any relation, so
+//! - `stats`: the statistics views, read without opening any relation, so
 //!   that no lock on a table can hold them up;
 //! - [`sizes`]: relation sizes, which open relations, measured around
 //!   ACCESS EXCLUSIVE locks instead of queueing behind them.
@@ -50,7 +50,7 @@ use crate::stats::cardinality::{OTHER, TopN};
 use crate::stats::counter::Growth;
 
 pub mod sizes;
-pub mod stats;
+pub(crate) mod stats;
 
 pub use sizes::SIZE_RUNS;
 use sizes::{DatabaseSizes, Rel, Skip};
@@ -286,7 +286,7 @@ impl Collector for Tables {
                 params.dbname = Some(datname.clone());
                 // Failing to open this one (no free slot, say) says nothing
                 // about the target's session, which must not be dropped.
-                let other = crate::target::session::open(&params, cx.limits)
+                let other = crate::connection::session::open(&params, cx.limits)
                     .await
                     .map_err(|source| CollectError::Visit {
                         datname: datname.clone(),

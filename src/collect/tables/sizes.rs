@@ -330,7 +330,7 @@ SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_index i ON i.indrelid
   JOIN locked ON locked.relation = i.indexrelid";
 const BLOCKED_WHAT: &str = "pg_locks";
 
-/// Step 1: the oids [`BLOCKED_SQL`] finds.
+/// Step 1: the oids `BLOCKED_SQL` finds.
 pub async fn blocked(client: &Client) -> Result<HashSet<u32>, CollectError> {
     query(client, BLOCKED_WHAT, BLOCKED_SQL, &[])
         .await?

@@ -1,8 +1,8 @@
 //! Reaching a target: libpq-style connection parameters, TLS, the
 //! monitoring session (reconnect with backoff) and capability detection.
 
-pub mod caps;
-pub mod colocation;
+pub(crate) mod caps;
+pub(crate) mod colocation;
 pub mod dsn;
-pub mod session;
-pub mod tls;
+pub(crate) mod session;
+pub(crate) mod tls;

@@ -19,7 +19,7 @@ use rustls::{
 };
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::target::dsn::{ConnParams, SslMode};
+use crate::connection::dsn::{ConnParams, SslMode};
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]

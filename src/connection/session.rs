@@ -230,11 +230,6 @@ impl Session {
             .await
             .is_ok_and(|r| r.is_ok())
     }
-
-    /// The live connection, if any, without connecting.
-    pub fn live(&mut self) -> Option<&mut Live> {
-        self.live.as_mut()
-    }
 }
 
 /// A connection to a PgBouncer admin console: no session settings, no
