@@ -30,7 +30,7 @@ pub enum Format {
 }
 
 impl Format {
-    /// Picks the format an `Accept` header asks for (SPEC §4).
+    /// Picks the format an `Accept` header asks for (Prometheus text 0.0.4 unless OpenMetrics is asked for).
     pub fn from_accept(accept: Option<&str>) -> Format {
         match accept {
             Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,

@@ -35,7 +35,7 @@ impl Kind {
 /// A base unit, appended to the exposed name (`_seconds`, `_bytes`).
 ///
 /// Ratios are deliberately absent: prometheus-client would write `_ratios`,
-/// while our convention (SPEC §5) is `_ratio` as part of the name.
+/// while our convention (docs/metrics.md) is `_ratio` as part of the name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Unit {
     /// Seconds.
@@ -162,7 +162,7 @@ pub struct Family {
     pub series: Vec<Series>,
 }
 
-/// The longest label value we publish; longer free text is cut (SPEC §5).
+/// The longest label value we publish; longer free text is cut.
 pub const MAX_LABEL_LEN: usize = 200;
 
 /// Cuts a free-text label value to [`MAX_LABEL_LEN`] bytes on a character

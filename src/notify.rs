@@ -1,4 +1,4 @@
-//! Desktop notifications (`[notify] desktop = true`, SPEC §3): while
+//! Desktop notifications (`[notify] desktop = true`): while
 //! debugging on a workstation, a notification for each new critical plan
 //! finding and for each target that is lost (`pg_up` from 1 to 0).
 //!

@@ -1,4 +1,4 @@
-//! The `/` page (SPEC §4): one small, self-contained HTML view of the store
+//! The `/` page: one small, self-contained HTML view of the store
 //! for a person with a browser: each target's state and version, its
 //! collectors' health, the last interval's top statements with their
 //! percentiles, and recent plan findings with their plans.

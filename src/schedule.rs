@@ -1,7 +1,7 @@
 //! Runs each collector on its own interval and stores its snapshot.
 //!
 //! All collectors of a target share the target's one monitoring session
-//! (SPEC §1: a small fixed number of connections), taking turns through a
+//! (the agent holds a small fixed number of connections per target), taking turns through a
 //! fair mutex. Each run has a time budget; a run that exceeds it has its
 //! query cancelled server-side. Ticks missed while a run was slow are
 //! delayed, not burst (`MissedTickBehavior::Delay`).

@@ -202,7 +202,7 @@ impl Store {
     }
 
     /// True once every target has run each of its collectors at least once,
-    /// whatever the result (SPEC §4 `/readyz`).
+    /// whatever the result (`/readyz`).
     pub fn ready(&self) -> bool {
         let targets = self.targets.read().unwrap_or_else(|e| e.into_inner());
         targets.iter().all(|(_, entry)| {

@@ -1,4 +1,4 @@
-//! The configuration file (SPEC §3): raw values as written, then a validated
+//! The configuration file (documented in `packaging/pgvigil.toml`): raw values as written, then a validated
 //! form, which is what the rest of pgvigil reads.
 //!
 //! A config always yields either a [`Config`] or the full list of

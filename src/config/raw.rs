@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
-/// The default HTTP listen address (SPEC §2).
+/// The default HTTP listen address, as `pgvigil run --help` says.
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9932";
 
 /// How often a collector runs, or `off`.

@@ -1,7 +1,8 @@
 //! One monitoring connection to a target, rebuilt when it breaks.
 //!
 //! A [`Session`] owns at most one PostgreSQL connection. It connects lazily,
-//! sets the session limits every agent connection must have (SPEC §1), and
+//! sets the session limits every agent connection must have (`statement_timeout`,
+//! `lock_timeout`, `application_name = 'pgvigil'`), and
 //! after a failure waits a capped, doubling backoff before trying again so a
 //! down server is not hammered.
 

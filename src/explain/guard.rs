@@ -1,5 +1,5 @@
 //! The EXPLAIN guard: which statements may be EXPLAINed, and which of them
-//! with ANALYZE (SPEC §6). Pure: it reads only the statement's parse tree.
+//! with ANALYZE (docs/explain.md). Pure: it reads only the statement's parse tree.
 //!
 //! ANALYZE executes the statement, so it is allowed only for exactly one
 //! plain SELECT — joins, subqueries, read-only CTEs and set operations
@@ -99,7 +99,8 @@ const DENIED_PREFIXES: &[&str] = &[
     "pg_logical_slot_",
 ];
 
-/// Whether a function name is on the deny-list (SPEC §6).
+/// Whether a function name is on the deny-list of functions that write,
+/// wait, signal or read files.
 pub fn denied(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     DENIED.contains(&name.as_str()) || DENIED_PREFIXES.iter().any(|p| name.starts_with(p))

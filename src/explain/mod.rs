@@ -1,4 +1,5 @@
-//! Automatic, guarded EXPLAIN of slow statements (SPEC §6).
+//! Automatic, guarded EXPLAIN of slow statements; docs/explain.md says what
+//! makes it harmless.
 //!
 //! - [`guard`]: what may be EXPLAINed, and whether with ANALYZE (pure).
 //! - [`runner`]: the guarded EXPLAIN on a connection (read-only, rolled back).

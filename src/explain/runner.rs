@@ -1,4 +1,4 @@
-//! The guarded EXPLAIN itself, on a connection of its own (SPEC §6).
+//! The guarded EXPLAIN itself, on a connection of its own.
 //!
 //! Every run is inside `BEGIN READ ONLY` … `ROLLBACK` with `SET LOCAL`
 //! statement, lock and idle-in-transaction timeouts. ANALYZE runs only for

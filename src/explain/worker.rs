@@ -2,7 +2,7 @@
 //! report, gets real parameter values where it can, runs the guarded
 //! EXPLAIN on its own connection and publishes plans with findings.
 //!
-//! Selection (SPEC §6): interval mean over `explain.slow_threshold`,
+//! Selection (docs/explain.md): interval mean over `explain.slow_threshold`,
 //! largest interval execution time first; at most once per statement per
 //! `explain.per_statement_interval` (an hour) and `explain.max_per_hour` in
 //! all; none while the server is under

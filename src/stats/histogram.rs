@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::latency::Dist;
 use crate::metric::HistogramValue;
 
-/// The default bucket upper bounds in seconds: 0.5 ms to 30 s (SPEC §5).
+/// The default bucket upper bounds in seconds: 0.5 ms to 30 s (see docs/percentiles.md).
 pub const DEFAULT_BUCKETS: [f64; 16] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0,
     30.0,

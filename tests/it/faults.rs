@@ -40,7 +40,7 @@ async fn settled_fds(s: &mut Scrapes<'_>) -> f64 {
 }
 
 /// After recovery: the agent is back to at most two sessions at the
-/// server (SPEC §1: collectors and explain), the proxy (if any) holds no
+/// server (collectors and explain), the proxy (if any) holds no
 /// more than that either, and the agent has no more descriptors than
 /// before the fault (one of slack for a scrape landing mid-collection).
 async fn assert_no_leaks(

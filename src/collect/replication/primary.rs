@@ -20,7 +20,7 @@
 //! caught up while the primary went idle, which PostgreSQL reports as
 //! NULL after a while. Only that last case is 0, and it is recognisable:
 //! the walsender streams and the replica has replayed everything it was
-//! sent. Every other NULL is left out (SPEC §5: not measured is not 0).
+//! sent. Every other NULL is left out (not measured is not 0).
 //!
 //! `pg_replication_connected_replicas` counts physical replicas only: a
 //! walsender streaming or catching up, not on a logical slot, and

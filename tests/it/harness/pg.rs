@@ -1,7 +1,7 @@
 //! Throwaway PostgreSQL clusters on free ports in temp directories.
 //!
 //! Server binaries come from `PGVIGIL_PG_BINDIR`, else `pg_config --bindir`,
-//! else the newest `/usr/lib/postgresql/*/bin` (SPEC §7). PostgreSQL refuses
+//! else the newest `/usr/lib/postgresql/*/bin` (as README.md says). PostgreSQL refuses
 //! to run as root, so when the tests run as root every server command runs
 //! as the `postgres` user. `initdb` runs once per binary directory into a
 //! cache; each cluster is a copy of it. A cluster is stopped and removed
