@@ -522,7 +522,7 @@ impl LogReader {
                         .add((datname.clone(), usename.clone()));
                 }
                 let logged = LoggedDuration {
-                    at: record.timestamp.unwrap_or_else(unix_now),
+                    at: record.prefix.timestamp.unwrap_or_else(unix_now),
                     seconds: duration_ms / 1000.0,
                     key: (datname.clone(), usename, fingerprint.clone()),
                     slow: kind.is_execution() && verdict == Verdict::Slow,
@@ -720,6 +720,7 @@ mod tests {
         assert_eq!(format_of("syslog"), Format::Stderr);
     }
 
+    use crate::logs::prefix::PrefixFields;
     use crate::logs::record::LogRecord;
     use Threshold::{Ms, Off};
 
@@ -741,9 +742,12 @@ mod tests {
 
     fn line(user: &str, ms: f64, what: &str) -> LogRecord {
         LogRecord {
-            timestamp: Some(100.0),
-            user: Some(user.into()),
-            database: Some("shop".into()),
+            prefix: PrefixFields {
+                timestamp: Some(100.0),
+                user: Some(user.into()),
+                database: Some("shop".into()),
+                ..PrefixFields::default()
+            },
             severity: "LOG".into(),
             message: format!("duration: {ms:.3} ms  {what}"),
             ..LogRecord::default()
