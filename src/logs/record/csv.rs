@@ -6,7 +6,7 @@
 //! Not for: deciding what a record means ([`crate::logs::event`]).
 
 use super::lines::{Budget, decode, keep_bytes};
-use super::{Column, LogRecord, Reader, SMALL_FIELD_CAP};
+use super::{Column, LogRecord, Reader};
 
 /// csvlog rows have 23 to 26 columns; more are ignored, not stored.
 const MAX_FIELDS: usize = 32;
@@ -74,12 +74,10 @@ impl CsvReader {
     /// Stores unquoted bytes of the current field, within its cap.
     fn keep(&mut self, bytes: &[u8]) {
         let index = self.fields.len();
-        let room = if index >= MAX_FIELDS {
-            0
-        } else if LONG_COLUMNS.contains(&index) {
-            self.budget.left
+        let room = if index < MAX_FIELDS {
+            self.budget.room(LONG_COLUMNS.contains(&index))
         } else {
-            SMALL_FIELD_CAP
+            0
         };
         if !keep_bytes(&mut self.field, bytes, room) {
             self.cut = true;

@@ -18,7 +18,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 
 use super::lines::{Budget, Line, Lines, decode, keep_bytes};
-use super::{Column, LogRecord, Reader, SMALL_FIELD_CAP};
+use super::{Column, LogRecord, Reader};
 
 /// The jsonlog keys a record keeps.
 const KEYS: [(&str, Column); 16] = [
@@ -156,13 +156,8 @@ impl Values {
             replace_lone_surrogates(bytes.to_mut());
         }
         let long = LONG.contains(&KEYS[slot].1);
-        let room = if long {
-            self.budget.left
-        } else {
-            SMALL_FIELD_CAP
-        };
         let mut value = Vec::new();
-        self.cut |= !keep_bytes(&mut value, &bytes, room);
+        self.cut |= !keep_bytes(&mut value, &bytes, self.budget.room(long));
         if long {
             self.budget.spend(value.len());
         }

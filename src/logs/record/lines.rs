@@ -13,6 +13,9 @@ use crate::logs::prefix;
 /// The rest of the line is dropped on arrival.
 pub(super) const LINE_CAP: usize = MAX_RECORD_BYTES + prefix::PREFIX_SEARCH_LIMIT;
 
+/// Cap on each short field (names, ids, severity, timestamps).
+pub(super) const SMALL_FIELD_CAP: usize = 1024;
+
 /// Line buffer capacity kept between lines (more is given back).
 const KEPT_LINE_CAPACITY: usize = 64 * 1024;
 
@@ -113,7 +116,14 @@ impl Budget {
         kept.len() == text.len()
     }
 
-    /// Takes what a field of `len` bytes used.
+    /// How many bytes a field may hold: a long one (message, detail, ...)
+    /// what the record has left, a short one (names, ids, times)
+    /// [`SMALL_FIELD_CAP`].
+    pub fn room(&self, long: bool) -> usize {
+        if long { self.left } else { SMALL_FIELD_CAP }
+    }
+
+    /// Takes what a long field of `len` bytes used.
     pub fn spend(&mut self, len: usize) {
         self.left = self.left.saturating_sub(len);
     }

@@ -37,9 +37,6 @@ use super::prefix::{self, Prefix, PrefixFields};
 /// (a 1 MB statement must not make the parser hold tens of MB).
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
 
-/// Cap on each short field (names, ids, severity, timestamps).
-const SMALL_FIELD_CAP: usize = 1024;
-
 /// One log entry, whatever the format.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct LogRecord {
