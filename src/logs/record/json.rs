@@ -119,9 +119,9 @@ fn parse(line: &[u8], values: &mut Values) -> serde_json::Result<()> {
     json.end()
 }
 
-/// A line cut at [`LINE_CAP`](super::lines::LINE_CAP) with the string it was cut in, and the
-/// object, closed (a half escape at the cut dropped); `None` when the cut
-/// is not inside a string.
+/// A line cut at [`LINE_CAP`](super::lines::LINE_CAP) with the string it
+/// was cut in, and the object, closed (a half escape at the cut dropped);
+/// `None` when the cut is not inside a string.
 fn close_cut(line: &[u8]) -> Option<Vec<u8>> {
     let (mut in_string, mut whole, mut at) = (false, 0, 0);
     while at < line.len() {

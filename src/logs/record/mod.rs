@@ -14,13 +14,14 @@
 //! ([`crate::logs::event`]).
 //!
 //! One reader per format:
-//! - [`stderr`]: a first line with its `log_line_prefix`, tab-continued
+//! - `stderr`: a first line with its `log_line_prefix`, tab-continued
 //!   lines, and the DETAIL/HINT/... lines of the same process.
-//! - [`csv`]: one CSV row per record (quoted fields may hold newlines);
-//!   columns are picked by count (23 up to 12, 24 in 13, 26 from 14).
-//! - [`json`]: one JSON object per line (15+).
+//! - `csv` (csv-core): one CSV row per record (quoted fields may hold
+//!   newlines); columns are picked by count (23 up to 12, 24 in 13, 26
+//!   from 14).
+//! - `json` (serde_json): one JSON object per line (15+).
 //!
-//! and [`lines`], what they share: lines of bounded length, byte budgets.
+//! and `lines`, what they share: lines of bounded length, byte budgets.
 
 mod csv;
 #[cfg(test)]
