@@ -20,7 +20,7 @@ use crate::schedule::{Job, Scheduled, SessionJob};
 use crate::sql::OwnStatements;
 
 /// The log reader a target's logs and statements collectors share.
-type Reader = Arc<Mutex<collect::logs::LogReader>>;
+type Reader = Arc<Mutex<crate::logs::reader::LogReader>>;
 
 /// What a target's collectors may be built with.
 pub struct Parts {
@@ -315,7 +315,7 @@ pub fn jobs(
     // interval, by the statements collector (exact tail quantiles).
     let log = match (&target.logs, feed, c.logs) {
         (Some(logs), Some(feed), Some(_)) => Some(Arc::new(Mutex::new(
-            collect::logs::LogReader::new(logs.clone(), feed, own.clone()),
+            crate::logs::reader::LogReader::new(logs.clone(), feed, own.clone()),
         ))),
         _ => None,
     };

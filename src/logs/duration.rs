@@ -31,7 +31,7 @@
 //! value (postgresql.conf, the command line). A session's own `SET` (or
 //! `PGOPTIONS`) cannot be seen from outside.
 //!
-//! Pure: the collector ([`crate::collect::logs`]) reads the settings.
+//! Pure: the `logs` collector reads the settings.
 //! Not for: parsing records ([`crate::logs::record`]) nor the other events
 //! ([`crate::logs::event`]).
 

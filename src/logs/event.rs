@@ -127,8 +127,8 @@ pub fn classify(record: &LogRecord) -> Event {
         } else {
             Event::Error {
                 sqlstate_class: sqlstate_class(record),
-                user: record.user.clone(),
-                database: record.database.clone(),
+                user: record.prefix.user.clone(),
+                database: record.prefix.database.clone(),
             }
         };
     }
@@ -161,9 +161,9 @@ fn duration_event(record: &LogRecord) -> Option<Event> {
         kind,
         statement: statement.to_string(),
         parameters,
-        user: record.user.clone(),
-        database: record.database.clone(),
-        query_id: record.query_id,
+        user: record.prefix.user.clone(),
+        database: record.prefix.database.clone(),
+        query_id: record.prefix.query_id,
     })
 }
 
@@ -182,9 +182,9 @@ fn auto_explain_plan(record: &LogRecord, duration_ms: f64, text: &str) -> Option
         duration_ms,
         plan,
         query_text,
-        user: record.user.clone(),
-        database: record.database.clone(),
-        query_id: record.query_id,
+        user: record.prefix.user.clone(),
+        database: record.prefix.database.clone(),
+        query_id: record.prefix.query_id,
     })
 }
 
@@ -237,7 +237,7 @@ fn is_auth_failure(record: &LogRecord) -> bool {
     if record.severity != "FATAL" {
         return false;
     }
-    match record.sqlstate.as_deref() {
+    match record.prefix.sqlstate.as_deref() {
         Some("28P01" | "28000") => true,
         Some(code) if code != "00000" => false,
         _ => auth_message(&record.message),
@@ -258,15 +258,18 @@ fn auth_failure(record: &LogRecord) -> Event {
     let message = record.message.as_str();
     Event::AuthFailure {
         user: record
+            .prefix
             .user
             .clone()
             .or_else(|| quoted_after(message, "user \""))
             .or_else(|| quoted_after(message, "role \"")),
         database: record
+            .prefix
             .database
             .clone()
             .or_else(|| quoted_after(message, "database \"")),
         remote_host: record
+            .prefix
             .remote_host
             .clone()
             .or_else(|| quoted_after(message, "host \"")),
@@ -283,6 +286,7 @@ fn quoted_after(message: &str, opening: &str) -> Option<String> {
 
 fn sqlstate_class(record: &LogRecord) -> String {
     if let Some(class) = record
+        .prefix
         .sqlstate
         .as_deref()
         .filter(|code| *code != "00000")
@@ -337,6 +341,7 @@ pub fn bind_parameters(statement: &str, parameters: &[Option<String>]) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logs::prefix::PrefixFields;
     use crate::logs::record::fixtures::{self, Fixture, get, parse};
     use crate::logs::record::{Format, Parser};
 
@@ -612,8 +617,11 @@ mod tests {
 
     fn record(severity: &str, sqlstate: Option<&str>, message: &str) -> LogRecord {
         LogRecord {
+            prefix: PrefixFields {
+                sqlstate: sqlstate.map(str::to_string),
+                ..PrefixFields::default()
+            },
             severity: severity.into(),
-            sqlstate: sqlstate.map(str::to_string),
             message: message.into(),
             ..LogRecord::default()
         }
@@ -741,15 +749,15 @@ mod tests {
         for (record, want) in cases {
             assert_eq!(classify(&record), want, "{}", record.message);
         }
-        let fetch = LogRecord {
+        let mut fetch = LogRecord {
             detail: lit("Parameters: $1 = '1'"),
-            query_id: Some(7),
             ..record(
                 "LOG",
                 Some("00000"),
                 "duration: 2.000 ms  execute fetch from S_1/C_2: SELECT * FROM t WHERE a = $1",
             )
         };
+        fetch.prefix.query_id = Some(7);
         assert_eq!(
             classify(&fetch),
             Event::SlowStatement {

@@ -51,7 +51,9 @@ pub struct Prefix {
 }
 
 /// The fields a prefix carried. Fields the prefix has no escape for, or that
-/// PostgreSQL printed empty or as `[unknown]`, are `None`.
+/// PostgreSQL printed empty or as `[unknown]`, are `None`. A
+/// [`LogRecord`](crate::logs::record::LogRecord) holds them whatever its
+/// format: csvlog and jsonlog have them as columns.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PrefixFields {
     /// `%m`, `%t` or `%n`, as Unix seconds; `None` for an unknown zone abbreviation.

@@ -74,6 +74,20 @@ struct Entry {
     mtime: f64,
 }
 
+impl Entry {
+    /// A position in this file, its head not hashed yet.
+    fn cursor_at(&self, offset: u64) -> Cursor {
+        Cursor {
+            file: self.name.clone(),
+            inode: self.inode,
+            offset,
+            mtime: self.mtime,
+            head: 0,
+            head_len: 0,
+        }
+    }
+}
+
 /// Follows one log directory.
 #[derive(Debug)]
 pub struct Tailer {
@@ -179,14 +193,7 @@ impl Tailer {
         if !self.started {
             self.started = true;
             if let Some(newest) = entries.last() {
-                self.cursor = Some(Cursor {
-                    file: newest.name.clone(),
-                    inode: newest.inode,
-                    offset: newest.size,
-                    mtime: newest.mtime,
-                    head: 0,
-                    head_len: 0,
-                });
+                self.cursor = Some(newest.cursor_at(newest.size));
             }
             // Start at a line boundary: a partial last line would parse as
             // noise, so the next complete record is the first one read.
@@ -220,14 +227,7 @@ impl Tailer {
                 if let Some(mut reading) = self.parser.take() {
                     out.extend(reading.parser.finish());
                 }
-                self.cursor = Some(Cursor {
-                    file: entry.name.clone(),
-                    inode: entry.inode,
-                    offset: 0,
-                    mtime: entry.mtime,
-                    head: 0,
-                    head_len: 0,
-                });
+                self.cursor = Some(entry.cursor_at(0));
             }
             let cursor = self.cursor.as_mut().expect("set above");
             cursor.file = entry.name.clone();

@@ -123,7 +123,7 @@ pub struct Statements {
     other_histogram: Cumulative,
     instance_histogram: Cumulative,
     texts: Texts,
-    log: Option<Arc<std::sync::Mutex<crate::collect::logs::LogReader>>>,
+    log: Option<Arc<std::sync::Mutex<crate::logs::reader::LogReader>>>,
     reports: Option<Arc<ReportSender>>,
 }
 
@@ -135,7 +135,7 @@ impl Statements {
     /// exact tail quantiles.
     pub fn with_log(
         mut self,
-        log: Option<Arc<std::sync::Mutex<crate::collect::logs::LogReader>>>,
+        log: Option<Arc<std::sync::Mutex<crate::logs::reader::LogReader>>>,
     ) -> Statements {
         self.log = log;
         self
@@ -440,7 +440,7 @@ impl Statements {
         cycle: &Cycle,
         dbs: &HashMap<u32, String>,
         roles: &HashMap<u32, String>,
-        logged: Option<&crate::collect::logs::LoggedInterval>,
+        logged: Option<&crate::logs::interval::LoggedInterval>,
     ) -> (
         Vec<Family>,
         Option<(InstanceSummary, Vec<StatementSummary>)>,

@@ -150,10 +150,10 @@ fn every_duration_line_of_the_capture_in_every_format() {
             .filter_map(|r| {
                 let (ms, rest) = split(&r.message)?;
                 let timed = timed(rest);
-                let verdict = timed
-                    .filter(|(k, _)| k.is_execution())
-                    .map(|_| thresholds.judge(r.database.as_deref(), r.user.as_deref(), ms));
-                Some((r.user.as_deref().unwrap_or_default(), timed, verdict))
+                let verdict = timed.filter(|(k, _)| k.is_execution()).map(|_| {
+                    thresholds.judge(r.prefix.database.as_deref(), r.prefix.user.as_deref(), ms)
+                });
+                Some((r.prefix.user.as_deref().unwrap_or_default(), timed, verdict))
             })
             .collect();
         assert_eq!(got, want, "{fixture:?} ({})", fixture.major);
