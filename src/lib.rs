@@ -15,7 +15,7 @@
 //! - [`sql`]: everything that touches pg_query (fingerprints, normalized
 //!   texts, pgvigil's own statements).
 //! - `logs`: PostgreSQL's own log: prefixes, records per format, events,
-//!   tailing with rotation.
+//!   tailing with rotation; the reader collectors share sits with them.
 //! - `explain`: the EXPLAIN guard, plan findings, redaction, rendering and
 //!   plan records (pure); the runner and the worker sit higher.
 //! - [`cli`]: the command line definitions (clap); `shutdown`: signals;

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
-use super::{CollectError, Collected, Collector, Context, col, query_err};
+use super::{CollectError, Collected, Collector, Context, query, query_one};
 use crate::desc;
 use crate::logs::capped::Capped;
 use crate::logs::duration::{self, Override, Threshold, Thresholds};
@@ -94,17 +94,13 @@ impl Logs {
         {
             return Ok((*format, prefix.clone(), None));
         }
-        let row = cx
-            .client
-            .query_one(SETTINGS_SQL, &[])
-            .await
-            .map_err(query_err(WHAT))?;
-        let prefix: String = col(&row, WHAT, "log_line_prefix")?;
-        let destination: String = col(&row, WHAT, "log_destination")?;
-        let setting: String = col(&row, WHAT, "min_duration")?;
-        let source: String = col(&row, WHAT, "min_duration_source")?;
-        let own_role: String = col(&row, WHAT, "own_role")?;
-        let can_read_files: bool = col(&row, WHAT, "can_read_files")?;
+        let row = query_one(cx.client, WHAT, SETTINGS_SQL, &[]).await?;
+        let prefix: String = row.get("log_line_prefix")?;
+        let destination: String = row.get("log_destination")?;
+        let setting: String = row.get("min_duration")?;
+        let source: String = row.get("min_duration_source")?;
+        let own_role: String = row.get("own_role")?;
+        let can_read_files: bool = row.get("can_read_files")?;
         let server = if SERVER_SOURCES.contains(&source.as_str()) {
             duration::parse_setting(&setting)
         } else if can_read_files {
@@ -119,17 +115,14 @@ impl Logs {
                 "the server's own log_min_duration_statement is unknown: pgvigil's session shows its role's or database's value instead, and the configuration files (pg_file_settings) are not readable by it or do not set it; slow statements of roles without their own setting are counted unjudged and get no exact tail quantiles (see docs/percentiles.md)"
             );
         }
-        let overrides = cx
-            .client
-            .query(OVERRIDES_SQL, &[])
-            .await
-            .map_err(query_err(WHAT_OVERRIDES))?
+        let overrides = query(cx.client, WHAT_OVERRIDES, OVERRIDES_SQL, &[])
+            .await?
             .iter()
             .map(|row| {
-                let value: String = col(row, WHAT_OVERRIDES, "value")?;
+                let value: String = row.get("value")?;
                 Ok(Override {
-                    database: col(row, WHAT_OVERRIDES, "datname")?,
-                    role: col(row, WHAT_OVERRIDES, "rolname")?,
+                    database: row.get("datname")?,
+                    role: row.get("rolname")?,
                     value: duration::parse_setting(&value),
                 })
             })

@@ -203,12 +203,12 @@ pub async fn query_opt(
 }
 
 /// Attaches the query name to a driver error.
-pub fn query_err(what: &'static str) -> impl Fn(tokio_postgres::Error) -> CollectError {
+fn query_err(what: &'static str) -> impl Fn(tokio_postgres::Error) -> CollectError {
     move |source| CollectError::Query { what, source }
 }
 
 /// Reads a column, naming it in the error.
-pub fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
+fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
     row: &'a tokio_postgres::Row,
     what: &'static str,
     column: &'static str,

@@ -51,6 +51,8 @@ mod pgbouncer;
 mod replication;
 // The statements collector: labels, counts, resets, cardinality, the JSON API.
 mod statements;
+// The shape of the source: no import cycle or import up the layers, short files, no outside references.
+mod structure;
 // Filesystems, tables, WAL archiving and pgBackRest backups.
 mod storage;
 // TLS to PostgreSQL: verify-full with a test CA.
