@@ -86,20 +86,15 @@ impl Interval {
         let mut growth = self.growth;
         growth.add(&other.growth);
         let (a, b) = (&self.moments, &other.moments);
-        let min = if a.calls > 0.0 && b.calls > 0.0 {
-            a.min.min(b.min)
-        } else if a.calls > 0.0 {
-            a.min
-        } else {
-            b.min
-        };
-        let max = if a.calls > 0.0 && b.calls > 0.0 {
-            a.max.max(b.max)
-        } else if a.calls > 0.0 {
-            a.max
-        } else {
-            b.max
-        };
+        // An extreme of an entry without calls is not a reading.
+        let extreme =
+            |pick: fn(f64, f64) -> f64, x: f64, y: f64| match (a.calls > 0.0, b.calls > 0.0) {
+                (true, true) => pick(x, y),
+                (true, false) => x,
+                _ => y,
+            };
+        let min = extreme(f64::min, a.min, b.min);
+        let max = extreme(f64::max, a.max, b.max);
         Interval {
             growth,
             moments: Moments {
