@@ -71,7 +71,7 @@ pub struct StatementsSettings {
 impl Default for StatementsSettings {
     fn default() -> Self {
         StatementsSettings {
-            interval: Some(Interval::Every(Duration::from_secs(30))),
+            interval: Some(Interval::Every(Duration::from_secs(60))),
             top: 100,
             buckets: crate::stats::histogram::DEFAULT_BUCKETS.to_vec(),
         }
