@@ -157,6 +157,6 @@ pub fn increase(samples: &[f64]) -> f64 {
 fn increase_reads_a_fall_as_a_reset() {
     assert_eq!(increase(&[]), 0.0);
     assert_eq!(increase(&[5.0]), 0.0);
-    assert_eq!(increase(&[1.0, 1001.0, 0.0, 500.0, 500.0, 800.0]), 1799.0);
+    assert_eq!(increase(&[1.0, 1001.0, 0.0, 500.0, 500.0, 800.0]), 1800.0);
     assert_eq!(increase(&[10.0, 4.0]), 4.0);
 }
