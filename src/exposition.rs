@@ -6,6 +6,12 @@
 //! the same name from several targets are merged under one `# HELP`/`# TYPE`
 //! header, with a `target` label first, because a repeated header is an
 //! error to Prometheus and promtool.
+//!
+//! Every series of a target carries `target`, a lone unnamed one too
+//! (`"main"`), and every PgBouncer series its `pgbouncer`: a label that
+//! appeared only once a second target or console was configured would
+//! rename every existing series and break every saved query. Only the
+//! agent's own process series belong to no target.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -47,10 +53,11 @@ impl Format {
     }
 }
 
-/// A group of families that share an optional `target` label.
+/// A group of families that share a `target` label.
 #[derive(Debug)]
 pub struct Scoped {
-    /// The `target` label value, when series carry one.
+    /// The `target` label value; `None` only for the agent's own process
+    /// series, which belong to no target.
     pub target: Option<Arc<str>>,
     /// Another label all of the group's series carry (`pgbouncer`).
     pub label: Option<(&'static str, Arc<str>)>,
@@ -63,7 +70,7 @@ pub struct Scoped {
 pub fn scoped(views: &[TargetView]) -> Vec<Scoped> {
     let mut out = Vec::new();
     for view in views {
-        let target = view.labelled.then(|| view.name.clone());
+        let target = Some(view.name.clone());
         out.push(Scoped {
             target: target.clone(),
             label: None,
@@ -253,6 +260,8 @@ impl Collector for Snapshots {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
     use crate::desc;
     use crate::metric::HistogramValue;
@@ -365,6 +374,64 @@ mod tests {
         assert!(
             out.contains("pg_database_xact_commit_total{target=\"b\",datname=\"postgres\"} 42.0")
         );
+    }
+
+    /// The exposition of a store of `names`, each target with a collector
+    /// that published `families()` and a PgBouncer named "pgbouncer".
+    fn exposition_of(names: &[&str]) -> String {
+        use crate::snapshot::{Outcome, Store};
+        let expected = vec!["x", "pgbouncer"];
+        let store = Store::new(
+            names
+                .iter()
+                .map(|n| (n.to_string(), expected.clone()))
+                .collect(),
+        );
+        for name in names {
+            store.set_up(name, true);
+            let ok = || Outcome::plain(Ok(families().into()), std::time::Duration::ZERO);
+            store.record(name, "x", ok());
+            let pooled = Outcome {
+                label: Some(("pgbouncer", "pgbouncer".into())),
+                ..ok()
+            };
+            store.record(name, "pgbouncer", pooled);
+        }
+        encode(scoped(&store.view(None)), Format::Prometheus)
+    }
+
+    /// A series' identity: its sample line without the value.
+    fn identities(text: &str) -> BTreeSet<&str> {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.rsplit_once(' ').map_or(l, |(id, _)| id))
+            .collect()
+    }
+
+    #[test]
+    fn a_lone_target_is_labelled_and_a_second_one_renames_nothing() {
+        let one = exposition_of(&["main"]);
+        let alone = identities(&one);
+        assert!(alone.len() > 10, "{one}");
+        for id in &alone {
+            assert!(id.contains("{target=\"main\""), "{id}");
+        }
+        // The PgBouncer's series carry its name after the target; the others do not.
+        for pgbouncer in [",pgbouncer=\"pgbouncer\"", ""] {
+            let id = format!(
+                "pg_connections{{target=\"main\"{pgbouncer},datname=\"app\\\"db\",state=\"idle in transaction\"}}"
+            );
+            assert!(alone.contains(id.as_str()), "{id} in {one}");
+        }
+        // With a second target, the first one's series are all still there, unchanged.
+        let two = exposition_of(&["main", "replica"]);
+        let both = identities(&two);
+        let missing: Vec<_> = alone.difference(&both).collect();
+        assert!(
+            missing.is_empty(),
+            "renamed by a second target: {missing:?}"
+        );
+        assert!(both.iter().any(|id| id.contains("target=\"replica\"")));
     }
 
     #[test]

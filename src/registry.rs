@@ -264,7 +264,17 @@ pub fn metrics_reference() -> String {
          itself. Units are in the name (`_seconds`, `_bytes`), counters end in `_total` and are the\n\
          server's own cumulative values (a statistics reset shows as a counter reset, which `rate()` and\n\
          `increase()` handle; only the `\"other\"` folds are pgvigil's sums, from 0 at agent start), `_info` gauges carry text\n\
-         in labels with the value 1. With several targets every series also has a `target` label.\n\
+         in labels with the value 1.\n\
+         \n\
+         Every series carries `target`: the `[[target]]`'s name, `\"main\"` for a lone unnamed one. Every\n\
+         PgBouncer series also carries `pgbouncer`: the console's name, `\"pgbouncer\"` for the first unnamed\n\
+         one (`\"pgbouncerN\"` for the one at index N). Both are there however many targets and consoles\n\
+         are configured, so adding one renames no existing series. `/probe?target=NAME` keeps `target`\n\
+         too. Only the agent's own `process_*` and `pgvigil_build_info` have neither. Each PgBouncer is\n\
+         its own collector in `pgvigil_collector_*`: `pgbouncer` for the console named \"pgbouncer\",\n\
+         `pgbouncer:NAME` for any other. The labels listed\n\
+         below are each family's own, after these.\n\
+         \n\
          A failed collector's families are absent (not zero) until it succeeds again;\n\
          `pgvigil_collector_success` says which.\n",
     );
@@ -343,12 +353,15 @@ pub fn jobs(
                     continue;
                 };
                 for pgbouncer in &target.pgbouncers {
-                    // With several, each is a collector of its own, named
-                    // for it (bounded by the config: leaked once each).
-                    let name: &'static str = if pgbouncer.labelled {
-                        Box::leak(format!("{}:{}", spec.name, pgbouncer.name).into_boxed_str())
-                    } else {
+                    // Each is a collector of its own, named after the
+                    // console alone (not after how many there are), so that
+                    // adding one renames no `collector` label: `pgbouncer`
+                    // for the default name, `pgbouncer:NAME` for any other
+                    // (bounded by the config: leaked once each).
+                    let name: &'static str = if pgbouncer.name == spec.name {
                         spec.name
+                    } else {
+                        Box::leak(format!("{}:{}", spec.name, pgbouncer.name).into_boxed_str())
                     };
                     let collector = collect::pgbouncer::Pgbouncer::new(pgbouncer.clone());
                     jobs.push(Scheduled {

@@ -31,7 +31,7 @@ pub struct Postgres {
 /// One PgBouncer pool (database, user).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Pool {
-    /// The PgBouncer's name when the target has several.
+    /// The PgBouncer's name (its `pgbouncer` label).
     pub pgbouncer: Option<String>,
     /// Pool database.
     pub database: String,

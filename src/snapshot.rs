@@ -66,8 +66,8 @@ pub struct CollectorState {
     pub last_success: Option<SystemTime>,
     /// Why the last run failed, one line, safe to show (no secrets).
     pub last_error: Option<String>,
-    /// A label every series of this collector carries (a PgBouncer's name
-    /// when a target has several).
+    /// A label every series of this collector carries (`pgbouncer`, the
+    /// console's name).
     pub label: Option<(&'static str, Arc<str>)>,
 }
 
@@ -106,7 +106,6 @@ struct TargetEntry {
 /// Everything collected so far, per target and collector.
 #[derive(Debug)]
 pub struct Store {
-    label_targets: bool,
     targets: RwLock<Vec<(Arc<str>, TargetEntry)>>,
     generation: AtomicU64,
 }
@@ -114,10 +113,9 @@ pub struct Store {
 /// One target's stored state, read in one go for encoding.
 #[derive(Debug, Clone)]
 pub struct TargetView {
-    /// The target's name.
+    /// The target's name: the `target` label of every one of its series,
+    /// however many targets there are.
     pub name: Arc<str>,
-    /// Whether series get a `target` label (several targets configured).
-    pub labelled: bool,
     /// `pg_up`, once known.
     pub up: Option<bool>,
     /// Each collector's state, by collector name.
@@ -126,9 +124,7 @@ pub struct TargetView {
 
 impl Store {
     /// A store for the named targets, each expecting the listed collectors.
-    /// With more than one target every series gets a `target` label.
     pub fn new(targets: Vec<(String, Vec<&'static str>)>) -> Store {
-        let label_targets = targets.len() > 1;
         let targets = targets
             .into_iter()
             .map(|(name, expected)| {
@@ -140,7 +136,6 @@ impl Store {
             })
             .collect();
         Store {
-            label_targets,
             targets: RwLock::new(targets),
             generation: AtomicU64::new(0),
         }
@@ -228,7 +223,6 @@ impl Store {
             .filter(|(name, _)| only.is_none_or(|o| o == &**name))
             .map(|(name, entry)| TargetView {
                 name: name.clone(),
-                labelled: self.label_targets,
                 up: entry.up,
                 collectors: entry
                     .collectors
@@ -326,7 +320,6 @@ mod tests {
         assert!(state.families.is_empty());
         assert!(state.last_success.is_some());
         assert_eq!(state.last_error.as_deref(), Some("gone"));
-        assert!(!view[0].labelled);
     }
 
     #[test]
@@ -336,7 +329,7 @@ mod tests {
         store.record("a", "x", ok());
         let view = store.view(Some("a"));
         assert_eq!(view.len(), 1);
-        assert!(view[0].labelled);
+        assert_eq!(&*view[0].name, "a");
         let families = view[0].health_families();
         let names: Vec<_> = families.iter().map(|f| f.desc.name).collect();
         assert_eq!(

@@ -7,7 +7,8 @@
 //! existing PgBouncer dashboards keep working; `maxwait` keeps its
 //! microseconds. Columns are picked by the names PgBouncer returns, not by
 //! its version (1.18 and newer). Each PgBouncer is its own collector with
-//! its own connection and `pgbouncer_up`, independent of PostgreSQL.
+//! its own connection and `pgbouncer_up`, independent of PostgreSQL, and
+//! every one of its series carries its name as the `pgbouncer` label.
 //!
 //! Privilege: a user in PgBouncer's `admin_users` or `stats_users` (all
 //! SHOW commands used here are allowed to stats users).
@@ -232,11 +233,11 @@ impl Standalone for Pgbouncer {
     }
 
     fn label(&self) -> Option<(&'static str, std::sync::Arc<str>)> {
-        self.settings.labelled.then(|| {
-            (
-                "pgbouncer",
-                std::sync::Arc::from(self.settings.name.as_str()),
-            )
-        })
+        // Always, also for a lone console: a label that appeared with the
+        // second one would rename the first one's series.
+        Some((
+            "pgbouncer",
+            std::sync::Arc::from(self.settings.name.as_str()),
+        ))
     }
 }

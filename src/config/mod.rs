@@ -65,7 +65,7 @@ pub struct Config {
 /// One validated target.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// Its name (the `target` label with several targets).
+    /// Its name: the `target` label of every one of its series.
     pub name: String,
     /// Connection parameters, password resolved, defaults applied.
     pub conn: ConnParams,
@@ -93,10 +93,9 @@ pub struct Logs {
 /// A validated PgBouncer to watch.
 #[derive(Debug, Clone)]
 pub struct Pgbouncer {
-    /// Its name.
+    /// Its name: the `pgbouncer` label of all its series, unique within
+    /// the target.
     pub name: String,
-    /// Whether series carry a `pgbouncer` label (the target has several).
-    pub labelled: bool,
     /// How to reach its admin console.
     pub conn: ConnParams,
 }

@@ -232,7 +232,7 @@ impl Default for RawCollectors {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawTarget {
-    /// Becomes the `target` label when there are several targets; defaults to "main".
+    /// The `target` label of every series; defaults to "main" for a lone target (required with several: name the first "main" to keep its series).
     pub name: Option<String>,
     /// libpq connection string (URI or key=value); a password here works but password_file or password_env is better.
     pub dsn: String,
@@ -297,7 +297,7 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawPgbouncer {
-    /// Becomes the `pgbouncer` label when a target has several; defaults to "pgbouncer".
+    /// The `pgbouncer` label of its series, unique within the target; defaults to "pgbouncer" for the first, "pgbouncerN" for the one at index N.
     pub name: Option<String>,
     /// The admin console: a DSN to the "pgbouncer" database as a user in admin_users or stats_users.
     pub dsn: String,

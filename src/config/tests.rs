@@ -232,3 +232,47 @@ fn without_a_file_libpq_environment_fills_the_gaps() {
     assert_eq!(c.targets[0].conn.user.as_deref(), Some("envuser"));
     assert_eq!(c.targets[0].conn.dbname.as_deref(), Some("envuser"));
 }
+
+#[test]
+fn pgbouncer_names_default_by_position_and_must_be_unique() {
+    let var = env(&[("USER", "tester")]);
+    let parse = |consoles: &[&str]| {
+        let mut text = String::from("[[target]]\ndsn = \"host=db1\"\n");
+        for (j, name) in consoles.iter().enumerate() {
+            text += "[[target.pgbouncer]]\n";
+            if !name.is_empty() {
+                text += &format!("name = \"{name}\"\n");
+            }
+            text += &format!("dsn = \"host=pool{j} port=6432\"\n");
+        }
+        let config = Config::parse(&text, "t", &Environment { var: &var }).unwrap();
+        config.targets[0]
+            .pgbouncers
+            .iter()
+            .map(|b| b.name.clone())
+            .collect::<Vec<_>>()
+    };
+    // Adding a console renames none of those before it.
+    assert_eq!(parse(&[""]), ["pgbouncer"]);
+    assert_eq!(parse(&["", ""]), ["pgbouncer", "pgbouncer1"]);
+    assert_eq!(
+        parse(&["", "", "edge"]),
+        ["pgbouncer", "pgbouncer1", "edge"]
+    );
+    assert_eq!(parse(&["edge", ""]), ["edge", "pgbouncer1"]);
+
+    let got = problems(
+        "[[target]]\ndsn = \"host=db1\"\n\
+         [[target.pgbouncer]]\nname = \"pgbouncer1\"\ndsn = \"host=a\"\n\
+         [[target.pgbouncer]]\ndsn = \"host=b\"\n\
+         [[target.pgbouncer]]\nname = \"\"\ndsn = \"host=c\"\n",
+    );
+    assert_eq!(
+        got,
+        [
+            "target[0].pgbouncer[1].name: \"pgbouncer1\" is used by another PgBouncer of this target",
+            "target[0].pgbouncer[2].name: must be non-empty",
+        ],
+        "{got:#?}"
+    );
+}

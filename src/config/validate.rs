@@ -213,16 +213,23 @@ fn validate_pgbouncers(
     problems: &mut Vec<Problem>,
 ) -> Vec<Pgbouncer> {
     let mut pgbouncers = Vec::new();
-    let several = raw.len() > 1;
+    let mut names = BTreeSet::new();
     for (j, b) in raw.iter().enumerate() {
         let key = |k: &str| format!("target[{i}].pgbouncer[{j}].{k}");
-        let name = b.name.clone().unwrap_or_else(|| {
-            if several {
-                format!("pgbouncer{j}")
-            } else {
-                "pgbouncer".into()
-            }
+        // The default depends on the position alone, not on how many
+        // there are: adding a console renames none of the others' series.
+        let name = b.name.clone().unwrap_or_else(|| match j {
+            0 => "pgbouncer".into(),
+            _ => format!("pgbouncer{j}"),
         });
+        if name.is_empty() {
+            problems.report(key("name"), "must be non-empty");
+        } else if !names.insert(name.clone()) {
+            problems.report(
+                key("name"),
+                format!("{name:?} is used by another PgBouncer of this target"),
+            );
+        }
         if b.dsn.is_empty() {
             problems.report(
                 key("dsn"),
@@ -243,11 +250,7 @@ fn validate_pgbouncers(
             conn.dbname = Some("pgbouncer".into());
         }
         conn.fill_defaults(env.os_user());
-        pgbouncers.push(Pgbouncer {
-            name,
-            labelled: several,
-            conn,
-        });
+        pgbouncers.push(Pgbouncer { name, conn });
     }
     pgbouncers
 }

@@ -17,9 +17,9 @@ async fn once_prints_clean_prometheus_text_json_and_a_table() {
     let out = once(&fx, &fx.dsn(), "prometheus");
     let (stdout, stderr) = outputs(&out);
     assert!(out.status.success(), "{stderr}");
-    assert!(stdout.contains("pg_up 1"), "{stdout}");
+    assert!(stdout.contains("pg_up{target=\"main\"} 1"), "{stdout}");
     assert!(
-        stdout.contains("pg_database_xact_commit_total{datname=\"postgres\"}"),
+        stdout.contains("pg_database_xact_commit_total{target=\"main\",datname=\"postgres\"}"),
         "{stdout}"
     );
     promtool_check(&stdout);

@@ -1,15 +1,17 @@
 //! Fleet mode: one agent watching several targets. Every series names its
-//! target, `/probe?target=NAME` serves one target only, `databases =
-//! "auto"` follows databases created after start, and one target in
+//! target, a lone one too, so that adding a second target (or PgBouncer)
+//! renames nothing; `/probe?target=NAME` serves one target only, `databases
+//! = "auto"` follows databases created after start, and one target in
 //! trouble never holds up another.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use crate::harness::bouncer::{ADMIN, Bouncer};
 use crate::harness::health::{COLLECTORS, EVERY_SECOND, Scrapes, all_failed, all_ok, health};
 use crate::harness::pg::PgOptions;
 use crate::harness::proxy::{Mode, Proxy};
-use crate::harness::unix_now;
-use crate::harness::{Fixture, RunningAgent};
+use crate::harness::{Fixture, Metrics, RunningAgent, outputs, pgvigil, unix_now};
 
 const WAIT: Duration = Duration::from_secs(45);
 
@@ -25,6 +27,179 @@ fn target(name: &str, fx: &Fixture, port: u16, extra: &str) -> String {
 /// The agent's own series: the only ones without a `target` label.
 fn agent_wide(name: &str) -> bool {
     name.starts_with("process_") || name == "pgvigil_build_info"
+}
+
+/// A label set.
+type Labels = BTreeMap<String, String>;
+
+/// Target `main`'s series, by family: each series' labels.
+fn series_of_main(m: &Metrics) -> BTreeMap<&str, BTreeSet<&Labels>> {
+    let mut out: BTreeMap<&str, BTreeSet<&Labels>> = BTreeMap::new();
+    for s in &m.samples {
+        if s.labels.get("target").map(String::as_str) == Some("main") {
+            out.entry(s.name.as_str()).or_default().insert(&s.labels);
+        }
+    }
+    out
+}
+
+/// Checks a scrape of the lone, unnamed target with its one, unnamed
+/// PgBouncer: every series but the agent's own has `target="main"`, and
+/// exactly the PgBouncer's have `pgbouncer="pgbouncer"`.
+fn assert_lone_target_labelled(m: &Metrics, what: &str) {
+    let mut pooled = 0;
+    for sample in &m.samples {
+        if agent_wide(&sample.name) {
+            assert_eq!(sample.labels.get("target"), None, "{what}: {sample:?}");
+            continue;
+        }
+        assert_eq!(
+            sample.labels.get("target").map(String::as_str),
+            Some("main"),
+            "{what}: {sample:?}"
+        );
+        let pgbouncer = sample.labels.get("pgbouncer").map(String::as_str);
+        if sample.name.starts_with("pgbouncer_") {
+            assert_eq!(pgbouncer, Some("pgbouncer"), "{what}: {sample:?}");
+            pooled += 1;
+        } else {
+            assert_eq!(pgbouncer, None, "{what}: {sample:?}");
+        }
+    }
+    assert!(pooled >= 10, "{what}: {pooled} PgBouncer series");
+    assert_eq!(
+        m.get(
+            "pgvigil_collector_success",
+            &[("target", "main"), ("collector", "pgbouncer")]
+        ),
+        Some(1.0),
+        "{what}"
+    );
+}
+
+/// Checks that every series of target `main` in `alone` (one target, one
+/// PgBouncer) keeps its identity in `grown` (a second target and a second
+/// PgBouncer added): per family, the same label names; and for the
+/// families whose series do not depend on what the server happens to be
+/// doing, the very same label sets.
+fn assert_nothing_renamed(alone: &Metrics, grown: &Metrics, what: &str) {
+    let (before, after) = (series_of_main(alone), series_of_main(grown));
+    let names = |sets: &BTreeSet<&Labels>| -> BTreeSet<Vec<String>> {
+        sets.iter().map(|l| l.keys().cloned().collect()).collect()
+    };
+    let mut compared = 0;
+    for (family, series) in &before {
+        let Some(later) = after.get(family) else {
+            continue;
+        };
+        compared += 1;
+        assert_eq!(
+            names(series),
+            names(later),
+            "{what}: the label names of {family} changed when a target and a PgBouncer were added"
+        );
+    }
+    assert!(
+        compared >= 40,
+        "{what}: only {compared} families in both runs"
+    );
+    for family in [
+        "pg_up",
+        "pg_settings_max_connections",
+        "pg_server_info",
+        "pgvigil_collector_success",
+        "pgbouncer_up",
+        "pgbouncer_config_max_client_connections",
+        "pgbouncer_databases_pool_size",
+    ] {
+        let (series, later) = (&before[family], &after[family]);
+        let missing: Vec<_> = series.difference(later).collect();
+        assert!(
+            missing.is_empty(),
+            "{what}: {family} series renamed by a second target and PgBouncer: {missing:?}, now {later:?}"
+        );
+    }
+    // The additions are there, under their own names.
+    assert_eq!(
+        grown.get(
+            "pgbouncer_up",
+            &[("target", "main"), ("pgbouncer", "pgbouncer1")]
+        ),
+        Some(1.0),
+        "{what}"
+    );
+    assert_eq!(
+        grown.get("pg_up", &[("target", "other")]),
+        Some(1.0),
+        "{what}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_target_or_pgbouncer_renames_none_of_the_first_ones_series() {
+    let fx = Fixture::start().await;
+    let bouncer = Bouncer::start(&fx.pg, 2).await;
+    let collectors = "[collectors]\ndefault_interval = \"1s\"\n";
+    // One target and one PgBouncer, neither named: the sidecar layout.
+    let alone = format!(
+        "[[target]]\ndsn = \"{}\"\npassword_file = \"{}\"\n{}\n{collectors}",
+        fx.dsn(),
+        fx.password_file().display(),
+        bouncer.target_table(None, ADMIN, true)
+    );
+    // The same, grown: a second PgBouncer (unnamed: "pgbouncer1") in front
+    // of the first target, and a second target, which makes naming the
+    // first one required: "main", as its series already say.
+    let grown = format!(
+        "[[target]]\nname = \"main\"\ndsn = \"{}\"\npassword_file = \"{}\"\n{}\n{}\n{}{collectors}",
+        fx.dsn(),
+        fx.password_file().display(),
+        bouncer.target_table(None, ADMIN, true),
+        bouncer.target_table(None, ADMIN, true),
+        target("other", &fx, fx.pg.port, "")
+    );
+
+    // A long-running agent: the lone layout, then the grown one.
+    let mut scraped = Vec::new();
+    for (config, targets) in [(&alone, &["main"][..]), (&grown, &["main", "other"][..])] {
+        let agent = RunningAgent::start(&fx.pg.scratch(), config).await;
+        let m = agent
+            .wait_for(WAIT, "every collector of every target succeeding", |m| {
+                let ok = targets.iter().all(|t| all_ok(m, Some(t), COLLECTORS + 1))
+                    && m.get("pgbouncer_up", &[("pgbouncer", "pgbouncer")]) == Some(1.0);
+                ok.then(|| m.clone())
+            })
+            .await;
+        crate::harness::promtool_check(&agent.get("/metrics").await.body);
+        scraped.push(m);
+    }
+    assert_lone_target_labelled(&scraped[0], "run");
+    assert_nothing_renamed(&scraped[0], &scraped[1], "run");
+
+    // A fresh `pgvigil once` of each config says the same.
+    let once = |config: &str| -> Metrics {
+        let file = fx
+            .pg
+            .scratch()
+            .join(format!("once-{}.toml", crate::harness::pg::free_port()));
+        std::fs::write(&file, config).unwrap();
+        let out = pgvigil(
+            &[
+                "once",
+                "--config",
+                file.to_str().unwrap(),
+                "--format",
+                "prometheus",
+            ],
+            &[],
+        );
+        let (stdout, stderr) = outputs(&out);
+        assert!(out.status.success(), "pgvigil once: {stderr}");
+        Metrics::parse(&stdout)
+    };
+    let (lone, both) = (once(&alone), once(&grown));
+    assert_lone_target_labelled(&lone, "once");
+    assert_nothing_renamed(&lone, &both, "once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

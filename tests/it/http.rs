@@ -54,7 +54,7 @@ async fn endpoints_answer_as_the_spec_says() {
 
     let probe = agent.get("/probe?target=main").await;
     assert_eq!(probe.status, 200);
-    assert!(probe.body.contains("pg_up 1"));
+    assert!(probe.body.contains("pg_up{target=\"main\"} 1"));
     assert!(
         !probe.body.contains("process_resident_memory_bytes"),
         "probe is one target only"

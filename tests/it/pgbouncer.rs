@@ -19,9 +19,14 @@ async fn clients_beyond_the_pool_wait_and_stop_waiting_when_released() {
         &fx.config_with(&bouncer.target_table(None, ADMIN, false), ""),
     )
     .await;
+    // A lone, unnamed PgBouncer still names itself, as a second one would.
     agent
         .wait_for(WAIT, "pgbouncer_up 1", |m| {
-            m.get("pgbouncer_up", &[]).filter(|v| *v == 1.0)
+            m.get(
+                "pgbouncer_up",
+                &[("target", "main"), ("pgbouncer", "pgbouncer")],
+            )
+            .filter(|v| *v == 1.0)
         })
         .await;
 
@@ -41,7 +46,11 @@ async fn clients_beyond_the_pool_wait_and_stop_waiting_when_released() {
             client.batch_execute("COMMIT").await.unwrap();
         }));
     }
-    let pool = [("database", "appdb"), ("user", APP.0)];
+    let pool = [
+        ("pgbouncer", "pgbouncer"),
+        ("database", "appdb"),
+        ("user", APP.0),
+    ];
     let m = agent
         .wait_for(WAIT, "8 waiting clients", |m| {
             let waiting = m.get("pgbouncer_pools_client_waiting_connections", &pool)?;
@@ -76,6 +85,7 @@ async fn clients_beyond_the_pool_wait_and_stop_waiting_when_released() {
         serde_json::from_str(&agent.get("/api/v1/saturation").await.body).unwrap();
     let saturation = &doc["targets"][0]["saturation"];
     let busiest = &saturation["pools"][0];
+    assert_eq!(busiest["pgbouncer"], "pgbouncer", "{doc}");
     assert_eq!(busiest["database"], "appdb", "{doc}");
     assert_eq!(busiest["user"], APP.0);
     assert!(busiest["clients_waiting"].as_f64().unwrap() >= 8.0, "{doc}");

@@ -66,7 +66,7 @@ async fn verify_full_connects_only_with_the_right_ca_and_host_name() {
         let (stdout, stderr) = outputs(&out);
         assert_eq!(out.status.success(), ok, "{dsn}\n{stdout}{stderr}");
         if ok {
-            assert!(stdout.contains("pg_up 1"), "{stdout}");
+            assert!(stdout.contains("pg_up{target=\"main\"} 1"), "{stdout}");
         } else {
             assert!(
                 stderr.contains("could not connect") && stderr.to_lowercase().contains(want),

@@ -107,7 +107,11 @@ async fn basic_auth_guards_every_endpoint_but_the_probes() {
         .await
         .unwrap();
     assert_eq!(metrics.status, 200);
-    assert!(metrics.body.contains("pg_up 1"), "{}", metrics.body);
+    assert!(
+        metrics.body.contains("pg_up{target=\"main\"} 1"),
+        "{}",
+        metrics.body
+    );
     for path in ["/api/v1/statements", "/api/v1/plans", "/api/v1/saturation"] {
         let r = right.request(agent.addr, "GET", path, &[]).await.unwrap();
         assert_eq!(r.status, 200, "{path}");
@@ -168,7 +172,7 @@ async fn https_serves_the_configured_certificate() {
             .request(agent.addr, "GET", "/metrics", &[])
             .await
             .ok()?;
-        (r.status == 200 && r.body.contains("pg_up 1")).then_some(r)
+        (r.status == 200 && r.body.contains("pg_up{target=\"main\"} 1")).then_some(r)
     })
     .await;
     crate::harness::promtool_check(&m.body);
