@@ -485,3 +485,49 @@ fn line_scanning_reads_the_files_as_promtool_does() {
     assert_eq!(slug("Plan changes, redaction"), "plan-changes-redaction");
     assert!(Path::new(TESTS).join("regressions.yml").exists());
 }
+
+#[test]
+fn the_scrape_job_is_named_in_one_place_the_pgvigil_up_record() {
+    // Scrape jobs are named by whoever deploys (a static config, the Prometheus Operator's
+    // `<namespace>/<monitor>`), so changing the name the rules expect must be one edit: the
+    // recording rule pgvigil:up is the only expression with a `job` matcher, and the alerts
+    // about the agent read it.
+    let names_job = |expr: &str| {
+        let e: String = expr.split_whitespace().collect();
+        ["job=", "job!=", "job=~", "job!~"]
+            .iter()
+            .any(|m| e.contains(m))
+    };
+    let (alerts, records) = rules();
+    let alerting: Vec<&str> = alerts
+        .iter()
+        .filter(|r| names_job(&r.expr))
+        .map(|r| r.name.as_str())
+        .collect();
+    assert!(
+        alerting.is_empty(),
+        "alerts that match on job: {alerting:?}"
+    );
+    let recording: Vec<&String> = records.iter().filter(|e| names_job(e)).collect();
+    assert_eq!(
+        recording.len(),
+        1,
+        "records that match on job: {recording:?}"
+    );
+    assert!(recording[0].trim().starts_with("up{"), "{recording:?}");
+    let text = read(RULES);
+    let record = text
+        .lines()
+        .skip_while(|l| l.trim() != "- record: pgvigil:up")
+        .nth(1)
+        .expect("the recording rule pgvigil:up");
+    assert_eq!(value_of(record.trim(), "expr"), Some(recording[0].trim()));
+    let down = alerts.iter().find(|r| r.name == "PgvigilDown").unwrap();
+    assert_eq!(down.expr.trim(), "pgvigil:up == 0");
+    // And the documentation sends users there.
+    let readme = read(concat!(env!("CARGO_MANIFEST_DIR"), "/alerts/README.md"));
+    assert!(
+        readme.contains("`pgvigil:up`"),
+        "alerts/README.md should name pgvigil:up"
+    );
+}

@@ -727,6 +727,7 @@ fn dashboards_have_the_variables_and_use_the_datasource_variable_everywhere() {
 
         let mut ids = BTreeSet::new();
         let mut queries = 0;
+        let mut uses_pgbouncer = false;
         for panel in panels(&d) {
             let title = panel["title"].as_str().unwrap_or("?");
             let kind = panel["type"].as_str().unwrap_or("");
@@ -778,11 +779,38 @@ fn dashboards_have_the_variables_and_use_the_datasource_variable_everywhere() {
                             s.name
                         ));
                     }
+                    // PgBouncer series name their console: with several in front of one
+                    // server, each is chosen and shown on its own.
+                    if s.name.starts_with("pgbouncer_") {
+                        uses_pgbouncer = true;
+                        if !m.contains(r#"pgbouncer=~"$pgbouncer""#) {
+                            problem(format!(
+                                "panel {title:?} query {id}: {} does not filter on $pgbouncer",
+                                s.name
+                            ));
+                        }
+                    }
                 }
             }
         }
         if queries == 0 {
             problem("no queries".into());
+        }
+        let pgbouncer_query =
+            r#"label_values(pgbouncer_up{instance=~"$instance", target=~"$target"}, pgbouncer)"#;
+        match var("pgbouncer") {
+            Some(v)
+                if v["type"] == "query"
+                    && variable_query(v) == Some(pgbouncer_query)
+                    && v["includeAll"] == true
+                    && v["allValue"] == ".*" => {}
+            Some(_) => problems.push(format!(
+                "{name}: variable pgbouncer must be a query variable {pgbouncer_query} with includeAll and allValue .*"
+            )),
+            None if uses_pgbouncer => problems.push(format!(
+                "{name}: PgBouncer panels without a pgbouncer variable"
+            )),
+            None => {}
         }
     }
     assert!(
