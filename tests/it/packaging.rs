@@ -23,6 +23,9 @@ use crate::harness::agent::binary;
 use crate::harness::pg::{free_port, is_root};
 use crate::harness::{Fixture, Metrics, eventually, http, outputs, pgvigil};
 
+// The scrape jobs the shipped configs name, against the alert rules' job selector.
+mod scrape_jobs;
+
 /// A file of the repository.
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -652,7 +655,7 @@ fn str_of<'a>(v: &'a Value, what: &str) -> &'a str {
 }
 
 #[test]
-fn kubernetes_sidecar_is_locked_down_and_probes_readiness() {
+fn kubernetes_sidecar_is_locked_down_and_cannot_make_the_pod_unready() {
     let path = repo("packaging/kubernetes/sidecar.yaml");
     let docs = yaml_documents(&path);
     let kind = |k: &str| -> Vec<&Value> { docs.iter().filter(|d| d["kind"] == k).collect() };
@@ -688,22 +691,32 @@ fn kubernetes_sidecar_is_locked_down_and_probes_readiness() {
             .clone()
     };
 
-    // Probes on the agent's own port: ready once collected, alive while it answers.
+    // Alive while it answers, on its own port. No readiness (nor startup) probe: a pod is
+    // ready only when all its containers are, so a slow or failing monitoring sidecar would
+    // take PostgreSQL out of its Service. The database's own readiness stays.
     let port = agent["ports"]
         .as_array()
         .unwrap()
         .iter()
         .find(|p| p["containerPort"] == 9932)
         .expect("containerPort 9932");
-    for (probe, endpoint) in [("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")] {
-        let get = &agent[probe]["httpGet"];
-        assert_eq!(get["path"], endpoint, "{probe}");
+    let get = &agent["livenessProbe"]["httpGet"];
+    assert_eq!(get["path"], "/healthz", "livenessProbe");
+    assert!(
+        get["port"] == 9932 || get["port"] == port["name"],
+        "livenessProbe should probe port 9932, probes {}",
+        get["port"]
+    );
+    for probe in ["readinessProbe", "startupProbe"] {
         assert!(
-            get["port"] == 9932 || get["port"] == port["name"],
-            "{probe} should probe port 9932, probes {}",
-            get["port"]
+            agent[probe].is_null(),
+            "the pgvigil sidecar must have no {probe}: it would make the PostgreSQL pod unready"
         );
     }
+    assert!(
+        postgres["readinessProbe"].is_object(),
+        "the postgres container keeps its readinessProbe"
+    );
     for kind in ["requests", "limits"] {
         assert!(
             agent["resources"][kind]["memory"].is_string(),
