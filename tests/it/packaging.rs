@@ -23,6 +23,8 @@ use crate::harness::agent::binary;
 use crate::harness::pg::{free_port, is_root};
 use crate::harness::{Fixture, Metrics, eventually, http, outputs, pgvigil};
 
+// The licence, the maintainer, and one unit path in every document.
+mod licence;
 // The scrape jobs the shipped configs name, against the alert rules' job selector.
 mod scrape_jobs;
 
@@ -1167,11 +1169,9 @@ async fn deb_installs_runs_as_its_own_user_and_purges() {
             "{conffile} is no conffile: {conffiles}"
         );
     }
-    let unit = ["/usr/lib/systemd/system", "/lib/systemd/system"]
-        .iter()
-        .map(|d| Path::new(d).join("pgvigil.service"))
-        .find(|p| p.exists())
-        .expect("pgvigil.service installed");
+    // Where every document says it is (licence::every_document_names_the_unit_...).
+    let unit = PathBuf::from("/usr/lib/systemd/system/pgvigil.service");
+    assert!(unit.exists(), "{} not installed", unit.display());
     for (installed, source) in [
         ("/etc/pgvigil/pgvigil.toml", "packaging/deb/pgvigil.toml"),
         ("/etc/default/pgvigil", "packaging/deb/default"),
@@ -1191,6 +1191,61 @@ async fn deb_installs_runs_as_its_own_user_and_purges() {
             "{installed} differs from {source}"
         );
     }
+    // The licence, machine-readable, where Debian looks for it.
+    let copyright = read(Path::new("/usr/share/doc/pgvigil/copyright"));
+    assert_eq!(copyright, read(&repo("packaging/deb/copyright")));
+    for licence in [
+        "License: MIT or Apache-2.0\n",
+        "License: MIT\n",
+        "License: Apache-2.0\n",
+    ] {
+        assert!(copyright.contains(licence), "{licence:?} in {copyright}");
+    }
+    // Its maintainer, as Cargo.toml names it.
+    let maintainer = must(
+        run(
+            Command::new("dpkg-query").args(["-W", "-f=${Maintainer}", "pgvigil"]),
+            "dpkg-query",
+        ),
+        "dpkg-query Maintainer",
+    );
+    let cargo: toml::Table = read(&repo("Cargo.toml")).parse().unwrap();
+    assert_eq!(
+        Some(maintainer.as_str()),
+        cargo["package"]["metadata"]["deb"]["maintainer"].as_str()
+    );
+
+    // The environment file may hold the password: root and the service's group only, which the
+    // kernel enforces: the service user reads it, another user cannot.
+    let environment = std::fs::metadata("/etc/default/pgvigil").expect("/etc/default/pgvigil");
+    let group = must(
+        run(Command::new("getent").args(["group", "pgvigil"]), "getent"),
+        "getent group pgvigil",
+    );
+    let gid: u32 = group.split(':').nth(2).unwrap().parse().unwrap();
+    assert_eq!(
+        (
+            environment.mode() & 0o777,
+            environment.uid(),
+            environment.gid()
+        ),
+        (0o640, 0, gid),
+        "/etc/default/pgvigil should be 0640 root:pgvigil"
+    );
+    let reads = |user: &str| {
+        run(
+            as_root("runuser").args(["-u", user, "--", "cat", "/etc/default/pgvigil"]),
+            "runuser",
+        )
+        .status
+        .success()
+    };
+    assert!(
+        reads("pgvigil"),
+        "the service user cannot read /etc/default/pgvigil"
+    );
+    assert!(!reads("nobody"), "nobody can read /etc/default/pgvigil");
+
     for shipped in ["alerts", "dashboards"] {
         let files = files_under(&repo(shipped));
         assert!(!files.is_empty());
