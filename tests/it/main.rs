@@ -23,7 +23,7 @@ mod docs;
 mod explain;
 // Faults injected for real: SIGKILL, a stalled or partitioned network, a full server, a promotion.
 mod faults;
-// Several targets in one agent: labels, /probe, databases followed, one target failing alone.
+// Several targets in one agent: labels a second one never renames, /probe, databases followed, one failing alone.
 mod fleet;
 // Host metrics only for the server's own data directory, not another cluster's at its path.
 mod host;
@@ -39,7 +39,7 @@ mod locked_table;
 mod logs;
 // Desktop notifications over a private D-Bus.
 mod notify;
-// The systemd unit, container, Kubernetes sidecar, scrape configs and Debian package.
+// The systemd unit, container, Kubernetes sidecar, scrape jobs, Debian package and licence.
 mod packaging;
 // The `/` page as headless Chromium renders it.
 mod page;

@@ -196,7 +196,9 @@ async fn each_pgbouncer_reports_on_its_own_and_failures_stay_local() {
             let all = ["admin", "stats", "nobody", "wrongpw", "down"]
                 .iter()
                 .all(|n| m.get("pgbouncer_up", &[("pgbouncer", n)]).is_some());
-            (all && m.get("pg_up", &[]).is_some()).then(|| m.clone())
+            // The server collector too: pg_up is known before its first run ends.
+            let server = m.get("pgvigil_collector_success", &[("collector", "server")]);
+            (all && m.get("pg_up", &[]).is_some() && server.is_some()).then(|| m.clone())
         })
         .await;
     for (name, up) in [
