@@ -272,8 +272,7 @@ pub fn metrics_reference() -> String {
          are configured, so adding one renames no existing series. `/probe?target=NAME` keeps `target`\n\
          too. Only the agent's own `process_*` and `pgvigil_build_info` have neither. Each PgBouncer is\n\
          its own collector in `pgvigil_collector_*`: `pgbouncer` for the console named \"pgbouncer\",\n\
-         `pgbouncer:NAME` for any other. The labels listed\n\
-         below are each family's own, after these.\n\
+         `pgbouncer:NAME` for any other. The labels listed below are each family's own, after these.\n\
          \n\
          A failed collector's families are absent (not zero) until it succeeds again;\n\
          `pgvigil_collector_success` says which.\n",
