@@ -252,6 +252,15 @@ pub fn catalog() -> impl Iterator<Item = (&'static str, &'static [&'static Desc]
     COLLECTORS.iter().map(|s| (s.name, s.metrics))
 }
 
+/// Whether one of pgvigil's own families takes `name` (as its family name,
+/// exposed name or a histogram's series name): the catalogue that custom
+/// query metrics are checked against when a config is loaded.
+pub fn publishes(name: &str) -> bool {
+    catalog()
+        .flat_map(|(_, descs)| descs.iter())
+        .any(|d| d.names().iter().any(|n| n == name))
+}
+
 /// The metrics reference (`docs/metrics.md`), generated from the
 /// descriptors so it cannot drift from the code.
 pub fn metrics_reference() -> String {
@@ -266,9 +275,12 @@ pub fn metrics_reference() -> String {
          `increase()` handle; only the `\"other\"` folds are pgvigil's sums, from 0 at agent start), `_info` gauges carry text\n\
          in labels with the value 1. With several targets every series also has a `target` label.\n\
          A failed collector's families are absent (not zero) until it succeeds again;\n\
-         `pgvigil_collector_success` says which.\n",
+         `pgvigil_collector_success` says which.\n\n\
+         Custom queries (`[[target.query]]`, README \"Custom queries\") add families named in the config,\n\
+         not listed here: gauges as named, counters with `_total` appended, each query a collector of\n\
+         its own (`collector=\"query:<name>\"`). Their names may not take any name below.\n",
     );
-    for (collector, descs) in catalog() {
+    for (collector, descs) in catalog().filter(|(_, descs)| !descs.is_empty()) {
         let _ = write!(
             out,
             "\n## {collector}\n\n| metric | type | labels | meaning |\n|---|---|---|---|\n"
@@ -409,6 +421,27 @@ mod tests {
                 "{}",
                 spec.name
             );
+        }
+    }
+
+    #[test]
+    fn the_catalogue_holds_every_name_of_pgvigils_families() {
+        for name in [
+            "pg_up",
+            "pg_database_xact_commit",
+            "pg_database_xact_commit_total",
+            "pg_statement_latency_seconds_bucket",
+            "pg_server_info",
+            "pgvigil_collector_success",
+        ] {
+            assert!(publishes(name), "{name}");
+        }
+        for name in [
+            "app_pending_orders",
+            "pg_database_xact",
+            "pg_statement_latency",
+        ] {
+            assert!(!publishes(name), "{name}");
         }
     }
 
