@@ -46,6 +46,9 @@ pub enum Run {
     },
     /// One per `[target.pgbouncer]`, on its own connection.
     Pgbouncer,
+    /// One per `[[target.query]]`, through the target's session, named
+    /// `query:<name>`; its families are the user's (not in the catalogue).
+    Query,
     /// With `[target.backup]`: runs pgBackRest.
     Backup,
     /// Not scheduled per target: families the agent publishes itself (its
@@ -220,6 +223,12 @@ pub static COLLECTORS: &[Spec] = &[
         },
     },
     Spec {
+        name: "query",
+        metrics: &[],
+        own_sql: &[collect::query::OWN_SQL],
+        run: Run::Query,
+    },
+    Spec {
         name: "explain",
         metrics: crate::explain::worker::METRICS,
         own_sql: &[
@@ -372,6 +381,25 @@ pub fn jobs(
                     });
                 }
             }
+            Run::Query => {
+                for query in &target.queries {
+                    let Some(interval) = query.interval else {
+                        continue;
+                    };
+                    // Each is a collector of its own, named for it
+                    // (bounded by the config: leaked once each).
+                    let name: &'static str =
+                        Box::leak(format!("{}:{}", spec.name, query.name).into_boxed_str());
+                    let query = Arc::new(query.clone());
+                    let make = Box::new(move || -> Box<dyn Collector> {
+                        Box::new(collect::query::Query::new(name, query.clone()))
+                    });
+                    jobs.push(Scheduled {
+                        job: Job::Session(SessionJob::new(name, make)),
+                        interval,
+                    });
+                }
+            }
             Run::Backup => {
                 if let Some(backup) = &target.backup {
                     jobs.push(Scheduled {
@@ -443,6 +471,29 @@ mod tests {
         ] {
             assert!(!publishes(name), "{name}");
         }
+    }
+
+    #[test]
+    fn each_custom_query_is_a_collector_of_its_own() {
+        let toml = "[[target]]\ndsn = \"postgresql://u@h/db\"\n\
+            [[target.query]]\nname = \"a\"\nsql = \"SELECT 1 AS n\"\nmetrics = [{ column = \"n\", name = \"app_a\" }]\n\
+            [[target.query]]\nname = \"b\"\ninterval = \"5s\"\nsql = \"SELECT 1 AS n\"\nmetrics = [{ column = \"n\", name = \"app_b\" }]\n\
+            [[target.query]]\nname = \"c\"\ninterval = \"off\"\nsql = \"SELECT 1 AS n\"\nmetrics = [{ column = \"n\", name = \"app_c\" }]\n";
+        let env = crate::config::Environment { var: &|_| None };
+        let config = Config::parse_with(toml, "test", &env, &publishes).unwrap();
+        let jobs = jobs(&config, &config.targets[0], None, None, &own_statements());
+        let queries: Vec<(&str, Duration)> = jobs
+            .iter()
+            .filter(|j| j.job.name().starts_with("query:"))
+            .map(|j| (j.job.name(), j.interval))
+            .collect();
+        assert_eq!(
+            queries,
+            [
+                ("query:a", Duration::from_secs(60)),
+                ("query:b", Duration::from_secs(5))
+            ]
+        );
     }
 
     #[test]
