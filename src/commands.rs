@@ -22,7 +22,7 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(10);
 pub fn load(source: &Source) -> Result<Config, crate::config::ConfigError> {
     let env = Environment::process();
     match &source.config {
-        Some(path) => Config::load(path, &env),
+        Some(path) => Config::load_with(path, &env, &crate::registry::publishes),
         None => Config::from_dsn(source.dsn.as_deref(), &env),
     }
 }
@@ -86,7 +86,7 @@ pub async fn once(config: Config, format: OnceFormat, interval: Duration) -> any
 /// `pgvigil check-config`: true when the file is valid. Problems go to
 /// stderr, one per line with its key path.
 pub fn check_config(path: &Path) -> bool {
-    match Config::load(path, &Environment::process()) {
+    match Config::load_with(path, &Environment::process(), &crate::registry::publishes) {
         Ok(config) => {
             println!(
                 "{}: ok ({} target{})",

@@ -1,7 +1,9 @@
 //! The metric data model every collector produces and every output reads.
 //!
 //! A collector describes each metric family once, statically, with a [`Desc`]
-//! (name, help, type, unit, label names). A collection cycle produces
+//! (name, help, type, unit, label names); only the families of custom
+//! queries, which the config names, get theirs at run time
+//! ([`Desc::interned`]). A collection cycle produces
 //! [`Family`] values: a descriptor plus its series. Nothing here knows about
 //! PostgreSQL or HTTP; [`crate::exposition`] turns families into text, and the
 //! metrics reference in `docs/metrics.md` is generated from the descriptors.
@@ -88,6 +90,77 @@ impl Desc {
         }
         name
     }
+}
+
+impl Desc {
+    /// Every name the family takes in either exposition format: its
+    /// family name (the registered name with its unit, which is also what
+    /// OpenMetrics calls the family), the exposed name and a histogram's
+    /// `_bucket`, `_sum` and `_count`. Two families whose name sets meet
+    /// would be one family to Prometheus.
+    pub fn names(&self) -> Vec<String> {
+        let mut base = self.name.to_string();
+        if let Some(unit) = self.unit {
+            base.push('_');
+            base.push_str(unit.as_str());
+        }
+        family_names(&base, self.kind)
+    }
+
+    /// A descriptor made at run time, for a family the user defines (a
+    /// custom query's metric) rather than one pgvigil declares in a
+    /// `static`. The rest of pgvigil takes `&'static Desc` and tells
+    /// families apart by descriptor identity, so the descriptor is leaked
+    /// and interned: the same description always yields the same
+    /// reference (a collector rebuilt after a failover, two targets with
+    /// the same query, or the config read again leak nothing new), and what
+    /// is leaked is bounded by the distinct descriptions configured.
+    pub fn interned(name: &str, help: &str, kind: Kind, labels: &[String]) -> &'static Desc {
+        static INTERNED: std::sync::Mutex<Vec<&'static Desc>> = std::sync::Mutex::new(Vec::new());
+        let mut interned = INTERNED.lock().unwrap_or_else(|e| e.into_inner());
+        let same = |d: &&&'static Desc| {
+            d.name == name
+                && d.help == help
+                && d.kind == kind
+                && d.labels
+                    .iter()
+                    .copied()
+                    .eq(labels.iter().map(String::as_str))
+        };
+        if let Some(desc) = interned.iter().find(same) {
+            return desc;
+        }
+        let leak = |s: &str| -> &'static str { Box::leak(s.to_owned().into_boxed_str()) };
+        let labels: Vec<&'static str> = labels.iter().map(|l| leak(l)).collect();
+        let desc: &'static Desc = Box::leak(Box::new(Desc {
+            name: leak(name),
+            help: leak(help),
+            kind,
+            unit: None,
+            labels: Box::leak(labels.into_boxed_slice()),
+            only_when: None,
+        }));
+        interned.push(desc);
+        desc
+    }
+}
+
+/// The names a family called `base` (unit included) of type `kind` takes:
+/// see [`Desc::names`]. For names that are not yet a [`Desc`] (a custom
+/// query's metric being validated).
+pub fn family_names(base: &str, kind: Kind) -> Vec<String> {
+    let mut names = vec![base.to_string()];
+    match kind {
+        Kind::Counter => names.push(format!("{base}_total")),
+        Kind::Info => names.push(format!("{base}_info")),
+        Kind::Histogram => {
+            for suffix in ["_bucket", "_sum", "_count"] {
+                names.push(format!("{base}{suffix}"));
+            }
+        }
+        Kind::Gauge => {}
+    }
+    names
 }
 
 /// Shorthand for declaring a [`Desc`] in a `static`.
@@ -260,6 +333,50 @@ mod tests {
             assert_eq!(desc.exposed_name(), want);
         }
         assert_eq!(INFO.only_when, Some("always"));
+    }
+
+    #[test]
+    fn a_family_takes_its_base_and_exposed_names() {
+        let cases: [(&Desc, &[&str]); 3] = [
+            (&LAG, &["pg_replication_lag_seconds"]),
+            (
+                &COMMITS,
+                &["pg_database_xact_commit", "pg_database_xact_commit_total"],
+            ),
+            (&INFO, &["pg_server", "pg_server_info"]),
+        ];
+        for (desc, want) in cases {
+            assert_eq!(desc.names(), want);
+        }
+        assert_eq!(
+            family_names("pg_statement_latency_seconds", Kind::Histogram),
+            [
+                "pg_statement_latency_seconds",
+                "pg_statement_latency_seconds_bucket",
+                "pg_statement_latency_seconds_sum",
+                "pg_statement_latency_seconds_count"
+            ]
+        );
+    }
+
+    #[test]
+    fn run_time_descriptors_are_interned_by_their_description() {
+        let labels = ["region".to_string()];
+        let a = Desc::interned("app_orders", "Orders.", Kind::Gauge, &labels);
+        let b = Desc::interned("app_orders", "Orders.", Kind::Gauge, &labels);
+        assert!(std::ptr::eq(a, b), "the same description leaks once");
+        let other_help = Desc::interned("app_orders", "Other.", Kind::Gauge, &labels);
+        let counter = Desc::interned("app_orders", "Orders.", Kind::Counter, &labels);
+        let unlabelled = Desc::interned("app_orders", "Orders.", Kind::Gauge, &[]);
+        for d in [other_help, counter, unlabelled] {
+            assert!(!std::ptr::eq(a, d), "{d:?}");
+        }
+        assert_eq!(a.labels, ["region"]);
+        assert_eq!(counter.exposed_name(), "app_orders_total");
+        let mut family = Family::new(a);
+        family.push(&["eu"], 3.0);
+        assert!(family.is(b));
+        assert_eq!(family.value(&["eu"]), Some(3.0));
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub enum Run {
     },
     /// One per `[target.pgbouncer]`, on its own connection.
     Pgbouncer,
+    /// One per `[[target.query]]`, through the target's session, named
+    /// `query:<name>`; its families are the user's (not in the catalogue).
+    Query,
     /// With `[target.backup]`: runs pgBackRest.
     Backup,
     /// Not scheduled per target: families the agent publishes itself (its
@@ -220,6 +223,12 @@ pub static COLLECTORS: &[Spec] = &[
         },
     },
     Spec {
+        name: "query",
+        metrics: &[],
+        own_sql: &[collect::query::OWN_SQL],
+        run: Run::Query,
+    },
+    Spec {
         name: "explain",
         metrics: crate::explain::worker::METRICS,
         own_sql: &[
@@ -252,6 +261,15 @@ pub fn catalog() -> impl Iterator<Item = (&'static str, &'static [&'static Desc]
     COLLECTORS.iter().map(|s| (s.name, s.metrics))
 }
 
+/// Whether one of pgvigil's own families takes `name` (as its family name,
+/// exposed name or a histogram's series name): the catalogue that custom
+/// query metrics are checked against when a config is loaded.
+pub fn publishes(name: &str) -> bool {
+    catalog()
+        .flat_map(|(_, descs)| descs.iter())
+        .any(|d| d.names().iter().any(|n| n == name))
+}
+
 /// The metrics reference (`docs/metrics.md`), generated from the
 /// descriptors so it cannot drift from the code.
 pub fn metrics_reference() -> String {
@@ -275,9 +293,12 @@ pub fn metrics_reference() -> String {
          `pgbouncer:NAME` for any other. The labels listed below are each family's own, after these.\n\
          \n\
          A failed collector's families are absent (not zero) until it succeeds again;\n\
-         `pgvigil_collector_success` says which.\n",
+         `pgvigil_collector_success` says which.\n\n\
+         Custom queries (`[[target.query]]`, README \"Custom queries\") add families named in the config,\n\
+         not listed here: gauges as named, counters with `_total` appended, each query a collector of\n\
+         its own (`collector=\"query:<name>\"`). Their names may not take any name below.\n",
     );
-    for (collector, descs) in catalog() {
+    for (collector, descs) in catalog().filter(|(_, descs)| !descs.is_empty()) {
         let _ = write!(
             out,
             "\n## {collector}\n\n| metric | type | labels | meaning |\n|---|---|---|---|\n"
@@ -372,6 +393,25 @@ pub fn jobs(
                     });
                 }
             }
+            Run::Query => {
+                for query in &target.queries {
+                    let Some(interval) = query.interval else {
+                        continue;
+                    };
+                    // Each is a collector of its own, named for it
+                    // (bounded by the config: leaked once each).
+                    let name: &'static str =
+                        Box::leak(format!("{}:{}", spec.name, query.name).into_boxed_str());
+                    let query = Arc::new(query.clone());
+                    let make = Box::new(move || -> Box<dyn Collector> {
+                        Box::new(collect::query::Query::new(name, query.clone()))
+                    });
+                    jobs.push(Scheduled {
+                        job: Job::Session(SessionJob::new(name, make)),
+                        interval,
+                    });
+                }
+            }
             Run::Backup => {
                 if let Some(backup) = &target.backup {
                     jobs.push(Scheduled {
@@ -422,6 +462,50 @@ mod tests {
                 spec.name
             );
         }
+    }
+
+    #[test]
+    fn the_catalogue_holds_every_name_of_pgvigils_families() {
+        for name in [
+            "pg_up",
+            "pg_database_xact_commit",
+            "pg_database_xact_commit_total",
+            "pg_statement_latency_seconds_bucket",
+            "pg_server_info",
+            "pgvigil_collector_success",
+        ] {
+            assert!(publishes(name), "{name}");
+        }
+        for name in [
+            "app_pending_orders",
+            "pg_database_xact",
+            "pg_statement_latency",
+        ] {
+            assert!(!publishes(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn each_custom_query_is_a_collector_of_its_own() {
+        let toml = "[[target]]\ndsn = \"postgresql://u@h/db\"\n\
+            [[target.query]]\nname = \"a\"\nsql = \"SELECT 1 AS n\"\nmetrics = [{ column = \"n\", name = \"app_a\" }]\n\
+            [[target.query]]\nname = \"b\"\ninterval = \"5s\"\nsql = \"SELECT 1 AS n\"\nmetrics = [{ column = \"n\", name = \"app_b\" }]\n\
+            [[target.query]]\nname = \"c\"\ninterval = \"off\"\nsql = \"SELECT 1 AS n\"\nmetrics = [{ column = \"n\", name = \"app_c\" }]\n";
+        let env = crate::config::Environment { var: &|_| None };
+        let config = Config::parse_with(toml, "test", &env, &publishes).unwrap();
+        let jobs = jobs(&config, &config.targets[0], None, None, &own_statements());
+        let queries: Vec<(&str, Duration)> = jobs
+            .iter()
+            .filter(|j| j.job.name().starts_with("query:"))
+            .map(|j| (j.job.name(), j.interval))
+            .collect();
+        assert_eq!(
+            queries,
+            [
+                ("query:a", Duration::from_secs(60)),
+                ("query:b", Duration::from_secs(5))
+            ]
+        );
     }
 
     #[test]

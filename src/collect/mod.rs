@@ -29,6 +29,7 @@ pub(crate) mod filesystem;
 pub(crate) mod logs;
 pub(crate) mod pgbouncer;
 pub(crate) mod process;
+pub(crate) mod query;
 pub(crate) mod replication;
 pub(crate) mod server;
 pub(crate) mod slots;

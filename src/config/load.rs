@@ -10,25 +10,48 @@ use std::path::Path;
 
 use super::raw::{RawConfig, RawTarget};
 use super::validate::{LibpqEnv, validate};
-use super::{Config, ConfigError, Environment, Problem};
+use super::{Catalogue, Config, ConfigError, Environment, Problem};
 
 impl Config {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file, custom metric names checked
+    /// against no catalogue: see [`Config::load_with`].
     pub fn load(path: &Path, env: &Environment) -> Result<Config, ConfigError> {
+        Config::load_with(path, env, &|_| false)
+    }
+
+    /// Reads and validates a config file; a custom query's metric may not
+    /// take a name `catalogue` holds (pgvigil's own families). What the
+    /// commands use.
+    pub fn load_with(
+        path: &Path,
+        env: &Environment,
+        catalogue: Catalogue,
+    ) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Config::parse(&text, &path.display().to_string(), env)
+        Config::parse_with(&text, &path.display().to_string(), env, catalogue)
     }
 
-    /// Validates config text; `origin` names it in messages.
+    /// Validates config text; `origin` names it in messages. Custom
+    /// metric names are checked against no catalogue.
     pub fn parse(text: &str, origin: &str, env: &Environment) -> Result<Config, ConfigError> {
+        Config::parse_with(text, origin, env, &|_| false)
+    }
+
+    /// Validates config text against pgvigil's `catalogue` of families.
+    pub fn parse_with(
+        text: &str,
+        origin: &str,
+        env: &Environment,
+        catalogue: Catalogue,
+    ) -> Result<Config, ConfigError> {
         let (raw, mut problems) = match deserialize_all(text) {
             Ok(pair) => pair,
             Err(problem) => return finish(None, vec![problem], origin),
         };
-        let config = validate(raw, env, LibpqEnv::Ignored, &mut problems);
+        let config = validate(raw, env, LibpqEnv::Ignored, catalogue, &mut problems);
         finish(config, problems, origin)
     }
 
@@ -44,7 +67,8 @@ impl Config {
             }],
             ..RawConfig::default()
         };
-        let config = validate(raw, env, LibpqEnv::Fills, &mut problems);
+        // No file, so no custom queries: nothing to check names against.
+        let config = validate(raw, env, LibpqEnv::Fills, &|_| false, &mut problems);
         // There is no file: name the flag, not a key path.
         for p in &mut problems {
             if p.path == "target[0].dsn" {

@@ -13,6 +13,8 @@
 //!   [`Config::load`], [`Config::parse`], [`Config::from_dsn`].
 //! - `validate.rs`: one function per section (targets, collectors,
 //!   explain, web, notify), from raw to validated.
+//! - `queries.rs`: `[[target.query]]`, the custom queries: the EXPLAIN
+//!   guard on their SQL, metric and label names.
 //! - `secrets.rs`: passwords from `password_file` and `password_env`.
 //! - This file: the validated types, [`Problem`], [`ConfigError`] and
 //!   [`Environment`].
@@ -32,6 +34,7 @@ use std::time::Duration;
 use crate::connection::dsn::ConnParams;
 
 mod load;
+mod queries;
 mod raw;
 mod secrets;
 mod validate;
@@ -40,10 +43,16 @@ mod validate;
 mod tests;
 
 pub use raw::{
-    CollectorSettings, DEFAULT_LISTEN, Databases, Every, Interval, OneOrMany, RawBackup,
-    RawCollectors, RawConfig, RawExplain, RawLogs, RawNotify, RawPgbouncer, RawTarget, RawWeb,
-    Setting, StatementsSettings,
+    CollectorSettings, DEFAULT_LISTEN, Databases, Every, Interval, OneOrMany, QueryMetricType,
+    RawBackup, RawCollectors, RawConfig, RawExplain, RawLogs, RawNotify, RawPgbouncer, RawQuery,
+    RawQueryMetric, RawTarget, RawWeb, Setting, StatementsSettings,
 };
+
+/// Whether pgvigil itself publishes a family that takes this name: a
+/// custom query's metric may not. Only the collector registry knows
+/// pgvigil's families, and it sits above the config, so it hands this
+/// down ([`Config::load_with`]); see docs/design.md.
+pub type Catalogue<'a> = &'a dyn Fn(&str) -> bool;
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -77,6 +86,43 @@ pub struct Target {
     pub pgbouncers: Vec<Pgbouncer>,
     /// The log directory to follow, when configured.
     pub logs: Option<Logs>,
+    /// Custom queries (`[[target.query]]`), in file order.
+    pub queries: Vec<Query>,
+}
+
+/// A validated custom query: one guarded read-only SELECT whose rows
+/// become the user's own metric families.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// Its name; the collector is `query:<name>`.
+    pub name: String,
+    /// The database it runs in; `None`: the target's own.
+    pub database: Option<String>,
+    /// How often it runs; `None` means off.
+    pub interval: Option<Duration>,
+    /// Its statement_timeout, at most `collectors.timeout`.
+    pub timeout: Duration,
+    /// The SELECT, as written; the guard has passed it.
+    pub sql: String,
+    /// Columns that become labels of the same names.
+    pub labels: Vec<String>,
+    /// Columns published as metrics.
+    pub metrics: Vec<QueryMetric>,
+    /// Most series one run may publish.
+    pub max_series: usize,
+}
+
+/// One metric of a custom query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryMetric {
+    /// The result column holding the value.
+    pub column: String,
+    /// The registered name (a counter's exposed name adds `_total`).
+    pub name: String,
+    /// Gauge or counter.
+    pub kind: crate::metric::Kind,
+    /// Its help text.
+    pub help: String,
 }
 
 /// Validated `[target.logs]`.

@@ -248,6 +248,73 @@ pub struct RawTarget {
     pub pgbouncer: OneOrMany<RawPgbouncer>,
     /// The server's log directory, when pgvigil runs beside the server.
     pub logs: Option<RawLogs>,
+    /// Custom queries: each one read-only SELECT whose rows become metrics, run as a collector of its own.
+    #[serde(rename = "query")]
+    pub queries: Vec<RawQuery>,
+}
+
+/// One `[[target.query]]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawQuery {
+    /// Names the query's collector, `query:<name>` in pgvigil_collector_success (required; letters, digits, '_', '.', '-').
+    pub name: String,
+    /// The database the query runs in; unset: the target's own database (the dsn's).
+    pub database: Option<String>,
+    /// How often the query runs, or "off"; every minute unless set.
+    pub interval: Interval,
+    /// statement_timeout of the query; unset: collectors.timeout, which is also its upper bound.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    /// Exactly one SELECT (no writes, no FOR UPDATE, no deny-listed function), run in a read-only transaction (required).
+    pub sql: String,
+    /// Result columns whose text becomes a label of the same name (NULL: an empty value).
+    pub labels: Vec<String>,
+    /// Result columns published as metrics (at least one); each column must be numeric, NULL leaves its series out.
+    pub metrics: Vec<RawQueryMetric>,
+    /// Most series the query may publish in one run; a result with more fails the run instead of flooding Prometheus.
+    pub max_series: usize,
+}
+
+impl Default for RawQuery {
+    fn default() -> Self {
+        RawQuery {
+            name: String::new(),
+            database: None,
+            interval: Interval::Every(Duration::from_secs(60)),
+            timeout: None,
+            sql: String::new(),
+            labels: Vec::new(),
+            metrics: Vec::new(),
+            max_series: 1000,
+        }
+    }
+}
+
+/// One metric of a `[[target.query]]`, as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawQueryMetric {
+    /// The result column holding the value (required).
+    pub column: String,
+    /// The metric name (required): lower-case snake_case; a counter's exposed name gets `_total` appended.
+    pub name: String,
+    /// "gauge" (a value that goes up and down) or "counter" (a cumulative count that only resets).
+    #[serde(rename = "type")]
+    pub kind: QueryMetricType,
+    /// The metric's # HELP text; unset: "Column <column> of custom query <name>."
+    pub help: String,
+}
+
+/// The type of a custom query's metric.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueryMetricType {
+    /// A value that goes up and down.
+    #[default]
+    Gauge,
+    /// A cumulative count that only goes up (a reset starts again from 0).
+    Counter,
 }
 
 /// `[target.logs]` as written.

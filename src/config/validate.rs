@@ -11,14 +11,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::queries::{Definitions, validate_queries};
 use super::raw::{
     Interval, RawBackup, RawCollectors, RawConfig, RawExplain, RawLogs, RawNotify, RawPgbouncer,
     RawTarget, RawWeb, Setting,
 };
 use super::secrets::{Secrets, apply_password};
 use super::{
-    Backup, Collectors, Config, Environment, Explain, Logs, Notify, Pgbouncer, Problem, Report,
-    Statements, Target, Web,
+    Backup, Catalogue, Collectors, Config, Environment, Explain, Logs, Notify, Pgbouncer, Problem,
+    Query, Report, Statements, Target, Web,
 };
 use crate::connection::dsn::ConnParams;
 
@@ -41,10 +42,12 @@ pub(super) fn validate(
     raw: RawConfig,
     env: &Environment,
     libpq_env: LibpqEnv,
+    catalogue: Catalogue,
     problems: &mut Vec<Problem>,
 ) -> Option<Config> {
     let listen = validate_listen(&raw.listen, problems);
-    let targets = validate_targets(raw.targets, env, libpq_env, problems);
+    let mut defined = Definitions::new(catalogue, raw.collectors.timeout);
+    let targets = validate_targets(raw.targets, env, libpq_env, &mut defined, problems);
     let collectors = validate_collectors(&raw.collectors, problems);
     let explain = validate_explain(&raw.explain, problems);
     let web = validate_web(&raw.web, problems);
@@ -70,11 +73,13 @@ fn validate_listen(listen: &str, problems: &mut Vec<Problem>) -> Option<SocketAd
     addr
 }
 
-/// `[[target]]`: names unique, DSNs valid, secrets readable.
+/// `[[target]]`: names unique, DSNs valid, secrets readable, custom
+/// queries guarded and their metric names free (`defined`).
 fn validate_targets(
     raw: Vec<RawTarget>,
     env: &Environment,
     libpq_env: LibpqEnv,
+    defined: &mut Definitions,
     problems: &mut Vec<Problem>,
 ) -> Vec<Target> {
     if raw.is_empty() {
@@ -88,7 +93,10 @@ fn validate_targets(
     let mut targets = Vec::new();
     for (i, mut t) in raw.into_iter().enumerate() {
         let name = validate_target_name(t.name.take(), i, several, &mut names, problems);
-        if let Some(target) = validate_target(t, name, i, env, libpq_env, problems) {
+        // Checked whatever the rest of the target says, so that one bad
+        // DSN does not hide a refused query.
+        let queries = validate_queries(&t.queries, i, defined, problems);
+        if let Some(target) = validate_target(t, name, queries, i, env, libpq_env, problems) {
             targets.push(target);
         }
     }
@@ -133,6 +141,7 @@ fn validate_target_name(
 fn validate_target(
     t: RawTarget,
     name: String,
+    queries: Vec<Query>,
     i: usize,
     env: &Environment,
     libpq_env: LibpqEnv,
@@ -170,6 +179,7 @@ fn validate_target(
         backup,
         pgbouncers,
         logs,
+        queries,
     })
 }
 

@@ -47,6 +47,8 @@ mod page;
 mod percentiles;
 // PgBouncer pools, several PgBouncers, failures.
 mod pgbouncer;
+// Custom queries: business metrics from the test's rows, writes refused, the series cap, a slow query cancelled.
+mod queries;
 // Replication lag from both ends, slots, WAL and checkpoints, promotion.
 mod replication;
 // The statements collector: labels, counts, resets, cardinality, the JSON API.
