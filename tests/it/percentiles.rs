@@ -193,6 +193,52 @@ fn rel(estimate: f64, truth: f64) -> f64 {
 async fn estimated_percentiles_match_client_measured_ground_truth() {
     // The client's timings are the ground truth: keep other tests' load away.
     let _alone = crate::harness::pg::exclusive();
+    let first = measure().await;
+    println!("{}", first.table);
+    if first.failures.is_empty() {
+        return;
+    }
+    // Moments cannot tell one stall of the machine from a tail
+    // (docs/percentiles.md, "Limits"): when the client saw one, the
+    // measurement is repeated once on a fresh interval, and that one must
+    // hold. A failure without a stall fails at once.
+    assert!(
+        !first.stalled.is_empty(),
+        "{:#?}\n{}",
+        first.failures,
+        first.table
+    );
+    println!(
+        "isolated stalls in {:?} ({:?}): measuring again",
+        first.stalled, first.failures
+    );
+    let second = measure().await;
+    println!("{}", second.table);
+    assert!(
+        second.failures.is_empty(),
+        "{:#?}\n{}",
+        second.failures,
+        second.table
+    );
+}
+
+/// One measurement: the table of docs/percentiles.md, the bounds it broke,
+/// and the shapes whose client-measured durations have an isolated stall.
+struct Outcome {
+    table: String,
+    failures: Vec<String>,
+    stalled: Vec<&'static str>,
+}
+
+/// Whether the slowest call took more than 1.25 times the next slowest:
+/// one stall of the machine (a scheduling hiccup, an fsync) rather than the
+/// workload's own tail. The uniform and constant shapes never do this by
+/// themselves; the client sees every stall the server does.
+fn isolated_stall(sorted: &[f64]) -> bool {
+    matches!(sorted, [.., second, last] if *last > 1.25 * *second)
+}
+
+async fn measure() -> Outcome {
     let fx = Fixture::start().await;
     let admin = fx.pg.connect().await;
     let text = fx.config("server = \"off\"\nconnections = \"off\"\ndatabases = \"off\"\nstatements = { interval = \"1h\", top = 20 }");
@@ -217,6 +263,7 @@ async fn estimated_percentiles_match_client_measured_ground_truth() {
     );
     let mut worst: f64 = 0.0;
     let mut failures = Vec::new();
+    let mut stalled = Vec::new();
     let mut all_truth = Vec::new();
     // What the client adds to every call, by quantile (the first shape does not sleep).
     let mut overhead = measured[0].clone();
@@ -228,6 +275,9 @@ async fn estimated_percentiles_match_client_measured_ground_truth() {
         let mut sorted = durations.clone();
         sorted.sort_by(f64::total_cmp);
         all_truth.extend(sorted.iter().copied());
+        if isolated_stall(&sorted) {
+            stalled.push(shape.name);
+        }
         if i == 0 {
             // The calibration statement: part of the instance, not compared.
             continue;
@@ -329,13 +379,17 @@ async fn estimated_percentiles_match_client_measured_ground_truth() {
         ));
         failures.extend(check_histogram("instance", p, h, truth, &hist));
     }
+    table.push_str(&format!(
+        "\nworst error of the published estimate: {:.1}%\n",
+        worst * 100.0
+    ));
     let out = concat!(env!("CARGO_MANIFEST_DIR"), "/target/percentiles-report.md");
     let _ = std::fs::write(out, &table);
-    println!(
-        "{table}\nworst error of the published estimate: {:.1}%",
-        worst * 100.0
-    );
-    assert!(failures.is_empty(), "{failures:#?}\n{table}");
+    Outcome {
+        table,
+        failures,
+        stalled,
+    }
 }
 
 /// The bound we guarantee for the JSON API's quantiles (docs/percentiles.md):
