@@ -209,6 +209,8 @@ pub struct Statements {
     pub interval: Option<Duration>,
     /// Statements published individually.
     pub top: usize,
+    /// Statements with a latency histogram of their own (at most `top`).
+    pub histograms: usize,
     /// Histogram bucket upper bounds in seconds.
     pub buckets: std::sync::Arc<[f64]>,
 }

@@ -64,6 +64,8 @@ pub struct StatementsSettings {
     pub interval: Option<Interval>,
     /// Statements published individually (by execution time in the interval); the rest fold into queryid="other".
     pub top: usize,
+    /// Of those, how many (the first by execution time in the interval) also get their own latency histogram (19 series each with the default buckets); the others' calls go to the queryid="other" histogram. 0: none; at most `top`.
+    pub histograms: usize,
     /// Latency histogram bucket upper bounds, in seconds, ascending.
     pub buckets: Vec<f64>,
 }
@@ -73,6 +75,7 @@ impl Default for StatementsSettings {
         StatementsSettings {
             interval: Some(Interval::Every(Duration::from_secs(60))),
             top: 100,
+            histograms: 20,
             buckets: crate::stats::histogram::DEFAULT_BUCKETS.to_vec(),
         }
     }

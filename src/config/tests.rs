@@ -134,6 +134,33 @@ fn bad_values_name_the_key() {
 }
 
 #[test]
+fn statement_histograms_default_to_twenty_and_never_exceed_top() {
+    let var = env(&[]);
+    // (as written under [collectors], expected top and histograms)
+    let cases = [
+        ("", 100, 20),
+        ("statements = \"30s\"", 100, 20),
+        ("statements = { top = 50, histograms = 0 }", 50, 0),
+        ("statements = { top = 10 }", 10, 10),
+        ("statements = { top = 30, histograms = 40 }", 30, 30),
+    ];
+    for (collectors, top, histograms) in cases {
+        let text = format!("[collectors]\n{collectors}\n[[target]]\ndsn = 'host=h'\n");
+        let st = Config::parse(&text, "t", &Environment { var: &var })
+            .unwrap()
+            .collectors
+            .statements;
+        assert_eq!((st.top, st.histograms), (top, histograms), "{collectors}");
+    }
+    let got = problems("[collectors]\nstatements = { histograms = -1 }\n[[target]]\ndsn=''");
+    assert!(
+        got.iter()
+            .any(|g| g.starts_with("collectors.statements.histograms: invalid value")),
+        "{got:#?}"
+    );
+}
+
+#[test]
 fn secrets_come_from_a_file_or_a_named_variable_never_both() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pw");

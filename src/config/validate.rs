@@ -361,6 +361,9 @@ fn validate_collectors(c: &RawCollectors, problems: &mut Vec<Problem>) -> Collec
         statements: Statements {
             interval: resolve(st.interval),
             top: st.top,
+            // More histograms than published statements cannot be: the
+            // default (20) must not make a smaller `top` an error.
+            histograms: st.histograms.min(st.top),
             buckets: st.buckets.clone().into(),
         },
     }

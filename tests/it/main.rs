@@ -9,6 +9,8 @@ mod harness;
 mod alerts;
 // WAL archiving after a statistics reset; status files that are not segments.
 mod archiving;
+// The series budget: each statements and tables family reaches its cap and never exceeds it.
+mod budget;
 // The command line: `once` in each format, `check-config`, `--version`, bad input.
 mod cli;
 // Server, connections and databases collectors, each metric proven by what the test did.
