@@ -105,7 +105,12 @@ impl Saturation {
                     .iter()
                     .filter_map(|desc| get(desc, &labels))
                     .sum();
-                let pool_size = get(&pgbouncer::POOL_SIZE, &labels[..1]);
+                // The databases family names PgBouncer's database `name`
+                // (its `database` is the server's), as pgbouncer_exporter does.
+                let pool_size = state
+                    .family(&pgbouncer::POOL_SIZE)
+                    .and_then(|f| f.series.iter().find(|p| p.labels[0] == labels[0]))
+                    .and_then(|p| p.value.number());
                 pools.push(Pool {
                     pgbouncer: state.label.as_ref().map(|(_, v)| v.to_string()),
                     database: labels[0].to_string(),

@@ -49,6 +49,8 @@ mod page;
 mod percentiles;
 // PgBouncer pools, several PgBouncers, failures.
 mod pgbouncer;
+// pgbouncer_exporter's names and labels against a real PgBouncer; values from its config, PAUSE, DISABLE.
+mod pgbouncer_compat;
 // Custom queries: business metrics from the test's rows, writes refused, the series cap, a slow query cancelled.
 mod queries;
 // Replication lag from both ends, slots, WAL and checkpoints, promotion.

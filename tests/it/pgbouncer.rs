@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::harness::bouncer::{ADMIN, APP, Bouncer, NOBODY, STATS};
+use crate::harness::bouncer::{ADMIN, APP, Bouncer, MAX_CLIENT_CONN, NOBODY, STATS};
 use crate::harness::{Fixture, RunningAgent};
 
 const WAIT: Duration = Duration::from_secs(40);
@@ -67,12 +67,12 @@ async fn clients_beyond_the_pool_wait_and_stop_waiting_when_released() {
         Some(2.0)
     );
     assert_eq!(
-        m.get("pgbouncer_databases_pool_size", &[("database", "appdb")]),
+        m.get("pgbouncer_databases_pool_size", &[("name", "appdb")]),
         Some(2.0)
     );
     assert_eq!(
         m.get("pgbouncer_config_max_client_connections", &[]),
-        Some(100.0)
+        Some(f64::from(MAX_CLIENT_CONN))
     );
     // Sub-second waits are visible: microseconds are kept.
     let maxwait = m
@@ -224,7 +224,7 @@ async fn each_pgbouncer_reports_on_its_own_and_failures_stay_local() {
     assert!(
         m.get(
             "pgbouncer_databases_pool_size",
-            &[("pgbouncer", "stats"), ("database", "appdb")]
+            &[("pgbouncer", "stats"), ("name", "appdb")]
         )
         .is_some()
     );

@@ -2,6 +2,7 @@
 //! a temp dir on a free port, run as `postgres` (PgBouncer refuses root),
 //! stopped on drop.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -16,6 +17,8 @@ pub const ADMIN: (&str, &str) = ("bouncer_admin", "admin-pw");
 pub const STATS: (&str, &str) = ("bouncer_stats", "stats-pw");
 /// In the auth file, but neither admin nor stats user.
 pub const NOBODY: (&str, &str) = ("bouncer_nobody", "nobody-pw");
+/// The `max_client_conn` every harness PgBouncer is configured with.
+pub const MAX_CLIENT_CONN: u32 = 100;
 
 /// A running PgBouncer.
 pub struct Bouncer {
@@ -49,7 +52,20 @@ impl Bouncer {
     /// database `appdb` (the cluster's `postgres` database), after creating
     /// the `app` role on the cluster.
     pub async fn start(pg: &PgServer, pool_size: u32) -> Bouncer {
+        Bouncer::start_with(pg, pool_size, &[], &[]).await
+    }
+
+    /// As [`Bouncer::start`], with more `[databases]` lines (`name = connstr`)
+    /// and more `[pgbouncer]` settings (`key = value`, none of those the
+    /// harness sets itself).
+    pub async fn start_with(
+        pg: &PgServer,
+        pool_size: u32,
+        databases: &[&str],
+        settings: &[&str],
+    ) -> Bouncer {
         let bouncer = Bouncer::prepare(pg, pool_size, free_port(), None).await;
+        bouncer.add_to_config(databases, settings);
         bouncer.launch();
         bouncer
     }
@@ -90,7 +106,7 @@ impl Bouncer {
             "[databases]\nappdb = host=127.0.0.1 port={pg_port} dbname=postgres\n\n\
              [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir = {dir}\n\
              auth_type = md5\nauth_file = {dir}/userlist.txt\nadmin_users = {admin}\nstats_users = {stats}\n\
-             pool_mode = transaction\ndefault_pool_size = {pool_size}\nmax_client_conn = 100\n\
+             pool_mode = transaction\ndefault_pool_size = {pool_size}\nmax_client_conn = {MAX_CLIENT_CONN}\n\
              logfile = {dir}/pgbouncer.log\npidfile = {dir}/pgbouncer.pid\n",
             pg_port = pg.port,
             dir = dir.path().display(),
@@ -104,6 +120,25 @@ impl Bouncer {
             port,
             _refused: refused,
         }
+    }
+
+    /// Inserts `databases` lines after `[databases]`'s own and appends
+    /// `settings` to `[pgbouncer]`, the last section.
+    fn add_to_config(&self, databases: &[&str], settings: &[&str]) {
+        let ini = std::fs::read_to_string(self.config()).expect("read ini");
+        let (dbs, rest) = ini.split_once("\n\n[pgbouncer]").expect("two sections");
+        let mut out = String::from(dbs);
+        for line in databases {
+            out.push('\n');
+            out.push_str(line);
+        }
+        out.push_str("\n\n[pgbouncer]");
+        out.push_str(rest);
+        for line in settings {
+            out.push_str(line);
+            out.push('\n');
+        }
+        std::fs::write(self.config(), out).expect("write ini");
     }
 
     fn config(&self) -> PathBuf {
@@ -171,6 +206,40 @@ impl Bouncer {
             "postgresql://{user}@127.0.0.1:{}/{dbname}?sslmode=disable",
             self.port
         )
+    }
+
+    /// Runs `command` on the admin console as [`ADMIN`], on a connection of
+    /// its own: the ground truth a test compares the agent with, and how it
+    /// changes PgBouncer (`PAUSE`, `DISABLE`). Rows as column → text (NULL
+    /// as "").
+    pub async fn admin(&self, command: &str) -> Vec<BTreeMap<String, String>> {
+        let mut config: tokio_postgres::Config =
+            self.dsn(ADMIN.0, "pgbouncer").parse().expect("admin DSN");
+        config.password(ADMIN.1);
+        let (client, connection) = config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect to the admin console");
+        tokio::spawn(connection);
+        client
+            .simple_query(command)
+            .await
+            .unwrap_or_else(|e| panic!("{command}: {e}"))
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => Some(
+                    row.columns()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| {
+                            let v = row.get(i).unwrap_or("");
+                            (c.name().to_string(), v.to_string())
+                        })
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect()
     }
 
     /// A file holding `password`, for `password_file`.
