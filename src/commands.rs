@@ -77,7 +77,7 @@ pub async fn run(source: &Source, listen: Option<std::net::SocketAddr>) -> anyho
                 Some(reply)
             }
         };
-        let outcome = daemon.reload();
+        let outcome = daemon.reload().await;
         if let Some(reply) = reply {
             let _ = reply.send(outcome);
         }
@@ -110,7 +110,7 @@ impl Daemon<'_> {
     /// Reads the config again and applies it; on any problem the running
     /// config stays and every problem is logged with its key path. The
     /// result is what `POST /-/reload` answers.
-    fn reload(&mut self) -> Result<String, String> {
+    async fn reload(&mut self) -> Result<String, String> {
         let config = match load(self.source) {
             Ok(config) => config,
             Err(e) => {
@@ -131,7 +131,7 @@ impl Daemon<'_> {
         if !self.listen_flag && config.listen != self.listen {
             tracing::warn!(listen = %self.listen, configured = %config.listen, "listen changed in the config: it takes effect at the next restart");
         }
-        let changes = self.supervisor.apply(&config);
+        let changes = self.supervisor.apply(&config).await;
         let renewed = http::Access::renewed(&config.web, &self.access.borrow());
         self.access.send_replace(Arc::new(renewed));
         self.agent.store.config_loaded(true);

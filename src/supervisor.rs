@@ -11,6 +11,8 @@
 //! afresh; one no longer configured is stopped and forgotten. Not here:
 //! reading the file (`config/`) or the HTTP side of a reload (`http.rs`).
 
+use std::time::Duration;
+
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -38,11 +40,26 @@ impl Fingerprint {
     }
 }
 
+/// How long a reload waits for a stopped target's tasks to end before
+/// the store forgets or empties its entry. Collectors stop at their next
+/// poll; an EXPLAIN being cancelled may take a moment.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+
 /// One running target: what it was built from, and how to stop it.
 struct Running {
     name: String,
     fingerprint: Fingerprint,
     token: CancellationToken,
+    /// Its tasks (closed: it only ever waits for them).
+    tasks: TaskTracker,
+}
+
+impl Running {
+    /// Cancels the target's tasks; what to wait on until they have ended.
+    fn stop(self) -> TaskTracker {
+        self.token.cancel();
+        self.tasks
+    }
 }
 
 /// What a reload changed, by target name.
@@ -93,18 +110,24 @@ impl Supervisor {
     fn launch(&mut self, fingerprint: Fingerprint, prepared: Prepared) {
         let token = self.token.child_token();
         let name = prepared.name().to_string();
-        prepared.start(&self.tracker, &token);
+        let tasks = TaskTracker::new();
+        prepared.start(&tasks, &token);
+        tasks.close();
+        // Shutdown waits for every target's tasks, started now or later.
+        let waited = tasks.clone();
+        self.tracker.spawn(async move { waited.wait().await });
         self.running.push(Running {
             name,
             fingerprint,
             token,
+            tasks,
         });
     }
 
     /// Brings the running targets in line with `config` (already
     /// validated): stops removed and changed targets, starts new and
     /// changed ones, leaves the others running.
-    pub fn apply(&mut self, config: &Config) -> Changes {
+    pub async fn apply(&mut self, config: &Config) -> Changes {
         if config.notify != self.notify {
             // Every fingerprint holds `[notify]`, so every target is rebuilt
             // and picks the new notifier up.
@@ -114,6 +137,7 @@ impl Supervisor {
         let mut changes = Changes::default();
         let mut old = std::mem::take(&mut self.running);
         let mut start = Vec::new();
+        let mut stopped = Vec::new();
         for target in &config.targets {
             let fingerprint = Fingerprint::of(config, target);
             match old.iter().position(|r| r.name == target.name) {
@@ -122,7 +146,7 @@ impl Supervisor {
                     self.running.push(old.swap_remove(i));
                 }
                 Some(i) => {
-                    old.swap_remove(i).token.cancel();
+                    stopped.push(old.swap_remove(i).stop());
                     changes.rebuilt.push(target.name.clone());
                     start.push((target, fingerprint));
                 }
@@ -133,8 +157,16 @@ impl Supervisor {
             }
         }
         for gone in old {
-            gone.token.cancel();
-            changes.removed.push(gone.name);
+            changes.removed.push(gone.name.clone());
+            stopped.push(gone.stop());
+        }
+        // No result of a stopped task may land in the store after it has
+        // been retargeted (a rebuilt target's fresh entry, say, showing the
+        // old session's pg_up).
+        for tasks in stopped {
+            if tokio::time::timeout(STOP_WAIT, tasks.wait()).await.is_err() {
+                tracing::warn!("a stopped target's tasks did not end within {STOP_WAIT:?}");
+            }
         }
         let prepared: Vec<_> = start
             .into_iter()
@@ -143,7 +175,7 @@ impl Supervisor {
             })
             .collect();
         // The store follows before the new tasks run, so their first
-        // results land in fresh entries and none of a stopped task's do.
+        // results land in fresh entries.
         let names = config.targets.iter().map(|t| {
             let collectors = prepared
                 .iter()

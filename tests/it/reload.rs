@@ -151,7 +151,37 @@ async fn a_target_added_and_removed_leaves_the_other_running() {
         })
         .await;
     assert!(agent.log().contains("config reloaded"));
+
+    // Many reloads leave no connection behind: each removal closes the
+    // second target's session, and main's stays the one it had.
+    let with_second = config(&[target(&main, "main"), target(&second, "second")], "");
+    let without = config(&[target(&main, "main")], "");
+    let rss = |m: &Metrics| m.get("process_resident_memory_bytes", &[]).unwrap_or(0.0);
+    let rss_before = rss(&agent.metrics().await);
+    let started = std::time::Instant::now();
+    for _ in 0..CYCLES {
+        for text in [&with_second, &without] {
+            agent.rewrite_config(text);
+            let r = agent.request("POST", "/-/reload").await;
+            assert_eq!(r.status, 200, "{}", r.body);
+        }
+    }
+    eventually(WAIT, "no session of the removed target left", || async {
+        agent_backends(&second).await.is_empty().then_some(())
+    })
+    .await;
+    assert_eq!(agent_backends(&main).await, main_backends);
+    let rss_after = rss(&agent.metrics().await);
+    eprintln!(
+        "{CYCLES} add/remove reload pairs in {:?}; resident memory {:.1} MB -> {:.1} MB",
+        started.elapsed(),
+        rss_before / 1e6,
+        rss_after / 1e6
+    );
 }
+
+/// Add/remove reload pairs in the leak check.
+const CYCLES: usize = 50;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_password_file_rebuilds_the_target_with_the_new_password() {
