@@ -201,3 +201,104 @@ impl Supervisor {
         changes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Environment;
+
+    /// A config with targets `(name, port)` on a closed port (nothing
+    /// needs to answer), plus `rest`.
+    fn config(targets: &[(&str, u16)], rest: &str) -> Config {
+        let mut text = String::new();
+        for (name, port) in targets {
+            text.push_str(&format!(
+                "[[target]]\nname = \"{name}\"\ndsn = \"postgresql://u:pw@127.0.0.1:{port}/db?connect_timeout=1\"\n"
+            ));
+        }
+        text.push_str(rest);
+        Config::parse(&text, "test", &Environment::process()).expect("a valid config")
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[tokio::test]
+    async fn only_what_changed_is_rebuilt() {
+        let tracker = TaskTracker::new();
+        let token = CancellationToken::new();
+        let first = config(&[("a", 1), ("b", 1)], "");
+        let mut agent = agent::Agent::new(&first);
+        let mut supervisor = Supervisor::start(&mut agent, &first, &tracker, &token);
+        // [web] is the HTTP server's, not a target's.
+        let web = format!(
+            "[web]\nbasic_auth_users = {{ p = '{}' }}\n",
+            bcrypt::hash("x", 4).unwrap()
+        );
+        let cases = [
+            // (targets, rest, added, removed, rebuilt, kept)
+            (
+                vec![("a", 1), ("b", 1)],
+                "",
+                vec![],
+                vec![],
+                vec![],
+                vec!["a", "b"],
+            ),
+            (
+                vec![("a", 1), ("b", 2)],
+                "",
+                vec![],
+                vec![],
+                vec!["b"],
+                vec!["a"],
+            ),
+            (
+                vec![("c", 1), ("a", 1)],
+                "",
+                vec!["c"],
+                vec!["b"],
+                vec![],
+                vec!["a"],
+            ),
+            (
+                vec![("c", 1), ("a", 1)],
+                &web,
+                vec![],
+                vec![],
+                vec![],
+                vec!["c", "a"],
+            ),
+            (
+                vec![("c", 1), ("a", 1)],
+                "[collectors]\ndefault_interval = \"7s\"\n",
+                vec![],
+                vec![],
+                vec!["c", "a"],
+                vec![],
+            ),
+        ];
+        for (targets, rest, added, removed, rebuilt, kept) in cases {
+            let changes = supervisor.apply(&config(&targets, rest)).await;
+            let want = Changes {
+                added: names(&added),
+                removed: names(&removed),
+                rebuilt: names(&rebuilt),
+                kept: names(&kept),
+            };
+            assert_eq!(changes, want, "{targets:?} {rest:?}");
+            let stored: Vec<String> = agent
+                .store
+                .target_names()
+                .iter()
+                .map(|n| n.to_string())
+                .collect();
+            let configured: Vec<String> = targets.iter().map(|(n, _)| n.to_string()).collect();
+            assert_eq!(stored, configured, "the store follows the config's order");
+        }
+        token.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+}
