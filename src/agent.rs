@@ -1,8 +1,10 @@
 //! Wires targets, their collectors, the store and the outputs together.
 //!
-//! [`Agent::start`] is the daemon: every collector of every target on its
-//! own schedule. [`Agent::collect_once`] is `pgvigil once`: each collector
-//! run in turn, then the same store is read by the same encoders.
+//! [`prepare`] builds one target; the daemon's supervisor
+//! (`supervisor.rs`) starts each on its own schedule and rebuilds them when
+//! the config is reloaded. [`Agent::collect_once`] is `pgvigil once`: each
+//! collector run in turn, then the same store is read by the same
+//! encoders.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,13 +17,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::collect::process::ProcessSampler;
-use crate::config::Config;
+use crate::config::{Config, Target};
 use crate::connection::session::{ConnectError, Limits, Session};
 use crate::explain::worker::{Reports, Worker};
 use crate::exposition::{self, Format};
 use crate::registry;
 use crate::schedule::{self, Scheduled, TargetHandle};
 use crate::snapshot::Store;
+use crate::sql::OwnStatements;
 
 /// A cached page: all targets (`None`) or one, in one format.
 type EncodedKey = (Option<String>, Format);
@@ -34,22 +37,78 @@ pub struct Agent {
     /// Encoded snapshots by (target or all, format), with the store
     /// generation they were encoded at.
     encoded: std::sync::Mutex<HashMap<EncodedKey, (u64, Bytes)>>,
-    targets: Vec<(TargetHandle, Vec<Scheduled>)>,
-    /// Automatic EXPLAIN settings, when enabled (and statements collected).
-    explain: Option<crate::config::Explain>,
-    /// Per target: what its collectors hand its EXPLAIN worker.
-    inputs: HashMap<String, WorkerInputs>,
-    /// Desktop notifications, when `[notify] desktop` is on.
-    notifier: Option<Arc<crate::notify::Notifier>>,
+    /// Targets built and not yet started (all of them before `start`;
+    /// what `pgvigil once` runs).
+    targets: Vec<Prepared>,
+    /// What every target's tasks share.
+    shared: Shared,
 }
 
-/// What a target's collectors hand its EXPLAIN worker.
-struct WorkerInputs {
+/// What building a target needs beyond its own config, the same for all
+/// targets.
+#[derive(Clone)]
+pub struct Shared {
+    /// The store results go to.
+    pub store: Arc<Store>,
+    /// pgvigil's own statements.
+    pub own: OwnStatements,
+    /// Desktop notifications, when `[notify] desktop` is on.
+    pub notifier: Option<Arc<crate::notify::Notifier>>,
+}
+
+/// One target built from the config: its collectors and what its EXPLAIN
+/// worker needs, not yet running.
+pub struct Prepared {
+    handle: TargetHandle,
+    collectors: Vec<Scheduled>,
     /// Slow executions and auto_explain plans from the log (with
-    /// `[target.logs]`).
+    /// `[target.logs]`), for the EXPLAIN worker.
     feed: Option<Arc<crate::logs::feed::LogFeed>>,
     /// Each new statements report (when automatic EXPLAIN is on).
     reports: Option<Reports>,
+    /// Automatic EXPLAIN settings, when enabled (and statements collected).
+    explain: Option<crate::config::Explain>,
+}
+
+impl Prepared {
+    /// The target's name.
+    pub fn name(&self) -> &str {
+        &self.handle.name
+    }
+
+    /// The names of its collectors, as the store expects them.
+    pub fn collector_names(&self) -> Vec<&'static str> {
+        self.collectors.iter().map(|s| s.job.name()).collect()
+    }
+
+    /// Starts every collector of the target on its schedule, and its
+    /// EXPLAIN worker; all stop when `token` is cancelled.
+    pub fn start(self, tracker: &TaskTracker, token: &CancellationToken) {
+        let Prepared {
+            handle,
+            collectors,
+            feed,
+            reports,
+            explain,
+        } = self;
+        tracing::info!(target_name = %handle.name, collectors = collectors.len(), "watching target");
+        for scheduled in collectors {
+            schedule::spawn(tracker, token.child_token(), handle.clone(), scheduled);
+        }
+        if let (Some(settings), Some(reports)) = (explain, reports) {
+            let worker = Worker::new(
+                handle.name.clone(),
+                settings,
+                (*handle.params).clone(),
+                handle.store.clone(),
+                handle.session.clone(),
+                handle.notifier.clone(),
+                handle.own.clone(),
+            )
+            .with_feed(feed);
+            tracker.spawn(worker.run(reports, token.child_token()));
+        }
+    }
 }
 
 /// `pgvigil once` could not reach a target.
@@ -63,112 +122,97 @@ pub struct OnceError {
     pub source: ConnectError,
 }
 
+/// Builds one target of `config`: its session (not yet connected), its
+/// collectors and its worker's inputs. Nothing runs until it is started.
+pub fn prepare(config: &Config, target: &Target, shared: &Shared) -> Prepared {
+    let limits = Limits {
+        statement_timeout: config.collectors.timeout,
+        lock_timeout: config.collectors.lock_timeout,
+        monitoring: true,
+    };
+    let explain = config
+        .explain
+        .clone()
+        .filter(|_| config.collectors.statements.interval.is_some());
+    let feed = target
+        .logs
+        .as_ref()
+        .map(|_| Arc::new(crate::logs::feed::LogFeed::default()));
+    // The statements collector hands each report to the worker.
+    let (sender, reports) = match explain {
+        Some(_) => {
+            let (sender, receiver) = tokio::sync::watch::channel(None);
+            (Some(Arc::new(sender)), Some(receiver))
+        }
+        None => (None, None),
+    };
+    let collectors = registry::jobs(config, target, feed.clone(), sender, &shared.own);
+    let params = Arc::new(target.conn.clone());
+    let session = Session::new(params.clone(), limits);
+    let handle = TargetHandle {
+        name: Arc::from(target.name.as_str()),
+        params,
+        databases: Arc::new(target.databases.clone()),
+        session: Arc::new(Mutex::new(session)),
+        store: shared.store.clone(),
+        budget: config.collectors.timeout,
+        notifier: shared.notifier.clone(),
+        own: shared.own.clone(),
+    };
+    Prepared {
+        handle,
+        collectors,
+        feed,
+        reports,
+        explain,
+    }
+}
+
 impl Agent {
     /// Builds the agent for `config`; nothing runs until `start` or
     /// `collect_once`.
     pub fn new(config: &Config) -> Agent {
-        let limits = Limits {
-            statement_timeout: config.collectors.timeout,
-            lock_timeout: config.collectors.lock_timeout,
-            monitoring: true,
+        let store = Arc::new(Store::new(Vec::new()));
+        let shared = Shared {
+            store: store.clone(),
+            own: registry::own_statements(),
+            notifier: config.notify.desktop.then(crate::notify::Notifier::start),
         };
-        let own = registry::own_statements();
-        let explain = config
-            .explain
-            .clone()
-            .filter(|_| config.collectors.statements.interval.is_some());
-        let mut store_targets = Vec::new();
-        let mut prepared = Vec::new();
-        let mut inputs = HashMap::new();
-        for target in &config.targets {
-            let feed = target
-                .logs
-                .as_ref()
-                .map(|_| Arc::new(crate::logs::feed::LogFeed::default()));
-            // The statements collector hands each report to the worker.
-            let (sender, reports) = match explain {
-                Some(_) => {
-                    let (sender, receiver) = tokio::sync::watch::channel(None);
-                    (Some(Arc::new(sender)), Some(receiver))
-                }
-                None => (None, None),
-            };
-            let collectors = registry::jobs(config, target, feed.clone(), sender, &own);
-            inputs.insert(target.name.clone(), WorkerInputs { feed, reports });
-            store_targets.push((
-                target.name.clone(),
-                collectors.iter().map(|s| s.job.name()).collect(),
-            ));
-            let params = Arc::new(target.conn.clone());
-            let session = Session::new(params.clone(), limits);
-            prepared.push((
-                target.name.clone(),
-                params,
-                Arc::new(target.databases.clone()),
-                Arc::new(Mutex::new(session)),
-                collectors,
-            ));
-        }
-        let store = Arc::new(Store::new(store_targets));
-        let notifier = config.notify.desktop.then(crate::notify::Notifier::start);
-        let targets = prepared
-            .into_iter()
-            .map(|(name, params, databases, session, collectors)| {
-                let handle = TargetHandle {
-                    name: Arc::from(name),
-                    params,
-                    databases,
-                    session,
-                    store: store.clone(),
-                    budget: config.collectors.timeout,
-                    notifier: notifier.clone(),
-                    own: own.clone(),
-                };
-                (handle, collectors)
-            })
+        let targets: Vec<Prepared> = config
+            .targets
+            .iter()
+            .map(|target| prepare(config, target, &shared))
             .collect();
+        store.retarget(
+            targets
+                .iter()
+                .map(|p| (p.name().to_string(), p.collector_names()))
+                .collect(),
+            &[],
+        );
         Agent {
             store,
             process: ProcessSampler::default(),
             encoded: std::sync::Mutex::new(HashMap::new()),
             targets,
-            notifier,
-            explain,
-            inputs,
+            shared,
         }
     }
 
-    /// Starts every collector of every target on its schedule.
-    pub fn start(&mut self, tracker: &TaskTracker, token: &CancellationToken) {
-        for (handle, collectors) in self.targets.drain(..) {
-            tracing::info!(target_name = %handle.name, collectors = collectors.len(), "watching target");
-            for scheduled in collectors {
-                schedule::spawn(tracker, token.child_token(), handle.clone(), scheduled);
-            }
-            let inputs = self.inputs.remove(&*handle.name);
-            if let (Some(settings), Some(inputs)) = (&self.explain, inputs)
-                && let Some(reports) = inputs.reports
-            {
-                let worker = Worker::new(
-                    handle.name.clone(),
-                    settings.clone(),
-                    (*handle.params).clone(),
-                    self.store.clone(),
-                    handle.session.clone(),
-                    self.notifier.clone(),
-                    handle.own.clone(),
-                )
-                .with_feed(inputs.feed);
-                tracker.spawn(worker.run(reports, token.child_token()));
-            }
-        }
+    /// Hands over the targets built for the config the agent was made
+    /// with, and what building more needs: the supervisor starts them.
+    pub fn take_targets(&mut self) -> (Vec<Prepared>, Shared) {
+        (std::mem::take(&mut self.targets), self.shared.clone())
     }
 
     /// Runs every collector of every target once, in turn. Fails only when
     /// a target cannot be reached at all; a failing collector is recorded
     /// as such.
     pub async fn collect_cycle(&mut self) -> Result<(), OnceError> {
-        for (handle, collectors) in &mut self.targets {
+        for Prepared {
+            handle, collectors, ..
+        } in &mut self.targets
+        {
             let first = handle.session.lock().await.connect().await.map(|_| ());
             if let Err(source) = first {
                 return Err(OnceError {
@@ -188,10 +232,13 @@ impl Agent {
         if self
             .targets
             .iter()
-            .any(|(_, cs)| cs.iter().any(|s| s.job.wants_two_samples()))
+            .any(|p| p.collectors.iter().any(|s| s.job.wants_two_samples()))
         {
             tokio::time::sleep(interval).await;
-            for (handle, collectors) in &mut self.targets {
+            for Prepared {
+                handle, collectors, ..
+            } in &mut self.targets
+            {
                 run_all(handle, collectors, |s| s.job.wants_two_samples()).await;
             }
         }
@@ -207,11 +254,13 @@ impl Agent {
     /// All targets' metrics plus the agent's own, encoded.
     pub fn metrics(&self, format: Format) -> Bytes {
         let snapshots = self.encoded(None, format).unwrap_or_default();
+        let mut own = self.process.sample();
+        own.extend(self.store.config_families());
         let process = exposition::encode_part(
             vec![exposition::Scoped {
                 target: None,
                 label: None,
-                families: Arc::new(self.process.sample()),
+                families: Arc::new(own),
             }],
             format,
         );

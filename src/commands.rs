@@ -12,6 +12,7 @@ use crate::agent::Agent;
 use crate::cli::{OnceFormat, Source};
 use crate::config::{Config, Environment};
 use crate::exposition::Format;
+use crate::supervisor::Supervisor;
 use crate::{http, report, shutdown};
 
 /// How long a stop may take before remaining work is abandoned.
@@ -27,8 +28,11 @@ pub fn load(source: &Source) -> Result<Config, crate::config::ConfigError> {
     }
 }
 
-/// `pgvigil run`.
-pub async fn run(mut config: Config, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+/// `pgvigil run`: the config from `source` (read again on SIGHUP and
+/// `POST /-/reload`), served on `listen` or the config's address.
+pub async fn run(source: &Source, listen: Option<std::net::SocketAddr>) -> anyhow::Result<()> {
+    let mut hangups = shutdown::hangups().context("could not listen for SIGHUP")?;
+    let mut config = load(source)?;
     if let Some(listen) = listen {
         config.listen = listen;
     }
@@ -38,16 +42,46 @@ pub async fn run(mut config: Config, listen: Option<std::net::SocketAddr>) -> an
     shutdown::on_signal(token.clone());
     let tracker = TaskTracker::new();
     let mut agent = Agent::new(&config);
-    agent.start(&tracker, &token);
+    let mut supervisor = Supervisor::start(&mut agent, &config, &tracker, &token);
     let agent = Arc::new(agent);
+    let (access, access_rx) = tokio::sync::watch::channel(Arc::new(http::Access::new(&config.web)));
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel::<http::ReloadRequest>(4);
+    let control = http::Control {
+        access: access_rx,
+        reload: reload_tx,
+    };
     let server = tracker.spawn(http::spawn(
         listener,
-        agent,
-        config.web.clone(),
+        agent.clone(),
+        control,
         token.clone(),
         SHUTDOWN_DEADLINE,
     )?);
-    token.cancelled().await;
+    let mut daemon = Daemon {
+        source,
+        listen: config.listen,
+        listen_flag: listen.is_some(),
+        supervisor: &mut supervisor,
+        access,
+        agent: &agent,
+    };
+    loop {
+        let reply = tokio::select! {
+            _ = token.cancelled() => break,
+            _ = hangups.recv() => {
+                tracing::info!("SIGHUP received, reloading the config");
+                None
+            }
+            Some(reply) = reload_rx.recv() => {
+                tracing::info!("reload requested over HTTP");
+                Some(reply)
+            }
+        };
+        let outcome = daemon.reload().await;
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
+        }
+    }
     tracker.close();
     if tokio::time::timeout(SHUTDOWN_DEADLINE, tracker.wait())
         .await
@@ -58,6 +92,71 @@ pub async fn run(mut config: Config, listen: Option<std::net::SocketAddr>) -> an
     }
     tracing::info!("pgvigil stopped");
     Ok(())
+}
+
+/// What a reload acts on.
+struct Daemon<'a> {
+    source: &'a Source,
+    /// The address the server is bound to.
+    listen: std::net::SocketAddr,
+    /// Whether `--listen` chose it (then the config's `listen` is ignored).
+    listen_flag: bool,
+    supervisor: &'a mut Supervisor,
+    access: tokio::sync::watch::Sender<Arc<http::Access>>,
+    agent: &'a Agent,
+}
+
+impl Daemon<'_> {
+    /// Reads the config again and applies it; on any problem the running
+    /// config stays and every problem is logged with its key path. The
+    /// result is what `POST /-/reload` answers.
+    async fn reload(&mut self) -> Result<String, String> {
+        let config = match load(self.source) {
+            Ok(config) => config,
+            Err(e) => {
+                self.agent.store.config_loaded(false);
+                match &e {
+                    crate::config::ConfigError::Invalid { problems, .. } => {
+                        for problem in problems {
+                            tracing::error!(key = %problem.path, problem = %problem.message, "config reload failed; keeping the running config");
+                        }
+                    }
+                    crate::config::ConfigError::Read { .. } => {
+                        tracing::error!(error = %e, "config reload failed; keeping the running config");
+                    }
+                }
+                return Err(e.to_string());
+            }
+        };
+        if !self.listen_flag && config.listen != self.listen {
+            tracing::warn!(listen = %self.listen, configured = %config.listen, "listen changed in the config: it takes effect at the next restart");
+        }
+        let changes = self.supervisor.apply(&config).await;
+        let renewed = http::Access::renewed(&config.web, &self.access.borrow());
+        self.access.send_replace(Arc::new(renewed));
+        self.agent.store.config_loaded(true);
+        tracing::info!(
+            added = ?changes.added,
+            removed = ?changes.removed,
+            rebuilt = ?changes.rebuilt,
+            kept = ?changes.kept,
+            "config reloaded"
+        );
+        let list = |names: &[String]| {
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        };
+        Ok(format!(
+            "config reloaded: added {}; removed {}; rebuilt {}; kept {}",
+            list(&changes.added),
+            list(&changes.removed),
+            list(&changes.rebuilt),
+            list(&changes.kept)
+        ))
+    }
 }
 
 /// `pgvigil once`: prints to stdout; errors when a target is unreachable.

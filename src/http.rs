@@ -10,6 +10,12 @@
 //! (probes from the orchestrator carry no credentials, and say nothing
 //! but "alive" and "ready"), and the server speaks HTTPS. Shutdown drains
 //! open requests.
+//!
+//! `[web]` can change while the server runs: the users and the TLS
+//! certificate are an [`Access`] behind a watch channel, read for each new
+//! connection (TLS) and each request (credentials), so a reload takes
+//! effect without closing the listener. `POST /-/reload` asks the daemon
+//! to reload (the same as SIGHUP) and answers with the outcome.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -40,6 +46,54 @@ pub const MAX_CONNECTIONS: usize = 512;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Paths answered without credentials: liveness and readiness probes.
 pub const OPEN_PATHS: [&str; 2] = ["/healthz", "/readyz"];
+/// The path that reloads the config, as Prometheus names it.
+pub const RELOAD_PATH: &str = "/-/reload";
+
+/// Who may reach the server and how, from `[web]`: replaced whole when
+/// the config is reloaded.
+pub struct Access {
+    auth: Option<Arc<BasicAuth>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl Access {
+    /// The access `web` describes.
+    pub fn new(web: &crate::config::Web) -> Access {
+        Access {
+            auth: BasicAuth::new(&web.basic_auth_users).map(Arc::new),
+            tls: web.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+        }
+    }
+
+    /// The access a reloaded `web` describes. When the users and hashes
+    /// are unchanged the previous checker is kept, so scrapers are not
+    /// made to pay bcrypt again; the certificate is always the one just
+    /// read, since the files may have been renewed in place.
+    pub fn renewed(web: &crate::config::Web, previous: &Access) -> Access {
+        let auth = match &previous.auth {
+            Some(auth) if auth.has_users(&web.basic_auth_users) => Some(auth.clone()),
+            _ => BasicAuth::new(&web.basic_auth_users).map(Arc::new),
+        };
+        Access {
+            auth,
+            tls: web.tls.clone().map(tokio_rustls::TlsAcceptor::from),
+        }
+    }
+}
+
+/// Asks the daemon to reload its config; the answer is a summary of what
+/// changed, or every problem of the new config (one per line, with its
+/// key path).
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<String, String>>;
+
+/// What the server is handed besides the agent: the current [`Access`],
+/// and where reload requests go.
+pub struct Control {
+    /// The current access, replaced on reload.
+    pub access: tokio::sync::watch::Receiver<Arc<Access>>,
+    /// Where `POST /-/reload` sends its request.
+    pub reload: tokio::sync::mpsc::Sender<ReloadRequest>,
+}
 
 type Body = Full<Bytes>;
 
@@ -151,21 +205,61 @@ fn unauthorized() -> Response<Body> {
 }
 
 /// Checks credentials where they are needed, then [`route`]s.
-async fn answer(agent: &Agent, auth: Option<&BasicAuth>, req: Request<Incoming>) -> Response<Body> {
+async fn answer(
+    agent: &Agent,
+    auth: Option<&BasicAuth>,
+    reload: &tokio::sync::mpsc::Sender<ReloadRequest>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     if let Some(auth) = auth
         && !OPEN_PATHS.contains(&req.uri().path())
         && !auth.allows(req.headers().get(AUTHORIZATION)).await
     {
         return unauthorized();
     }
+    if req.uri().path() == RELOAD_PATH {
+        return reload_config(reload, req.method()).await;
+    }
     route(agent, &req)
+}
+
+/// `/-/reload`: POST only (a GET from a crawler or a browser's prefetch
+/// must not reload); 200 with what changed, or 500 with every problem of
+/// the new config, which was not applied.
+async fn reload_config(
+    reload: &tokio::sync::mpsc::Sender<ReloadRequest>,
+    method: &Method,
+) -> Response<Body> {
+    if method != Method::POST {
+        let mut response = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "use POST to reload the config\n",
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    if reload.send(reply).await.is_err() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "pgvigil is stopping\n");
+    }
+    match outcome.await {
+        Ok(Ok(summary)) => text(StatusCode::OK, summary + "\n"),
+        Ok(Err(problems)) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the config was not reloaded; the previous one stays in force:\n{problems}\n"),
+        ),
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "pgvigil is stopping\n"),
+    }
 }
 
 /// What every connection shares.
 #[derive(Clone)]
 struct Server {
     agent: Arc<Agent>,
-    auth: Option<Arc<BasicAuth>>,
+    access: tokio::sync::watch::Receiver<Arc<Access>>,
+    reload: tokio::sync::mpsc::Sender<ReloadRequest>,
     builder: hyper::server::conn::http1::Builder,
 }
 
@@ -180,15 +274,19 @@ impl Server {
         let in_service = slot.clone();
         let Server {
             agent,
-            auth,
+            access,
+            reload,
             builder,
         } = self;
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let busy = in_service.busy();
             let agent = agent.clone();
-            let auth = auth.clone();
+            // The users in force now, even on a connection opened before
+            // a reload: a removed user is refused at once.
+            let auth = access.borrow().auth.clone();
+            let reload = reload.clone();
             async move {
-                let response = answer(&agent, auth.as_deref(), req).await;
+                let response = answer(&agent, auth.as_deref(), &reload, req).await;
                 drop(busy);
                 Ok::<_, Infallible>(response)
             }
@@ -214,7 +312,7 @@ impl Server {
 pub fn spawn(
     listener: TcpListener,
     agent: Arc<Agent>,
-    web: crate::config::Web,
+    control: Control,
     token: CancellationToken,
     drain: Duration,
 ) -> std::io::Result<impl std::future::Future<Output = ()>> {
@@ -228,7 +326,7 @@ pub fn spawn(
         .spawn(move || {
             runtime.block_on(async move {
                 match TcpListener::from_std(listener) {
-                    Ok(listener) => serve(listener, agent, &web, token, drain).await,
+                    Ok(listener) => serve(listener, agent, control, token, drain).await,
                     Err(e) => tracing::error!(error = %e, "the HTTP server could not start"),
                 }
             });
@@ -240,24 +338,24 @@ pub fn spawn(
 }
 
 /// Serves until `token` is cancelled, then drains open connections for at
-/// most `drain`. `web` says who may connect and whether over TLS.
+/// most `drain`. `control` says who may connect and whether over TLS.
 pub async fn serve(
     listener: TcpListener,
     agent: Arc<Agent>,
-    web: &crate::config::Web,
+    control: Control,
     token: CancellationToken,
     drain: Duration,
 ) {
     let graceful = GracefulShutdown::new();
     let slots = Slots::new(MAX_CONNECTIONS);
-    let tls = web.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let server = Server {
         agent,
-        auth: BasicAuth::new(&web.basic_auth_users).map(Arc::new),
+        access: control.access,
+        reload: control.reload,
         builder,
     };
     loop {
@@ -280,7 +378,9 @@ pub async fn serve(
         let slot = slots.admit();
         let server = server.clone();
         let watcher = graceful.watcher();
-        let Some(acceptor) = tls.clone() else {
+        // The certificate in force when the client connected.
+        let acceptor = server.access.borrow().tls.clone();
+        let Some(acceptor) = acceptor else {
             tokio::spawn(server.connection(stream, slot, watcher));
             continue;
         };

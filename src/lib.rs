@@ -46,7 +46,8 @@
 //! Composition and entry points:
 //! - [`registry`]: every collector declared once (name, families, SQL,
 //!   constructor); [`agent`]: wires targets, collectors, the store and the
-//!   outputs.
+//!   outputs; [`supervisor`]: the daemon's running targets, brought in
+//!   line with the config on reload.
 //! - [`http`]: the hyper server and its endpoints; [`commands`]: what each
 //!   subcommand does (`main.rs` only wires it to [`cli`]).
 #![deny(missing_docs)]
@@ -72,4 +73,5 @@ pub(crate) mod shutdown;
 pub(crate) mod snapshot;
 pub mod sql;
 pub mod stats;
+pub mod supervisor;
 pub(crate) mod web;

@@ -72,9 +72,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { source, listen } => {
-                commands::run(commands::load(&source)?, listen).await
-            }
+            Command::Run { source, listen } => commands::run(&source, listen).await,
             Command::Once {
                 source,
                 format,

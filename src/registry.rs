@@ -85,6 +85,12 @@ pub static COLLECTORS: &[Spec] = &[
         run: Run::Elsewhere,
     },
     Spec {
+        name: "config",
+        metrics: crate::snapshot::CONFIG_METRICS,
+        own_sql: &[],
+        run: Run::Elsewhere,
+    },
+    Spec {
         name: "server",
         metrics: collect::server::METRICS,
         own_sql: &[collect::server::OWN_SQL],
@@ -288,7 +294,7 @@ pub fn metrics_reference() -> String {
          PgBouncer series also carries `pgbouncer`: the console's name, `\"pgbouncer\"` for the first unnamed\n\
          one (`\"pgbouncerN\"` for the one at index N). Both are there however many targets and consoles\n\
          are configured, so adding one renames no existing series. `/probe?target=NAME` keeps `target`\n\
-         too. Only the agent's own `process_*` and `pgvigil_build_info` have neither. Each PgBouncer is\n\
+         too. Only the agent's own `process_*`, `pgvigil_build_info` and `pgvigil_config_*` have neither. Each PgBouncer is\n\
          its own collector in `pgvigil_collector_*`: `pgbouncer` for the console named \"pgbouncer\",\n\
          `pgbouncer:NAME` for any other. The labels listed below are each family's own, after these.\n\
          \n\

@@ -1,5 +1,6 @@
 //! Graceful stop: SIGTERM or SIGINT cancels one token; everything selects
-//! on it, and the caller waits for tasks with an overall deadline.
+//! on it, and the caller waits for tasks with an overall deadline. SIGHUP
+//! is not a stop: it asks for a config reload ([`hangups`]).
 
 use tokio_util::sync::CancellationToken;
 
@@ -23,4 +24,10 @@ pub fn on_signal(token: CancellationToken) {
         }
         token.cancel();
     });
+}
+
+/// SIGHUP, as a stream of reload requests. Installed before anything
+/// else runs: until then SIGHUP's default action would kill the process.
+pub fn hangups() -> std::io::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
 }

@@ -23,6 +23,14 @@ static LAST_SUCCESS: Desc = desc!(Gauge "pgvigil_collector_last_success_timestam
 /// Descriptors of the health families derived from the store itself.
 pub static HEALTH_METRICS: &[&Desc] = &[&UP, &SUCCESS, &DURATION, &LAST_SUCCESS];
 
+// The names Prometheus and Alertmanager use for the same facts, so the same
+// alert (`pgvigil_config_last_reload_successful == 0`) reads alike.
+static RELOAD_OK: Desc = desc!(Gauge "pgvigil_config_last_reload_successful", [], "1 if the last attempt to load the config (at start, on SIGHUP or POST /-/reload) succeeded, else 0: the agent still runs the previous config.");
+static RELOAD_AT: Desc = desc!(Gauge "pgvigil_config_last_reload_success_timestamp", unit = Seconds, [], "When the config was last loaded successfully (at start or on a reload), as a Unix time.");
+
+/// Descriptors of the families about the agent's config.
+pub static CONFIG_METRICS: &[&Desc] = &[&RELOAD_OK, &RELOAD_AT];
+
 /// What one collector run produced.
 #[derive(Debug, Default)]
 pub struct Collected {
@@ -108,6 +116,14 @@ struct TargetEntry {
 pub struct Store {
     targets: RwLock<Vec<(Arc<str>, TargetEntry)>>,
     generation: AtomicU64,
+    config: std::sync::Mutex<ConfigLoads>,
+}
+
+/// The outcome of loading the config: at start, then each reload.
+#[derive(Debug, Clone, Copy)]
+struct ConfigLoads {
+    last_successful: bool,
+    last_success: SystemTime,
 }
 
 /// One target's stored state, read in one go for encoding.
@@ -138,7 +154,53 @@ impl Store {
         Store {
             targets: RwLock::new(targets),
             generation: AtomicU64::new(0),
+            // A store is made from a config that loaded.
+            config: std::sync::Mutex::new(ConfigLoads {
+                last_successful: true,
+                last_success: SystemTime::now(),
+            }),
         }
+    }
+
+    /// Follows a new config's targets, in its order: a target named in
+    /// `targets` and not in `fresh` keeps everything stored for it; a new
+    /// one, or one in `fresh` (its config changed), starts empty; a target
+    /// no longer named is forgotten, so its series disappear at once.
+    pub fn retarget(&self, targets: Vec<(String, Vec<&'static str>)>, fresh: &[String]) {
+        let mut current = self.targets.write().unwrap_or_else(|e| e.into_inner());
+        let mut old: Vec<_> = std::mem::take(&mut *current);
+        for (name, expected) in targets {
+            let kept = old
+                .iter()
+                .position(|(n, _)| **n == *name)
+                .map(|i| old.swap_remove(i))
+                .filter(|_| !fresh.contains(&name));
+            let (name, mut entry) =
+                kept.unwrap_or_else(|| (Arc::from(name), TargetEntry::default()));
+            entry.expected = expected;
+            current.push((name, entry));
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Records an attempt to load the config.
+    pub fn config_loaded(&self, successful: bool) {
+        let mut loads = self.config.lock().unwrap_or_else(|e| e.into_inner());
+        loads.last_successful = successful;
+        if successful {
+            loads.last_success = SystemTime::now();
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// `pgvigil_config_last_reload_*`: whether the last load succeeded,
+    /// and when one last did.
+    pub fn config_families(&self) -> Vec<Family> {
+        let loads = *self.config.lock().unwrap_or_else(|e| e.into_inner());
+        vec![
+            Family::single(&RELOAD_OK, if loads.last_successful { 1.0 } else { 0.0 }),
+            Family::single(&RELOAD_AT, unix_seconds(loads.last_success)),
+        ]
     }
 
     /// Changes whenever anything is stored, so readers can cache what they
@@ -206,6 +268,16 @@ impl Store {
                 .iter()
                 .all(|name| entry.collectors.contains_key(name))
         })
+    }
+
+    /// The collectors `target` expects to run (none for an unknown target).
+    pub fn expected(&self, target: &str) -> Vec<&'static str> {
+        let targets = self.targets.read().unwrap_or_else(|e| e.into_inner());
+        targets
+            .iter()
+            .find(|(name, _)| &**name == target)
+            .map(|(_, entry)| entry.expected.clone())
+            .unwrap_or_default()
     }
 
     /// Names of all targets, in configuration order.
@@ -320,6 +392,55 @@ mod tests {
         assert!(state.families.is_empty());
         assert!(state.last_success.is_some());
         assert_eq!(state.last_error.as_deref(), Some("gone"));
+    }
+
+    #[test]
+    fn retarget_keeps_unchanged_targets_and_empties_the_rest() {
+        let store = Store::new(vec![
+            ("a".into(), vec!["x"]),
+            ("b".into(), vec!["x"]),
+            ("c".into(), vec!["x"]),
+        ]);
+        for t in ["a", "b", "c"] {
+            store.record(t, "x", ok());
+            store.set_up(t, true);
+        }
+        store.retarget(
+            vec![
+                ("d".into(), vec!["x"]),
+                ("b".into(), vec!["x"]),
+                ("a".into(), vec!["x", "y"]),
+            ],
+            &["b".to_string()],
+        );
+        let view = store.view(None);
+        let names: Vec<_> = view.iter().map(|v| &*v.name).collect();
+        assert_eq!(names, ["d", "b", "a"]);
+        // a: kept, with what it had; b: rebuilt; d: new; c: gone.
+        assert_eq!(view[2].up, Some(true));
+        assert_eq!(view[2].collectors.len(), 1);
+        assert!(view[1].up.is_none() && view[1].collectors.is_empty());
+        assert!(view[0].collectors.is_empty());
+        // a now expects y too, which has not run.
+        assert!(!store.ready());
+    }
+
+    #[test]
+    fn config_loads_keep_the_last_success_time() {
+        let store = Store::new(vec![]);
+        let value = |i: usize| match store.config_families()[i].series[0].value {
+            crate::metric::Value::Number(v) => v,
+            ref other => panic!("{other:?}"),
+        };
+        assert_eq!(value(0), 1.0);
+        let loaded = value(1);
+        assert!(loaded > 0.0);
+        store.config_loaded(false);
+        assert_eq!(value(0), 0.0);
+        assert_eq!(value(1), loaded);
+        store.config_loaded(true);
+        assert_eq!(value(0), 1.0);
+        assert!(value(1) >= loaded);
     }
 
     #[test]

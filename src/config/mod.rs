@@ -72,7 +72,7 @@ pub struct Config {
 }
 
 /// One validated target.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Target {
     /// Its name: the `target` label of every one of its series.
     pub name: String,
@@ -92,7 +92,7 @@ pub struct Target {
 
 /// A validated custom query: one guarded read-only SELECT whose rows
 /// become the user's own metric families.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Query {
     /// Its name; the collector is `query:<name>`.
     pub name: String,
@@ -126,7 +126,7 @@ pub struct QueryMetric {
 }
 
 /// Validated `[target.logs]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Logs {
     /// The directory.
     pub directory: PathBuf,
@@ -137,7 +137,7 @@ pub struct Logs {
 }
 
 /// A validated PgBouncer to watch.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pgbouncer {
     /// Its name: the `pgbouncer` label of all its series, unique within
     /// the target.
@@ -147,7 +147,7 @@ pub struct Pgbouncer {
 }
 
 /// Validated backup settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Backup {
     /// Stanza.
     pub stanza: String,
@@ -166,7 +166,7 @@ pub struct Backup {
 }
 
 /// Collector intervals after validation; `None` means off.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Collectors {
     /// Time budget of one run, also the session statement_timeout.
     pub timeout: Duration,
@@ -203,7 +203,7 @@ pub struct Collectors {
 }
 
 /// The statements collector's validated settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Statements {
     /// Interval; `None` means off.
     pub interval: Option<Duration>,
@@ -216,7 +216,7 @@ pub struct Statements {
 }
 
 /// Validated `[explain]` settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Explain {
     /// Mean time that marks a statement slow.
     pub slow_threshold: Duration,
@@ -233,7 +233,7 @@ pub struct Explain {
 }
 
 /// Validated `[notify]` settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Notify {
     /// Whether desktop notifications are sent.
     pub desktop: bool,

@@ -101,6 +101,12 @@ impl BasicAuth {
         allowed
     }
 
+    /// Whether these are the configured users and hashes: a reload that
+    /// leaves them alone keeps what was verified.
+    pub fn has_users(&self, users: &BTreeMap<String, String>) -> bool {
+        self.users == *users
+    }
+
     fn tag(&self, user: &str, password: &[u8]) -> Vec<u8> {
         let mut ctx = hmac::Context::with_key(&self.key);
         ctx.update(&(user.len() as u64).to_be_bytes());

@@ -1,8 +1,8 @@
 //! HTTPS: the certificate chain and private key of `[web]`, loaded into a
 //! rustls server configuration.
 //!
-//! Files are read once at start-up (and by `check-config`); replacing them
-//! needs a restart. Only HTTP/1.1 is offered, like the plain server.
+//! Files are read at start-up, on every reload and by `check-config`; the
+//! HTTP server swaps in the new configuration for new connections. Only HTTP/1.1 is offered, like the plain server.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -26,7 +26,9 @@ fn target(name: &str, fx: &Fixture, port: u16, extra: &str) -> String {
 
 /// The agent's own series: the only ones without a `target` label.
 fn agent_wide(name: &str) -> bool {
-    name.starts_with("process_") || name == "pgvigil_build_info"
+    name.starts_with("process_")
+        || name == "pgvigil_build_info"
+        || name.starts_with("pgvigil_config_")
 }
 
 /// A label set.

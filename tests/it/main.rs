@@ -53,6 +53,8 @@ mod pgbouncer;
 mod pgbouncer_compat;
 // Custom queries: business metrics from the test's rows, writes refused, the series cap, a slow query cancelled.
 mod queries;
+// Reload without restart (SIGHUP, POST /-/reload): targets added, removed, rebuilt; certificates; broken files.
+mod reload;
 // Replication lag from both ends, slots, WAL and checkpoints, promotion.
 mod replication;
 // The statements collector: labels, counts, resets, cardinality, the JSON API.

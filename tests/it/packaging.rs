@@ -215,7 +215,7 @@ fn systemd_unit_is_hardened_and_verifies() {
         filters.iter().skip(1).all(|f| f.starts_with('~')),
         "later SystemCallFilter= lines may only deny: {filters:?}"
     );
-    // The agent reads its config at start and has no SIGHUP handler: a reload would kill it.
+    // Without a SIGHUP handler a reload would kill the agent; with one, the unit offers it.
     assert_eq!(
         !service_values(&entries, "ExecReload").is_empty(),
         agent_handles_sighup(),

@@ -47,6 +47,7 @@ const LAYERS: &[(&str, u8)] = &[
     // Composition root, HTTP and the command line.
     ("registry", 7),
     ("agent", 8),
+    ("supervisor", 8),
     ("http", 9),
     ("commands", 9),
 ];

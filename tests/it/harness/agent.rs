@@ -182,6 +182,8 @@ pub struct RunningAgent {
     /// How [`RunningAgent::get`] reaches it.
     pub client: Client,
     log: PathBuf,
+    /// The config file it was started with.
+    pub config_file: PathBuf,
 }
 
 impl RunningAgent {
@@ -228,6 +230,7 @@ impl RunningAgent {
             addr,
             client,
             log,
+            config_file: file,
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -257,6 +260,33 @@ impl RunningAgent {
             .request(self.addr, "GET", path, &[])
             .await
             .expect("http request")
+    }
+
+    /// Sends `method path` through [`RunningAgent::client`].
+    pub async fn request(&self, method: &str, path: &str) -> Response {
+        self.client
+            .request(self.addr, method, path, &[])
+            .await
+            .expect("http request")
+    }
+
+    /// Replaces the config file's contents (the agent notices only when
+    /// told to reload).
+    pub fn rewrite_config(&self, config: &str) {
+        std::fs::write(&self.config_file, config).expect("rewrite config");
+    }
+
+    /// Sends SIGHUP: reload the config.
+    pub fn hangup(&self) {
+        // SAFETY: kill with a valid pid and signal number.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGHUP);
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Scrapes and parses `/metrics`.
