@@ -284,3 +284,87 @@ async fn a_slot_a_prepared_transaction_and_a_session_hold_vacuum_back_and_are_na
         })
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vacuum_waiting_on_a_pinned_page_shows_as_running() {
+    let fx = Fixture::start().await;
+    let admin = fx.pg.connect().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE pinned (id int, pad text) WITH (autovacuum_enabled = off);
+             INSERT INTO pinned SELECT g, repeat('p', 100) FROM generate_series(1, 5000) g",
+        )
+        .await
+        .unwrap();
+    // A cursor keeps the first page pinned; VACUUM (FREEZE) must freeze its
+    // rows, so it waits for a cleanup lock on that page, in its heap scan.
+    let reader = fx.pg.connect().await;
+    reader
+        .batch_execute("BEGIN; DECLARE c CURSOR FOR SELECT * FROM pinned; FETCH 1 FROM c")
+        .await
+        .unwrap();
+    let vacuumer = fx.pg.connect().await;
+    let pid: i32 = vacuumer
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let vacuum =
+        tokio::spawn(async move { vacuumer.batch_execute("VACUUM (FREEZE) pinned").await });
+    let total = crate::harness::eventually(WAIT, "VACUUM in pg_stat_progress_vacuum", || async {
+        admin
+            .query_opt(
+                "SELECT heap_blks_total::float8 FROM pg_stat_progress_vacuum WHERE pid = $1",
+                &[&pid],
+            )
+            .await
+            .unwrap()
+            .map(|r| r.get::<_, f64>(0))
+    })
+    .await;
+    let pages = f64_of(
+        &admin,
+        "SELECT (pg_relation_size('pinned') / current_setting('block_size')::int)::float8",
+    )
+    .await;
+    assert_eq!(total, pages);
+
+    let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config("")).await;
+    let labels = [("datname", "postgres"), ("relname", "public.pinned")];
+    let m = agent
+        .wait_for(WAIT, "the running VACUUM", |m| {
+            m.get("pg_vacuum_progress_heap_blocks", &labels)
+                .map(|_| m.clone())
+        })
+        .await;
+    assert_eq!(
+        m.get("pg_vacuum_progress_heap_blocks", &labels),
+        Some(pages)
+    );
+    assert_eq!(
+        m.get(
+            "pg_vacuum_progress_info",
+            &[
+                ("relname", "public.pinned"),
+                ("kind", "manual"),
+                ("phase", "scanning heap")
+            ]
+        ),
+        Some(1.0)
+    );
+    let api: Json = serde_json::from_str(&agent.get("/api/v1/vacuum").await.body).unwrap();
+    let running = &api["targets"][0]["report"]["running"];
+    assert_eq!(running[0]["pid"], pid, "{running}");
+    assert_eq!(running[0]["relname"], "public.pinned");
+
+    // Released, the VACUUM finishes and its series go.
+    reader.batch_execute("COMMIT").await.unwrap();
+    vacuum.await.unwrap().unwrap();
+    agent
+        .wait_for(WAIT, "no running VACUUM", |m| {
+            m.get("pg_vacuum_progress_heap_blocks", &labels)
+                .is_none()
+                .then_some(())
+        })
+        .await;
+}

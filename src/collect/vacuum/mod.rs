@@ -203,8 +203,7 @@ const DATABASES_SQL: &str =
 /// An anti-wraparound autovacuum says so in its query text. Table names
 /// resolve only in the session's own database.
 const RUNNING_SQL: &str = "SELECT p.pid, coalesce(p.datname::text, '') AS datname,
-                        CASE WHEN p.datname = current_database() THEN p.relid::regclass::text
-                             ELSE p.relid::text END AS relname,
+                        coalesce(n.nspname::text || '.' || c.relname::text, p.relid::text) AS relname,
                         p.phase,
                         CASE WHEN a.backend_type IS DISTINCT FROM 'autovacuum worker' THEN 'manual'
                              WHEN a.query LIKE '%(to prevent wraparound)%' THEN 'wraparound'
@@ -214,6 +213,8 @@ const RUNNING_SQL: &str = "SELECT p.pid, coalesce(p.datname::text, '') AS datnam
                         extract(epoch FROM a.xact_start)::float8 AS since
                    FROM pg_catalog.pg_stat_progress_vacuum p
                    LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = p.pid
+                   LEFT JOIN pg_catalog.pg_class c ON c.oid = p.relid AND p.datname = current_database()
+                   LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                   ORDER BY p.heap_blks_total DESC, p.pid";
 
 /// The SQL this collector sends, for recognising it in pg_stat_statements.
