@@ -21,6 +21,8 @@ use crate::explain::plan::PlanRecord;
 use crate::report::{Role, statements_of, version};
 use crate::snapshot::TargetView;
 
+mod vacuum;
+
 /// Top statements shown per target.
 pub const TOP_STATEMENTS: usize = 20;
 /// Recent plans (with their findings) shown per target.
@@ -62,7 +64,7 @@ pub fn render(views: &[TargetView]) -> String {
          <title>pgvigil</title><style>{STYLE}</style></head><body>\n\
          <h1>pgvigil</h1><p class=\"muted\">version {} · rendered {} · \
          <a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/statements\">/api/v1/statements</a> · \
-         <a href=\"/api/v1/plans\">/api/v1/plans</a></p>\n",
+         <a href=\"/api/v1/plans\">/api/v1/plans</a> · <a href=\"/api/v1/vacuum\">/api/v1/vacuum</a></p>\n",
         escape(crate::cli::VERSION),
         escape(&timestamp(SystemTime::now())),
     );
@@ -95,6 +97,9 @@ fn target(view: &TargetView, out: &mut String) {
             "<h3>Top statements</h3><p class=\"muted\">no statements report yet \
              (the collector is off, failing, or waiting for its second sample)</p>\n",
         ),
+    }
+    if let Some(report) = crate::report::vacuum::vacuum_of(view) {
+        vacuum::section(report, out);
     }
     findings(view, out);
     out.push_str("</section>\n");

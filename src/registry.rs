@@ -190,6 +190,15 @@ pub static COLLECTORS: &[Spec] = &[
         },
     },
     Spec {
+        name: "vacuum",
+        metrics: collect::vacuum::METRICS,
+        own_sql: &[collect::vacuum::OWN_SQL],
+        run: Run::Session {
+            interval: |c, _| c.vacuum,
+            build: |_| Box::new(collect::vacuum::Vacuum),
+        },
+    },
+    Spec {
         name: "backup",
         metrics: collect::backup::METRICS,
         own_sql: &[],

@@ -14,6 +14,8 @@ use crate::metric::{Desc, Family, Value};
 use crate::saturation::{Pool, Saturation};
 use crate::snapshot::{Detail, TargetView};
 
+pub mod vacuum;
+
 fn families(view: &TargetView) -> impl Iterator<Item = &Family> {
     view.collectors
         .iter()
@@ -180,6 +182,7 @@ pub fn json(views: &[TargetView]) -> Json {
                 "collectors": collectors,
                 "statements": statements,
                 "saturation": Saturation::of(view),
+                "vacuum": vacuum::report_json(view),
                 "metrics": metrics,
             })
         })
@@ -333,6 +336,9 @@ pub fn table(views: &[TargetView]) -> String {
                 ],
                 &rows,
             ));
+        }
+        if let Some(report) = vacuum::vacuum_of(view) {
+            out.push_str(&vacuum::table(report));
         }
         if let Some(report) = statements_of(view) {
             out.push_str(&statements_table(report));

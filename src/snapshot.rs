@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::collect::statements::report::StatementsReport;
+use crate::collect::vacuum::report::VacuumReport;
 use crate::desc;
 use crate::explain::plan::PlanRecord;
 use crate::metric::{Desc, Family};
@@ -56,6 +57,8 @@ pub enum Detail {
     Statements(Arc<StatementsReport>),
     /// Recent automatic plans, newest first.
     Plans(Arc<Vec<Arc<PlanRecord>>>),
+    /// xmin-horizon holders, wraparound and running vacuums.
+    Vacuum(Arc<VacuumReport>),
 }
 
 /// What one run of a collector left behind.

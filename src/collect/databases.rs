@@ -34,7 +34,10 @@ static CHECKSUM_FAILURES: Desc = desc!(Counter "pg_database_checksum_failures", 
     only_when = "data checksums are on (pg_settings_data_checksums 1): with them off no failure can be detected, and 0 would read as healthy");
 /// Public: the outputs (report, page, saturation) look it up by descriptor.
 pub static FROZEN_XID_AGE: Desc = desc!(Gauge "pg_database_frozen_xid_age", ["datname"],
-    "Transactions since the database's oldest unfrozen XID; wraparound protection starts near 2^31.");
+    "Transactions since the database's oldest unfrozen XID (age(datfrozenxid)): past autovacuum_freeze_max_age (pg_settings_autovacuum_freeze_max_age, 200 million by default) anti-wraparound autovacuums run on its oldest tables; near 2^31 (2.1 billion) the server stops assigning XIDs.");
+/// Public: the outputs look it up by descriptor.
+pub static MXID_AGE: Desc = desc!(Gauge "pg_database_mxid_age", ["datname"],
+    "Multixacts since the database's oldest unfrozen multixact ID (mxid_age(datminmxid)): past autovacuum_multixact_freeze_max_age anti-wraparound autovacuums run; near 2^31 the server stops assigning multixacts.");
 
 /// Counter columns of pg_stat_database and the family each feeds. A NULL
 /// column is left out (checksum failures, when checksums are off).
@@ -68,6 +71,7 @@ pub static METRICS: &[&Desc] = &[
     &DEADLOCKS,
     &CHECKSUM_FAILURES,
     &FROZEN_XID_AGE,
+    &MXID_AGE,
 ];
 
 /// The `databases` collector. Counters are published as the server
@@ -87,6 +91,7 @@ impl Collector for Databases {
         let mut counters: Vec<Family> =
             COUNTERS.iter().map(|(_, desc)| Family::new(desc)).collect();
         let mut age = Family::new(&FROZEN_XID_AGE);
+        let mut mxid_age = Family::new(&MXID_AGE);
         for row in &rows {
             let datname: String = row.get("datname")?;
             for ((column, _), family) in COUNTERS.iter().zip(counters.iter_mut()) {
@@ -95,8 +100,10 @@ impl Collector for Databases {
                 }
             }
             age.push(&[&datname], row.get("frozen_xid_age")?);
+            mxid_age.push(&[&datname], row.get("mxid_age")?);
         }
         counters.push(age);
+        counters.push(mxid_age);
         Ok(counters.into())
     }
 }
@@ -115,7 +122,8 @@ const DATABASES_SQL: &str = "SELECT d.datname::text AS datname,
                         coalesce(s.deadlocks, 0)::float8 AS deadlocks,
                         CASE WHEN current_setting('data_checksums') = 'on'
                              THEN coalesce(s.checksum_failures, 0)::float8 END AS checksum_failures,
-                        pg_catalog.age(d.datfrozenxid)::float8 AS frozen_xid_age
+                        pg_catalog.age(d.datfrozenxid)::float8 AS frozen_xid_age,
+                        pg_catalog.mxid_age(d.datminmxid)::float8 AS mxid_age
                    FROM pg_catalog.pg_database d
                    LEFT JOIN pg_catalog.pg_stat_database s ON s.datid = d.oid
                   ORDER BY d.datname";

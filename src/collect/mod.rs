@@ -35,6 +35,7 @@ pub(crate) mod server;
 pub(crate) mod slots;
 pub mod statements;
 pub mod tables;
+pub mod vacuum;
 pub(crate) mod wal;
 
 /// What a collector may use during one run.

@@ -199,6 +199,8 @@ pub struct RawCollectors {
     pub filesystem: Setting,
     /// Tables and indexes of every watched database: sizes, scans, dead tuples, autovacuum; every minute unless set.
     pub tables: Setting<Every<60>>,
+    /// Vacuum: who holds the xmin horizon back, wraparound against the freeze settings, running vacuums.
+    pub vacuum: Setting,
     /// PgBouncer admin consoles configured under [target.pgbouncer]: pools, databases, totals.
     pub pgbouncer: Setting,
     /// The server's log directory configured under [target.logs]: slow statements, auth failures, errors; every 5 seconds unless set.
@@ -224,6 +226,7 @@ impl Default for RawCollectors {
             archiver: Setting::default(),
             filesystem: Setting::default(),
             tables: Setting::default(),
+            vacuum: Setting::default(),
             pgbouncer: Setting::default(),
             logs: Setting::default(),
             statements: Setting::default(),

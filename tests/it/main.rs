@@ -65,5 +65,7 @@ mod structure;
 mod storage;
 // TLS to PostgreSQL: verify-full with a test CA.
 mod tls;
+// Vacuum: xmin-horizon holders named (slot, prepared transaction, session), wraparound, running vacuums.
+mod vacuum;
 // `[web]`: basic auth, HTTPS, no secret in any output.
 mod web;
