@@ -2,7 +2,7 @@
 //! every postgres_exporter name the file records returns data, with the labels and units
 //! postgres_exporter gives it, and with values that follow from what the test did (rows
 //! inserted and deleted, scans, an autovacuum, an open transaction holding a lock, a
-//! replication slot, an archived segment, a checkpoint).
+//! replication slot reserving WAL, an archived segment, a checkpoint).
 //!
 //! The rules need Prometheus' evaluation, so `pgvigil once` does not apply here; the unit tests
 //! in `alerts/tests/compat-postgres-exporter.yml` pin each rule's arithmetic.
@@ -55,7 +55,7 @@ async fn every_postgres_exporter_name_is_recorded_from_a_running_agent() {
          SELECT count(*) FROM compat_orders;
          SELECT count(*) FROM compat_orders;
          CREATE TABLE compat_locked (n int);
-         SELECT pg_create_physical_replication_slot('compat_slot');
+         SELECT pg_create_physical_replication_slot('compat_slot', true);
          SELECT pg_switch_wal();
          CHECKPOINT;",
     )
@@ -213,6 +213,15 @@ async fn every_postgres_exporter_name_is_recorded_from_a_running_agent() {
     .await;
     assert_eq!(slot.value, 0.0);
     assert_eq!(slot.label("slot_type"), None);
+    let retained = one(
+        &prom,
+        "pg_replication_slots_pg_wal_lsn_diff{slot_name=\"compat_slot\"}",
+    )
+    .await;
+    assert!(
+        retained.value > 0.0,
+        "a reserving slot keeps WAL: {retained:?}"
+    );
 
     // Archiving and the checkpoint the test asked for.
     let archived = scalar(&db, "SELECT archived_count::float8 FROM pg_stat_archiver").await;
