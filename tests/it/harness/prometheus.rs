@@ -44,16 +44,27 @@ impl Prometheus {
     /// Starts Prometheus scraping `/metrics` of `agent` as job `pgvigil` every second, with
     /// `rule_files` evaluated every second, and waits until it is ready.
     pub async fn start(agent: SocketAddr, rule_files: &[&Path]) -> Prometheus {
+        Prometheus::start_jobs(&[("pgvigil", agent)], rule_files).await
+    }
+
+    /// Like [`Prometheus::start`], scraping each `(job name, address)` of `jobs`.
+    pub async fn start_jobs(jobs: &[(&str, SocketAddr)], rule_files: &[&Path]) -> Prometheus {
         let dir = tempfile::tempdir().expect("prometheus dir");
         let rules: Vec<String> = rule_files
             .iter()
             .map(|p| format!("  - {}\n", p.display()))
             .collect();
+        let scrapes: Vec<String> = jobs
+            .iter()
+            .map(|(job, addr)| {
+                format!("  - job_name: {job}\n    static_configs:\n      - targets: ['{addr}']\n")
+            })
+            .collect();
         let config = format!(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             rule_files:\n{}\
-             scrape_configs:\n  - job_name: pgvigil\n    static_configs:\n      - targets: ['{agent}']\n",
-            rules.concat()
+             rule_files:\n{}scrape_configs:\n{}",
+            rules.concat(),
+            scrapes.concat()
         );
         let file = dir.path().join("prometheus.yml");
         std::fs::write(&file, config).expect("write prometheus.yml");
