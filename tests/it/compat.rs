@@ -8,6 +8,10 @@
 //! on the same server: each recorded name it publishes too has its labels, and the values the
 //! test fixed (rows, a lock, a checkpoint, archiving, a slot) agree, in its units.
 //!
+//! On a primary and its replica, `pg_replication_lag` and `pg_replication_is_replica` read as
+//! postgres_exporter's (the replica's own view), while pgvigil's `pg_replication_lag_seconds`
+//! keeps its own meaning: the primary's view per replica, which the rules never shadow.
+//!
 //! The rules need Prometheus' evaluation, so `pgvigil once` does not apply here; the unit tests
 //! in `alerts/tests/compat-postgres-exporter.yml` pin each rule's arithmetic.
 
@@ -15,6 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::harness::prometheus::{Sample, records};
+use crate::harness::replica::{ReplicaOptions, replicated};
 use crate::harness::{
     Fixture, PgOptions, PostgresExporter, Prometheus, RunningAgent, eventually, unix_now,
 };
@@ -447,4 +452,81 @@ async fn recorded_names_agree_with_a_real_postgres_exporter_on_the_same_server()
             "{expr}: {a} against postgres_exporter's {b}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_replica_reads_its_own_lag_as_postgres_exporter_did() {
+    let set = replicated(1, ReplicaOptions::default()).await;
+    let replica = &set.replicas[0];
+    replica.wait_streaming().await;
+    let agent = RunningAgent::start(&set.primary.pg.scratch(), &set.config("")).await;
+    let prom = Prometheus::start(agent.addr, &[Path::new(RULES)]).await;
+    let on = |name: &str, target: &str| format!("{name}{{target=\"{target}\"}}");
+    let value = |expr: String| {
+        let prom = &prom;
+        async move { one(prom, &expr).await.value }
+    };
+    eventually(WAIT, "both servers' roles", || async {
+        let primary = prom
+            .query(&on("pg_replication_is_replica", "primary"))
+            .await;
+        let replica = prom
+            .query(&on("pg_replication_is_replica", "replica1"))
+            .await;
+        (primary.len() == 1 && replica.len() == 1).then_some(())
+    })
+    .await;
+    assert_eq!(value(on("pg_replication_is_replica", "primary")).await, 0.0);
+    assert_eq!(
+        value(on("pg_replication_is_replica", "replica1")).await,
+        1.0
+    );
+    assert_eq!(value(on("pg_replication_lag", "primary")).await, 0.0);
+
+    // A transaction replayed, then replay paused while the primary commits: the replica falls
+    // behind by the age of the last transaction it replayed, which it reports itself.
+    let primary = set.primary.pg.connect().await;
+    primary
+        .batch_execute("CREATE TABLE compat_behind (n int)")
+        .await
+        .expect("write on the primary");
+    replica.wait_caught_up(&set.primary.pg).await;
+    eventually(WAIT, "the caught-up replica's lag", || async {
+        (value(on("pg_replication_lag", "replica1")).await == 0.0).then_some(())
+    })
+    .await;
+    replica.pause_replay().await;
+    primary
+        .batch_execute("INSERT INTO compat_behind VALUES (1)")
+        .await
+        .expect("write on the primary");
+    let lag = eventually(WAIT, "the replica's recorded lag", || async {
+        let lag = value(on("pg_replication_lag", "replica1")).await;
+        (lag >= 2.0).then_some(lag)
+    })
+    .await;
+    let own = replica.connect().await;
+    let truth = scalar(
+        &own,
+        "SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8",
+    )
+    .await;
+    assert!(
+        lag <= truth,
+        "recorded lag {lag} s, but the replica says it is {truth} s behind"
+    );
+
+    // pgvigil's own pg_replication_lag_seconds is the primary's view of each replica, with
+    // kind, as documented; no recorded series under that name.
+    let series = prom.query("pg_replication_lag_seconds").await;
+    assert!(!series.is_empty());
+    for s in &series {
+        assert_eq!(s.label("target"), Some("primary"), "{s:?}");
+        assert_eq!(
+            s.label("application_name"),
+            Some(replica.application_name.as_str())
+        );
+        assert!(s.label("kind").is_some(), "{s:?}");
+    }
+    replica.resume_replay().await;
 }
