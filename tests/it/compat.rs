@@ -6,7 +6,8 @@
 //!
 //! The same Prometheus also scrapes a real postgres_exporter (Debian's 0.11, built-in collectors)
 //! on the same server: each recorded name it publishes too has its labels, and the values the
-//! test fixed (rows, a lock, a checkpoint, archiving, a slot) agree, in its units.
+//! test fixed (rows, a lock, a checkpoint, archiving, a slot) agree, in its units; so do the
+//! settings that docs/migrating.md's custom query publishes under postgres_exporter's names.
 //!
 //! On a primary and its replica, `pg_replication_lag` and `pg_replication_is_replica` read as
 //! postgres_exporter's (the replica's own view), while pgvigil's `pg_replication_lag_seconds`
@@ -28,7 +29,20 @@ const RULES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/alerts/compat/postgres-exporter.rules.yml"
 );
+const MIGRATING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/migrating.md");
 const WAIT: Duration = Duration::from_secs(90);
+
+/// The `[[target.query]]` of docs/migrating.md that publishes the settings dashboards read,
+/// as written there.
+fn settings_query() -> String {
+    let doc = std::fs::read_to_string(MIGRATING).expect("read docs/migrating.md");
+    doc.split("```toml\n")
+        .skip(1)
+        .filter_map(|block| block.split_once("```").map(|(toml, _)| toml))
+        .find(|toml| toml.contains("name = \"postgres_exporter_settings\""))
+        .expect("the settings query in docs/migrating.md")
+        .to_string()
+}
 
 /// The one sample of `expr`, once Prometheus has it.
 async fn one(prom: &Prometheus, expr: &str) -> Sample {
@@ -113,9 +127,15 @@ impl Scene {
 
     /// A running agent on the scene's cluster, every collector each second.
     async fn agent(&self) -> RunningAgent {
+        self.agent_with("").await
+    }
+
+    /// Like [`Scene::agent`], with `target_tables` (`[[target.query]]`) in the target.
+    async fn agent_with(&self, target_tables: &str) -> RunningAgent {
         RunningAgent::start(
             self.fx.pg.scratch().as_path(),
-            &self.fx.config(
+            &self.fx.config_with(
+                target_tables,
                 "tables = \"1s\"\nstatements = { interval = \"1s\" }\n[explain]\nenabled = false\n",
             ),
         )
@@ -331,7 +351,8 @@ fn label_names(samples: &[Sample], also: &[&str]) -> std::collections::BTreeSet<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_names_agree_with_a_real_postgres_exporter_on_the_same_server() {
     let scene = Scene::set_up().await;
-    let agent = scene.agent().await;
+    let settings = settings_query();
+    let agent = scene.agent_with(&settings).await;
     let exporter = PostgresExporter::start(&scene.fx.pg).await;
     let prom = Prometheus::start_jobs(
         &[
@@ -429,6 +450,23 @@ async fn recorded_names_agree_with_a_real_postgres_exporter_on_the_same_server()
             (a.len() == 1 && b.len() == 1 && a[0].value == b[0].value).then_some(())
         })
         .await;
+    }
+    // The settings query of docs/migrating.md: postgres_exporter's names, units and values.
+    let setting_names: Vec<&str> = settings
+        .split("name = \"")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('"').map(|(name, _)| name))
+        .filter(|name| name.starts_with("pg_settings_"))
+        .collect();
+    assert!(setting_names.len() >= 10, "{setting_names:?}");
+    for name in setting_names {
+        let (a, b) = eventually(WAIT, name, || async {
+            let a = prom.query(&mine(name)).await;
+            let b = prom.query(&theirs(name)).await;
+            (a.len() == 1 && b.len() == 1).then(|| (a[0].value, b[0].value))
+        })
+        .await;
+        assert_eq!(a, b, "{name}: the settings query against postgres_exporter");
     }
     // Ages, in seconds in both: the test's open transaction, the archived segment.
     for (expr, reference) in [
