@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 # Tests start real servers: PostgreSQL (and later PgBouncer, pgBackRest),
 # check output with promtool (prometheus), make TLS certificates (openssl), render
 # the / page (chromium, headless) and host a private session bus for desktop
-# notifications (dbus-daemon).
-install_missing "${BUILD_PACKAGES[@]}" postgresql postgresql-contrib pgbouncer pgbackrest prometheus openssl chromium dbus
+# notifications (dbus-daemon); tests/it/compat.rs compares the compatibility
+# rules with a real postgres_exporter (prometheus-postgres-exporter).
+install_missing "${BUILD_PACKAGES[@]}" postgresql postgresql-contrib pgbouncer pgbackrest prometheus prometheus-postgres-exporter openssl chromium dbus
 ensure_rust
 install_missing systemd strace python3-yaml; command -v cargo-deb >/dev/null 2>&1 || cargo install --locked --version 3.8.0 cargo-deb >&2  # tests/it/packaging.rs
 

@@ -1,6 +1,8 @@
 //! The Prometheus rules in `alerts/`: promtool accepts the rules file and passes every unit test
 //! file; every alert, at each of its severities, has a firing and a quiet test case; every
 //! `runbook_url` has its section in `alerts/runbook.md`; the rules use only documented metrics.
+//! The postgres_exporter compatibility rules (`alerts/compat/`) pass promtool, each record has a
+//! unit test, and none records a name pgvigil publishes itself.
 //!
 //! The YAML is scanned line by line (the files keep one key per line): `- alert: Name` and its
 //! `severity:` label in the rules; `alertname: Name` followed by `exp_alerts: []` (quiet) or by
@@ -11,8 +13,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::harness::outputs;
+use crate::harness::prometheus::records;
 
 const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/alerts/pgvigil.rules.yml");
+const COMPAT_RULES: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/alerts/compat/postgres-exporter.rules.yml"
+);
+const COMPAT_TESTS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/alerts/tests/compat-postgres-exporter.yml"
+);
 const TESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/alerts/tests");
 const RUNBOOK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/alerts/runbook.md");
 const METRICS_DOC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md");
@@ -65,6 +76,11 @@ struct Rule {
 /// Alerting rules in file order (an alert with two severities appears twice), and the
 /// expressions of the recording rules.
 fn rules() -> (Vec<Rule>, Vec<String>) {
+    rules_of(RULES)
+}
+
+/// [`rules`] of another rules file.
+fn rules_of(path: &str) -> (Vec<Rule>, Vec<String>) {
     let mut alerts: Vec<Rule> = Vec::new();
     let mut records: Vec<String> = Vec::new();
     // Which expression the following lines continue: an alert's, a recording rule's, none.
@@ -76,7 +92,7 @@ fn rules() -> (Vec<Rule>, Vec<String>) {
     }
     let mut inside = In::Nothing;
     let mut in_alert = false;
-    for raw in read(RULES).lines() {
+    for raw in read(path).lines() {
         let line = raw.trim();
         if line.starts_with('#') || line.is_empty() {
             continue;
@@ -227,6 +243,58 @@ fn runbook_sections() -> BTreeMap<String, String> {
         .filter_map(|l| l.strip_prefix("## "))
         .map(|h| (slug(h), h.trim().to_string()))
         .collect()
+}
+
+/// Metric names in docs/metrics.md tables ("| `name` | type | labels | meaning |"), with their type.
+fn documented() -> BTreeMap<String, String> {
+    let mut documented = BTreeMap::new();
+    for line in read(METRICS_DOC).lines() {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() > 3
+            && let Some(name) = cells[1].strip_prefix('`').and_then(|c| c.strip_suffix('`'))
+        {
+            documented.insert(name.to_string(), cells[2].to_string());
+        }
+    }
+    documented
+}
+
+/// Whether `name` is a documented metric, or a histogram's `_bucket`, `_count` or `_sum`.
+fn is_documented(documented: &BTreeMap<String, String>, name: &str) -> bool {
+    documented.contains_key(name)
+        || ["_bucket", "_count", "_sum"].iter().any(|suffix| {
+            name.strip_suffix(suffix)
+                .is_some_and(|base| documented.get(base).is_some_and(|t| t == "histogram"))
+        })
+}
+
+/// The identifiers of pgvigil's families (`pg_`, `pgbouncer_`, `pgvigil_`) that expressions
+/// name, quoted label values left out.
+fn metric_names<'a>(exprs: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
+    let mut used = BTreeSet::new();
+    for expr in exprs {
+        let unquoted: String = expr
+            .split('"')
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 0)
+            .map(|(_, s)| s)
+            .collect::<Vec<_>>()
+            .join(" ");
+        for word in unquoted.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')) {
+            if ["pg_", "pgbouncer_", "pgvigil_"]
+                .iter()
+                .any(|p| word.starts_with(p))
+            {
+                used.insert(word.to_string());
+            }
+        }
+    }
+    used
+}
+
+/// The names the compatibility rules record, in file order.
+fn compat_records() -> Vec<String> {
+    records(Path::new(COMPAT_RULES))
 }
 
 #[test]
@@ -387,51 +455,18 @@ fn every_alert_has_severity_annotations_and_a_runbook_section() {
 
 #[test]
 fn rules_use_only_documented_metrics() {
-    // Metric names in docs/metrics.md tables: "| `name` | type | labels | meaning |".
-    let mut documented: BTreeMap<String, String> = BTreeMap::new();
-    for line in read(METRICS_DOC).lines() {
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        if cells.len() > 3
-            && let Some(name) = cells[1].strip_prefix('`').and_then(|c| c.strip_suffix('`'))
-        {
-            documented.insert(name.to_string(), cells[2].to_string());
-        }
-    }
+    let documented = documented();
     assert!(
         documented.contains_key("pg_up"),
         "no metrics found in {METRICS_DOC}"
     );
-    let known = |name: &str| {
-        documented.contains_key(name)
-            || ["_bucket", "_count", "_sum"].iter().any(|suffix| {
-                name.strip_suffix(suffix)
-                    .is_some_and(|base| documented.get(base).is_some_and(|t| t == "histogram"))
-            })
-    };
+    let known = |name: &str| is_documented(&documented, name);
     let (alerts, records) = rules();
     let exprs = alerts
         .iter()
         .map(|r| r.expr.as_str())
         .chain(records.iter().map(String::as_str));
-    let mut used = BTreeSet::new();
-    for expr in exprs {
-        // Drop quoted label values, then take identifiers of pgvigil's families.
-        let unquoted: String = expr
-            .split('"')
-            .enumerate()
-            .filter(|(i, _)| i % 2 == 0)
-            .map(|(_, s)| s)
-            .collect::<Vec<_>>()
-            .join(" ");
-        for word in unquoted.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')) {
-            if ["pg_", "pgbouncer_", "pgvigil_"]
-                .iter()
-                .any(|p| word.starts_with(p))
-            {
-                used.insert(word.to_string());
-            }
-        }
-    }
+    let used = metric_names(exprs);
     assert!(
         used.len() >= 30,
         "expected metric names in the rules, found {used:?}"
@@ -530,4 +565,69 @@ fn the_scrape_job_is_named_in_one_place_the_pgvigil_up_record() {
         readme.contains("`pgvigil:up`"),
         "alerts/README.md should name pgvigil:up"
     );
+}
+
+#[test]
+fn compat_rules_pass_promtool_and_each_record_has_a_unit_test() {
+    let out = promtool_output(&mut promtool(&["check", "rules", COMPAT_RULES]));
+    let (stdout, stderr) = outputs(&out);
+    let text = format!("{stdout}{stderr}");
+    assert!(out.status.success(), "promtool check rules failed:\n{text}");
+    assert!(!text.to_lowercase().contains("warn"), "warnings:\n{text}");
+    let names = compat_records();
+    let (alerts, records) = rules_of(COMPAT_RULES);
+    assert!(alerts.is_empty(), "the compatibility file only records");
+    assert_eq!(names.len(), records.len());
+    assert!(
+        stdout.contains(&format!("SUCCESS: {} rules found", names.len())),
+        "{text}"
+    );
+    // Every record is pinned by a case that expects its samples, under its own name.
+    let tests = read(COMPAT_TESTS);
+    assert!(tests.contains("../compat/postgres-exporter.rules.yml"));
+    let untested: Vec<_> = names
+        .iter()
+        .filter(|name| !tests.contains(&format!("labels: '{name}{{")))
+        .collect();
+    assert!(
+        untested.is_empty(),
+        "records without an expected sample in {COMPAT_TESTS}: {untested:?}"
+    );
+}
+
+#[test]
+fn compat_rules_read_documented_metrics_and_record_no_name_pgvigil_publishes() {
+    let documented = documented();
+    let names = compat_records();
+    assert!(
+        names.len() >= 30,
+        "expected the compatibility records, found {names:?}"
+    );
+    // A recorded name that pgvigil also publishes would double every sum over it.
+    let colliding: Vec<_> = names
+        .iter()
+        .filter(|n| is_documented(&documented, n))
+        .collect();
+    assert!(
+        colliding.is_empty(),
+        "records that shadow pgvigil's own metrics: {colliding:?}"
+    );
+    let (_, exprs) = rules_of(COMPAT_RULES);
+    let used = metric_names(exprs.iter().map(String::as_str));
+    let undocumented: Vec<_> = used
+        .iter()
+        .filter(|m| !is_documented(&documented, m))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "the compatibility rules read metrics docs/metrics.md does not list: {undocumented:?}"
+    );
+    // As in pgvigil.rules.yml: no job matcher, and aggregations keep instance, job and target.
+    for expr in &exprs {
+        let e: String = expr.split_whitespace().collect();
+        assert!(!e.contains("job=") && !e.contains("job!"), "{expr}");
+        for by in e.split("by(").skip(1) {
+            assert!(by.starts_with("instance,job,target"), "{expr}");
+        }
+    }
 }

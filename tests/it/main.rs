@@ -2,10 +2,10 @@
 //! harness that starts real servers. Test modules import only the
 //! harness, never each other.
 
-// Real servers (PostgreSQL, replicas, PgBouncer, a TCP proxy), the pgvigil binary, shared checks.
+// Real servers (PostgreSQL, replicas, PgBouncer, a TCP proxy, Prometheus), the pgvigil binary, shared checks.
 mod harness;
 
-// The alert rules: promtool unit tests, a case per severity, runbook sections.
+// The alert rules and alerts/compat: promtool unit tests, a case per severity, runbook sections.
 mod alerts;
 // WAL archiving after a statistics reset; status files that are not segments.
 mod archiving;
@@ -15,6 +15,8 @@ mod budget;
 mod cli;
 // Server, connections and databases collectors, each metric proven by what the test did.
 mod collectors;
+// postgres_exporter's names recorded by alerts/compat in a real Prometheus scraping an agent.
+mod compat;
 // Counters across a reset and an agent restart, a changed server, the "other" fold, restartpoints.
 mod counters;
 // Every dashboard and rule expression parses and names only documented metrics.

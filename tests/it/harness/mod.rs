@@ -1,4 +1,4 @@
-//! The one test harness: real PostgreSQL clusters, the real pgvigil binary.
+//! The one test harness: real PostgreSQL clusters, the real pgvigil binary, a real Prometheus.
 
 pub mod agent;
 pub mod bouncer;
@@ -9,6 +9,8 @@ pub mod health;
 pub mod metrics;
 pub mod pg;
 pub mod pgbench;
+pub mod postgres_exporter;
+pub mod prometheus;
 pub mod proxy;
 pub mod replica;
 
@@ -18,6 +20,8 @@ pub use agent::{Client, RunningAgent, http, outputs, pgvigil};
 pub use checks::{promtool_check, true_quantile, unix_now};
 pub use metrics::Metrics;
 pub use pg::{PgOptions, PgServer, eventually};
+pub use postgres_exporter::PostgresExporter;
+pub use prometheus::Prometheus;
 
 /// A cluster with the least-privilege `pgvigil` role, as a user would set
 /// it up, and a password file for it.
