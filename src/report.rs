@@ -14,6 +14,8 @@ use crate::metric::{Desc, Family, Value};
 use crate::saturation::{Pool, Saturation};
 use crate::snapshot::{Detail, TargetView};
 
+pub mod schema;
+
 fn families(view: &TargetView) -> impl Iterator<Item = &Family> {
     view.collectors
         .iter()
@@ -180,6 +182,7 @@ pub fn json(views: &[TargetView]) -> Json {
                 "collectors": collectors,
                 "statements": statements,
                 "saturation": Saturation::of(view),
+                "schema": schema::schema_of(view),
                 "metrics": metrics,
             })
         })
@@ -336,6 +339,9 @@ pub fn table(views: &[TargetView]) -> String {
         }
         if let Some(report) = statements_of(view) {
             out.push_str(&statements_table(report));
+        }
+        if let Some(report) = schema::schema_of(view) {
+            out.push_str(&schema::table(report));
         }
         out.push('\n');
     }

@@ -48,6 +48,8 @@ pub enum Detail {
     Statements(Arc<StatementsReport>),
     /// Recent automatic plans, newest first.
     Plans(Arc<Vec<Arc<PlanRecord>>>),
+    /// Schema risks: sequences, invalid, unused and duplicate indexes.
+    Schema(Arc<crate::collect::schema::report::SchemaReport>),
 }
 
 /// What one run of a collector left behind.

@@ -1,0 +1,118 @@
+//! The schema risks section of the `/` page: sequences nearing their
+//! limit, and invalid, unused and duplicate indexes.
+
+use std::fmt::Write as _;
+
+use super::escape;
+use crate::collect::schema::report::SchemaReport;
+use crate::report::schema::schema_of;
+use crate::snapshot::TargetView;
+
+/// Sequences under this share of their range are not shown.
+const SHOWN_FROM: f64 = 0.1;
+
+/// Appends the section for `view`.
+pub fn section(view: &TargetView, out: &mut String) {
+    out.push_str("<h3>Schema risks</h3>");
+    let Some(report) = schema_of(view) else {
+        out.push_str(
+            "<p class=\"muted\">no schema report yet (the collector is off, failing, or has not run)</p>\n",
+        );
+        return;
+    };
+    sequences(report, out);
+    indexes(report, out);
+}
+
+fn sequences(report: &SchemaReport, out: &mut String) {
+    let unreadable: u64 = report
+        .databases
+        .iter()
+        .map(|d| d.sequences_unreadable)
+        .sum();
+    if unreadable > 0 {
+        let _ = writeln!(
+            out,
+            "<p class=\"muted\">{unreadable} sequences not readable by this role \
+             (grant SELECT on them, or pg_read_all_data)</p>"
+        );
+    }
+    let mut rows = String::new();
+    for d in &report.databases {
+        for s in d.sequences.iter().filter(|s| s.used_ratio >= SHOWN_FROM) {
+            let by = match &s.column {
+                Some(c) if s.limited_by == "column" => format!(
+                    "column {} ({})",
+                    escape(c),
+                    escape(s.column_type.as_deref().unwrap_or("?"))
+                ),
+                _ => "sequence".to_string(),
+            };
+            let _ = writeln!(
+                rows,
+                "<tr><td>{}</td><td>{}.{}</td><td class=\"n\">{:.1}%</td><td class=\"n\">{}</td>\
+                 <td class=\"n\">{}</td><td>{by}</td></tr>",
+                escape(&d.datname),
+                escape(&s.schemaname),
+                escape(&s.sequence),
+                s.used_ratio * 100.0,
+                s.last_value,
+                s.limit,
+            );
+        }
+    }
+    if rows.is_empty() {
+        out.push_str("<p class=\"muted\">no sequence has used 10% of its range</p>\n");
+    } else {
+        out.push_str(
+            "<table class=\"sequences\"><tr><th>database</th><th>sequence</th><th>used</th>\
+             <th>last value</th><th>limit</th><th>limited by</th></tr>\n",
+        );
+        out.push_str(&rows);
+        out.push_str("</table>\n");
+    }
+}
+
+fn indexes(report: &SchemaReport, out: &mut String) {
+    let mut rows = String::new();
+    for d in &report.databases {
+        let lists = [
+            ("invalid", &d.invalid_indexes),
+            ("unused", &d.unused_indexes),
+            ("duplicate", &d.duplicate_indexes),
+        ];
+        for (what, list) in lists {
+            for i in list {
+                let note = i
+                    .duplicate_of
+                    .as_ref()
+                    .map(|k| format!("repeats {}", escape(k)))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    rows,
+                    "<tr><td>{what}</td><td>{}</td><td>{}.{}</td><td>{}</td>\
+                     <td class=\"n\">{}{}</td><td>{note}</td></tr>",
+                    escape(&d.datname),
+                    escape(&i.schemaname),
+                    escape(&i.relname),
+                    escape(&i.indexrelname),
+                    i.bytes,
+                    if i.size_estimated { " (estimate)" } else { "" },
+                );
+            }
+        }
+    }
+    if rows.is_empty() {
+        out.push_str("<p class=\"muted\">no invalid, unused or duplicate index</p>\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "<table class=\"indexes\"><tr><th>risk</th><th>database</th><th>table</th><th>index</th>\
+             <th>bytes</th><th></th></tr><caption>unused: no scan since the statistics reset, \
+             at least {} bytes</caption>",
+            report.unused_index_min_bytes
+        );
+        out.push_str(&rows);
+        out.push_str("</table>\n");
+    }
+}
