@@ -17,9 +17,10 @@
 //! used sequences of the target; the others fold into one series labelled
 //! `"other"` whose value is the highest ratio among them, so an alert on
 //! the family still sees every sequence. Invalid indexes are rare and each
-//! gets `pg_index_invalid` 1, the first [`TOP`] by size, the rest counted
-//! in `"other"`. Unused and duplicate indexes are listed in the report;
-//! as metrics, only their count and bytes per database.
+//! gets `pg_index_invalid` 1, the first [`TOP_INVALID`] by size, the rest
+//! counted in `"other"`. Unused and duplicate indexes are listed in the
+//! report; as metrics, only their bytes per database (their counts are in
+//! the report: the series budget has little room).
 //!
 //! Databases other than the session's are visited one at a time, each on a
 //! short-lived connection, as the tables collector does.
@@ -41,41 +42,37 @@ pub mod report;
 
 use report::{DatabaseSchema, SchemaReport};
 
-/// Sequences, and invalid indexes, published individually per target.
+/// Sequences published individually per target (at most 21 series with
+/// `"other"`; docs/performance.md, series budget).
 pub const TOP: usize = 20;
+/// Invalid indexes published individually per target: they are rare, and
+/// the series budget has little room.
+pub const TOP_INVALID: usize = 10;
 
 /// `pg_sequence_used_ratio`.
 pub static SEQUENCE_USED: Desc = desc!(Gauge "pg_sequence_used_ratio", ["datname", "schemaname", "sequence"],
     "Share of the sequence's range used: (last_value - start of range) / (limit - start of range), where the limit is the smaller of the sequence's maximum and its owning column's type maximum (an int4 serial runs out at 2^31-1 although its sequence is bigint); for a descending sequence, towards the larger of the minimums. The 20 most used sequences of the target; sequence=\"other\" (all labels \"other\") is the highest ratio among the rest. Cycling sequences that stay within their column are left out (they wrap, they do not fail).",
     only_when = "the role may read the sequences' positions (SELECT or USAGE: pg_read_all_data on 14+) and they have been called");
 /// `pg_sequences_unreadable`.
-pub static SEQUENCES_UNREADABLE: Desc = desc!(Gauge "pg_sequences_unreadable", ["datname"],
-    "Sequences of the database whose position the role may not read (no SELECT or USAGE on them; pg_monitor does not give it): their pg_sequence_used_ratio is absent, so alerts on it cannot fire. Grant pg_read_all_data (14+) or SELECT on the sequences.");
+pub static SEQUENCES_UNREADABLE: Desc = desc!(Gauge "pg_sequences_unreadable", [],
+    "Sequences of the watched databases whose position the role may not read (no SELECT or USAGE on them; pg_monitor does not give it): their pg_sequence_used_ratio is absent, so alerts on it cannot fire. Grant pg_read_all_data (14+) or SELECT on the sequences.");
 /// `pg_index_invalid`.
 pub static INDEX_INVALID: Desc = desc!(Gauge "pg_index_invalid", ["datname", "schemaname", "relname", "indexrelname"],
-    "1 for an index left invalid (indisvalid = false) by a failed CREATE INDEX CONCURRENTLY or REINDEX CONCURRENTLY: it costs writes, serves no reads and, if unique, may not be enforced. Builds in progress are left out. The 20 largest of the target; indexrelname=\"other\" (all labels \"other\") counts the rest.",
+    "1 for an index left invalid (indisvalid = false) by a failed CREATE INDEX CONCURRENTLY or REINDEX CONCURRENTLY: it costs writes, serves no reads and, if unique, may not be enforced. Builds in progress are left out. The 10 largest of the target; indexrelname=\"other\" (all labels \"other\") counts the rest.",
     only_when = "a watched database has an invalid index");
-/// `pg_indexes_unused`.
-pub static UNUSED: Desc = desc!(Gauge "pg_indexes_unused", ["datname"],
-    "Valid, non-unique indexes with no scan since the database's statistics reset and at least collectors.schema.unused_index_min_bytes large (1 MiB by default); /api/v1/schema lists them. Scans on replicas are not counted here.");
 /// `pg_indexes_unused_bytes`.
 pub static UNUSED_BYTES: Desc = desc!(Gauge "pg_indexes_unused", unit = Bytes, ["datname"],
-    "Disk space of the indexes counted in pg_indexes_unused.");
-/// `pg_indexes_duplicate`.
-pub static DUPLICATE: Desc = desc!(Gauge "pg_indexes_duplicate", ["datname"],
-    "Valid indexes that repeat another index of the same table (same method, key columns, operator classes, collations, expressions and predicate), not counting the one kept (a primary key or unique index first); /api/v1/schema lists them.");
+    "Disk space of the valid, non-unique indexes of the database with no scan since its statistics reset and at least collectors.schema.unused_index_min_bytes large (1 MiB by default); /api/v1/schema lists them. Scans on replicas are not seen: check them before dropping one.");
 /// `pg_indexes_duplicate_bytes`.
 pub static DUPLICATE_BYTES: Desc = desc!(Gauge "pg_indexes_duplicate", unit = Bytes, ["datname"],
-    "Disk space of the indexes counted in pg_indexes_duplicate: what dropping them would free.");
+    "Disk space of the valid indexes of the database that repeat another index of the same table (same method, key columns, operator classes, collations, expressions and predicate), the one kept (a primary key or unique index first) not counted: what dropping them would free; /api/v1/schema lists them. May overlap pg_indexes_unused_bytes.");
 
 /// This collector's metric families.
 pub static METRICS: &[&Desc] = &[
     &SEQUENCE_USED,
     &SEQUENCES_UNREADABLE,
     &INDEX_INVALID,
-    &UNUSED,
     &UNUSED_BYTES,
-    &DUPLICATE,
     &DUPLICATE_BYTES,
 ];
 
@@ -161,32 +158,25 @@ fn publish(databases: &[DatabaseSchema]) -> Vec<Family> {
         })
         .collect();
     indexes.sort_by(|a, b| b.1.bytes.total_cmp(&a.1.bytes));
-    for (datname, i) in indexes.iter().take(TOP) {
+    for (datname, i) in indexes.iter().take(TOP_INVALID) {
         invalid.push(&[*datname, &i.schemaname, &i.relname, &i.indexrelname], 1.0);
     }
-    if indexes.len() > TOP {
-        invalid.push(&[OTHER; 4], (indexes.len() - TOP) as f64);
+    if indexes.len() > TOP_INVALID {
+        invalid.push(&[OTHER; 4], (indexes.len() - TOP_INVALID) as f64);
     }
-    let mut unreadable = Family::new(&SEQUENCES_UNREADABLE);
-    let mut unused = Family::new(&UNUSED);
+    let unreadable: u64 = databases.iter().map(|d| d.sequences_unreadable).sum();
     let mut unused_bytes = Family::new(&UNUSED_BYTES);
-    let mut duplicate = Family::new(&DUPLICATE);
     let mut duplicate_bytes = Family::new(&DUPLICATE_BYTES);
     for d in databases {
         let db = [d.datname.as_str()];
-        unreadable.push(&db, d.sequences_unreadable as f64);
-        unused.push(&db, d.unused_indexes.len() as f64);
         unused_bytes.push(&db, total_bytes(&d.unused_indexes));
-        duplicate.push(&db, d.duplicate_indexes.len() as f64);
         duplicate_bytes.push(&db, total_bytes(&d.duplicate_indexes));
     }
     vec![
         used,
-        unreadable,
+        Family::single(&SEQUENCES_UNREADABLE, unreadable as f64),
         invalid,
-        unused,
         unused_bytes,
-        duplicate,
         duplicate_bytes,
     ]
 }
