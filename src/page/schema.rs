@@ -116,3 +116,70 @@ fn indexes(report: &SchemaReport, out: &mut String) {
         out.push_str("</table>\n");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::collect::schema::report::{DatabaseSchema, Index, Sequence};
+    use crate::snapshot::{Collected, Detail, Outcome, Store};
+
+    #[test]
+    fn hostile_names_are_escaped_and_low_sequences_left_out() {
+        let evil = "<img src=x onerror=alert(1)>";
+        let index = Index {
+            schemaname: evil.into(),
+            relname: evil.into(),
+            indexrelname: evil.into(),
+            bytes: 2e6,
+            size_estimated: false,
+            duplicate_of: Some(evil.into()),
+        };
+        let sequence = |name: &str, ratio: f64| Sequence {
+            schemaname: "public".into(),
+            sequence: name.into(),
+            last_value: 1,
+            limit: 10,
+            limited_by: "column",
+            column: Some(evil.into()),
+            column_type: Some("integer".into()),
+            used_ratio: ratio,
+        };
+        let report = SchemaReport {
+            collected_at: 0.0,
+            unused_index_min_bytes: 1024,
+            databases: vec![DatabaseSchema {
+                datname: evil.into(),
+                stats_reset: None,
+                sequences: vec![sequence("near", 0.97), sequence("idle", 0.01)],
+                sequences_unreadable: 3,
+                invalid_indexes: vec![index.clone()],
+                unused_indexes: vec![],
+                duplicate_indexes: vec![index],
+            }],
+        };
+        let store = Store::new(vec![("x".into(), vec!["schema"])]);
+        store.record(
+            "x",
+            "schema",
+            Outcome::plain(
+                Ok(Collected {
+                    families: vec![],
+                    detail: Some(Detail::Schema(Arc::new(report))),
+                }),
+                Duration::ZERO,
+            ),
+        );
+        let mut out = String::new();
+        section(&store.view(None)[0], &mut out);
+        assert!(!out.contains("<img"), "{out}");
+        assert!(out.contains("public.near"), "{out}");
+        assert!(out.contains("97.0%"), "{out}");
+        assert!(!out.contains("public.idle"), "{out}");
+        assert!(out.contains("3 sequences not readable"), "{out}");
+        assert!(out.contains("repeats &lt;img"), "{out}");
+        assert!(out.contains("<td>invalid</td>"), "{out}");
+    }
+}
