@@ -10,6 +10,8 @@ use crate::snapshot::TargetView;
 
 /// Sequences under this share of their range are not shown.
 const SHOWN_FROM: f64 = 0.1;
+/// Indexes of each kind shown per database (the largest); the API has all.
+const SHOWN_INDEXES: usize = 20;
 
 /// Appends the section for `view`.
 pub fn section(view: &TargetView, out: &mut String) {
@@ -82,7 +84,16 @@ fn indexes(report: &SchemaReport, out: &mut String) {
             ("duplicate", &d.duplicate_indexes),
         ];
         for (what, list) in lists {
-            for i in list {
+            if list.len() > SHOWN_INDEXES {
+                let _ = writeln!(
+                    rows,
+                    "<tr><td>{what}</td><td>{}</td><td colspan=\"4\" class=\"muted\">the {SHOWN_INDEXES} largest of {}: \
+                     all in <a href=\"/api/v1/schema\">/api/v1/schema</a></td></tr>",
+                    escape(&d.datname),
+                    list.len(),
+                );
+            }
+            for i in list.iter().take(SHOWN_INDEXES) {
                 let note = i
                     .duplicate_of
                     .as_ref()

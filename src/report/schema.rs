@@ -17,6 +17,9 @@ pub fn schema_of(view: &TargetView) -> Option<&SchemaReport> {
     })
 }
 
+/// Indexes of each kind shown per database (the largest); the API has all.
+const SHOWN: usize = 10;
+
 /// `/api/v1/schema`: per target, the last run's report, or why there is
 /// none.
 pub fn schema_json(views: &[TargetView]) -> Json {
@@ -50,6 +53,7 @@ pub fn table(report: &SchemaReport) -> String {
     let mut sequences = Vec::new();
     let mut indexes = Vec::new();
     let mut unreadable = 0;
+    let mut more = Vec::new();
     for d in &report.databases {
         unreadable += d.sequences_unreadable;
         for s in d.sequences.iter().filter(|s| s.used_ratio >= 0.1) {
@@ -73,7 +77,14 @@ pub fn table(report: &SchemaReport) -> String {
             ("duplicate", &d.duplicate_indexes),
         ];
         for (what, list) in lists {
-            for i in list {
+            if list.len() > SHOWN {
+                more.push(format!(
+                    "  {} more {what} indexes in {}: all in /api/v1/schema\n",
+                    list.len() - SHOWN,
+                    d.datname
+                ));
+            }
+            for i in list.iter().take(SHOWN) {
                 indexes.push(vec![
                     what.to_string(),
                     d.datname.clone(),
@@ -127,6 +138,7 @@ pub fn table(report: &SchemaReport) -> String {
             &["RISK", "DATABASE", "TABLE", "INDEX", "SIZE", ""],
             &indexes,
         ));
+        out.extend(more);
     }
     out
 }
