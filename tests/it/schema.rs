@@ -341,3 +341,43 @@ async fn a_locked_sequence_or_index_is_skipped_never_waited_for() {
         Some(size)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_being_built_concurrently_is_not_reported_invalid() {
+    let fx = Fixture::start().await;
+    let admin = fx.pg.connect().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE t (id int, k int); INSERT INTO t SELECT g, g FROM generate_series(1, 1000) g;",
+        )
+        .await
+        .unwrap();
+    // A writer in an open transaction keeps CREATE INDEX CONCURRENTLY
+    // waiting after it has entered the index, invalid, in pg_index.
+    let writer = fx.pg.connect().await;
+    writer
+        .batch_execute("BEGIN; INSERT INTO t VALUES (0, 0);")
+        .await
+        .unwrap();
+    let builder = fx.pg.connect().await;
+    let build = tokio::spawn(async move {
+        builder
+            .batch_execute("CREATE INDEX CONCURRENTLY t_k ON t (k)")
+            .await
+    });
+    crate::harness::eventually(WAIT, "the build to enter the index", || async {
+        let building = invalid_indexes(&admin).await == ["t_k"];
+        building.then_some(())
+    })
+    .await;
+    let m = Metrics::parse(&once(&fx, "prometheus"));
+    assert_eq!(
+        m.get("pgvigil_collector_success", &[("collector", "schema")]),
+        Some(1.0)
+    );
+    assert_eq!(m.find("pg_index_invalid", &[]).count(), 0);
+    assert_eq!(invalid_indexes(&admin).await, ["t_k"], "still being built");
+    writer.batch_execute("COMMIT").await.unwrap();
+    build.await.unwrap().unwrap();
+    assert!(invalid_indexes(&admin).await.is_empty());
+}
