@@ -51,7 +51,7 @@ pub const TOP_INVALID: usize = 10;
 
 /// `pg_sequence_used_ratio`.
 pub static SEQUENCE_USED: Desc = desc!(Gauge "pg_sequence_used_ratio", ["datname", "schemaname", "sequence"],
-    "Share of the sequence's range used: (last_value - start of range) / (limit - start of range), where the limit is the smaller of the sequence's maximum and its owning column's type maximum (an int4 serial runs out at 2^31-1 although its sequence is bigint); for a descending sequence, towards the larger of the minimums. The 20 most used sequences of the target; sequence=\"other\" (all labels \"other\") is the highest ratio among the rest. Cycling sequences that stay within their column are left out (they wrap, they do not fail).",
+    "Share of the sequence's range used: (last_value - minimum) / (limit - minimum), where the limit is the smaller of the sequence's maximum and its owning column's type maximum (an int4 serial runs out at 2^31-1 although its sequence is bigint); for a descending sequence, towards the larger of the minimums. The 20 most used sequences of the target; sequence=\"other\" (all labels \"other\") is the highest ratio among the rest. Cycling sequences that stay within their column are left out (they wrap, they do not fail).",
     only_when = "the role may read the sequences' positions (SELECT or USAGE: pg_read_all_data on 14+) and they have been called");
 /// `pg_sequences_unreadable`.
 pub static SEQUENCES_UNREADABLE: Desc = desc!(Gauge "pg_sequences_unreadable", [],
