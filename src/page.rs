@@ -21,6 +21,7 @@ use crate::explain::plan::PlanRecord;
 use crate::report::{Role, statements_of, version};
 use crate::snapshot::TargetView;
 
+mod schema;
 mod vacuum;
 
 /// Top statements shown per target.
@@ -64,7 +65,8 @@ pub fn render(views: &[TargetView]) -> String {
          <title>pgvigil</title><style>{STYLE}</style></head><body>\n\
          <h1>pgvigil</h1><p class=\"muted\">version {} · rendered {} · \
          <a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/statements\">/api/v1/statements</a> · \
-         <a href=\"/api/v1/plans\">/api/v1/plans</a> · <a href=\"/api/v1/vacuum\">/api/v1/vacuum</a></p>\n",
+         <a href=\"/api/v1/plans\">/api/v1/plans</a> · <a href=\"/api/v1/vacuum\">/api/v1/vacuum</a> · \
+         <a href=\"/api/v1/schema\">/api/v1/schema</a></p>\n",
         escape(crate::cli::VERSION),
         escape(&timestamp(SystemTime::now())),
     );
@@ -102,6 +104,7 @@ fn target(view: &TargetView, out: &mut String) {
         vacuum::section(report, out);
     }
     findings(view, out);
+    schema::section(view, out);
     out.push_str("</section>\n");
 }
 

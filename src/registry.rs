@@ -32,6 +32,8 @@ pub struct Parts {
     /// Where the statements collector hands each report to the EXPLAIN
     /// worker, when it runs.
     reports: Option<Arc<collect::statements::ReportSender>>,
+    /// The schema collector's floor for unused indexes.
+    unused_index_min_bytes: u64,
 }
 
 /// How a collector runs.
@@ -196,6 +198,15 @@ pub static COLLECTORS: &[Spec] = &[
         run: Run::Session {
             interval: |c, _| c.vacuum,
             build: |_| Box::new(collect::vacuum::Vacuum),
+        },
+    },
+    Spec {
+        name: "schema",
+        metrics: collect::schema::METRICS,
+        own_sql: &[collect::schema::OWN_SQL],
+        run: Run::Session {
+            interval: |c, _| c.schema.interval,
+            build: |parts| Box::new(collect::schema::Schema::new(parts.unused_index_min_bytes)),
         },
     },
     Spec {
@@ -368,6 +379,7 @@ pub fn jobs(
         statements: c.statements.clone(),
         log,
         reports,
+        unused_index_min_bytes: c.schema.unused_index_min_bytes,
     });
     let mut jobs = Vec::new();
     for spec in COLLECTORS {

@@ -15,6 +15,7 @@ use crate::saturation::{Pool, Saturation};
 use crate::snapshot::{Detail, TargetView};
 
 pub mod vacuum;
+pub mod schema;
 
 fn families(view: &TargetView) -> impl Iterator<Item = &Family> {
     view.collectors
@@ -183,6 +184,7 @@ pub fn json(views: &[TargetView]) -> Json {
                 "statements": statements,
                 "saturation": Saturation::of(view),
                 "vacuum": vacuum::report_json(view),
+                "schema": schema::schema_of(view),
                 "metrics": metrics,
             })
         })
@@ -342,6 +344,9 @@ pub fn table(views: &[TargetView]) -> String {
         }
         if let Some(report) = statements_of(view) {
             out.push_str(&statements_table(report));
+        }
+        if let Some(report) = schema::schema_of(view) {
+            out.push_str(&schema::table(report));
         }
         out.push('\n');
     }

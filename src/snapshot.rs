@@ -59,6 +59,8 @@ pub enum Detail {
     Plans(Arc<Vec<Arc<PlanRecord>>>),
     /// xmin-horizon holders, wraparound and running vacuums.
     Vacuum(Arc<VacuumReport>),
+    /// Schema risks: sequences, invalid, unused and duplicate indexes.
+    Schema(Arc<crate::collect::schema::report::SchemaReport>),
 }
 
 /// What one run of a collector left behind.

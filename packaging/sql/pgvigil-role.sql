@@ -29,6 +29,14 @@ GRANT pg_monitor TO pgvigil;
 -- else needs it.
 --   GRANT pg_read_all_data TO pgvigil;
 
+-- Sequences near their limit (the schema collector, pg_sequence_used_ratio)
+-- need each sequence's position, which only a role with SELECT or USAGE on
+-- the sequence may read; pg_monitor does not give it. pg_read_all_data
+-- above covers every sequence on 14+; before 14, in each database and
+-- schema concerned:
+--   GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO pgvigil;
+-- Without it pg_sequences_unreadable counts them and their ratio is absent.
+
 -- Exact tail percentiles from the slow-statement log ([target.logs]) judge
 -- each logged line by the log_min_duration_statement in force for it. If you
 -- give the pgvigil role a setting of its own (ALTER ROLE pgvigil SET

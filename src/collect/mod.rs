@@ -31,6 +31,7 @@ pub(crate) mod pgbouncer;
 pub(crate) mod process;
 pub(crate) mod query;
 pub(crate) mod replication;
+pub mod schema;
 pub(crate) mod server;
 pub(crate) mod slots;
 pub mod statements;

@@ -196,12 +196,23 @@ pub struct Collectors {
     pub tables: Option<Duration>,
     /// Interval of the vacuum collector.
     pub vacuum: Option<Duration>,
+    /// The schema collector.
+    pub schema: Schema,
     /// Interval of the PgBouncer collectors.
     pub pgbouncer: Option<Duration>,
     /// Interval of the logs collector.
     pub logs: Option<Duration>,
     /// The statements collector.
     pub statements: Statements,
+}
+
+/// The schema collector's validated settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Schema {
+    /// Interval; `None` means off.
+    pub interval: Option<Duration>,
+    /// Size from which an index without scans is listed as unused.
+    pub unused_index_min_bytes: u64,
 }
 
 /// The statements collector's validated settings.

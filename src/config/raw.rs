@@ -115,6 +115,34 @@ impl<const SECS: u64> HasInterval for Every<SECS> {
     }
 }
 
+/// `[collectors] schema = { … }` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchemaSettings {
+    /// How often the schema collector runs; `"off"` disables it.
+    pub interval: Option<Interval>,
+    /// An index with no scans since the statistics reset is listed as unused (and counted in pg_indexes_unused_bytes) only from this size on, in bytes.
+    pub unused_index_min_bytes: u64,
+}
+
+impl Default for SchemaSettings {
+    fn default() -> Self {
+        SchemaSettings {
+            interval: Some(Interval::Every(Duration::from_secs(600))),
+            unused_index_min_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl HasInterval for SchemaSettings {
+    fn with_interval(interval: Interval) -> Self {
+        SchemaSettings {
+            interval: Some(interval),
+            ..SchemaSettings::default()
+        }
+    }
+}
+
 /// A collector's settings: a table, or an interval string as shorthand.
 trait HasInterval: Default {
     fn with_interval(interval: Interval) -> Self;
@@ -201,6 +229,8 @@ pub struct RawCollectors {
     pub tables: Setting<Every<60>>,
     /// Vacuum: who holds the xmin horizon back, wraparound against the freeze settings, running vacuums.
     pub vacuum: Setting,
+    /// Schema risks in every watched database: sequences near their limit, invalid, unused and duplicate indexes; every 10 minutes unless set.
+    pub schema: Setting<SchemaSettings>,
     /// PgBouncer admin consoles configured under [target.pgbouncer]: pools, databases, totals.
     pub pgbouncer: Setting,
     /// The server's log directory configured under [target.logs]: slow statements, auth failures, errors; every 5 seconds unless set.
@@ -227,6 +257,7 @@ impl Default for RawCollectors {
             filesystem: Setting::default(),
             tables: Setting::default(),
             vacuum: Setting::default(),
+            schema: Setting::default(),
             pgbouncer: Setting::default(),
             logs: Setting::default(),
             statements: Setting::default(),

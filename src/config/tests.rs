@@ -303,3 +303,32 @@ fn pgbouncer_names_default_by_position_and_must_be_unique() {
         "{got:#?}"
     );
 }
+
+#[test]
+fn the_schema_collector_runs_every_ten_minutes_with_a_one_mebibyte_floor() {
+    let var = env(&[("USER", "tester")]);
+    let parse = |collectors: &str| {
+        let text = format!("[[target]]\ndsn = \"host=db1\"\n[collectors]\n{collectors}\n");
+        Config::parse(&text, "t", &Environment { var: &var })
+            .unwrap()
+            .collectors
+            .schema
+    };
+    let default = parse("default_interval = \"5s\"");
+    assert_eq!(default.interval, Some(Duration::from_secs(600)));
+    assert_eq!(default.unused_index_min_bytes, 1024 * 1024);
+    let short = parse("schema = \"1m\"");
+    assert_eq!(short.interval, Some(Duration::from_secs(60)));
+    assert_eq!(short.unused_index_min_bytes, 1024 * 1024);
+    let table = parse("schema = { unused_index_min_bytes = 8192 }");
+    assert_eq!(table.interval, Some(Duration::from_secs(600)));
+    assert_eq!(table.unused_index_min_bytes, 8192);
+    assert_eq!(parse("schema = \"off\"").interval, None);
+    let bad = problems(
+        "[[target]]\ndsn = \"host=db1\"\n[collectors]\nschema = { unused_index_min_bytes = -1 }\n",
+    );
+    assert!(
+        bad.iter().any(|p| p.contains("collectors.schema")),
+        "{bad:?}"
+    );
+}

@@ -19,7 +19,7 @@ use super::raw::{
 use super::secrets::{Secrets, apply_password};
 use super::{
     Backup, Catalogue, Collectors, Config, Environment, Explain, Logs, Notify, Pgbouncer, Problem,
-    Query, Report, Statements, Target, Web,
+    Query, Report, Schema, Statements, Target, Web,
 };
 use crate::connection::dsn::ConnParams;
 
@@ -357,6 +357,10 @@ fn validate_collectors(c: &RawCollectors, problems: &mut Vec<Problem>) -> Collec
         filesystem: interval(&c.filesystem),
         tables: resolve(c.tables.0.interval),
         vacuum: interval(&c.vacuum),
+        schema: Schema {
+            interval: resolve(c.schema.0.interval),
+            unused_index_min_bytes: c.schema.0.unused_index_min_bytes,
+        },
         pgbouncer: interval(&c.pgbouncer),
         logs: resolve(c.logs.0.interval),
         statements: Statements {

@@ -269,7 +269,12 @@ async fn hostile_names_and_texts_stay_valid_exposition_and_json() {
     check_openmetrics(&om.body);
     let probe = agent.get("/probe?target=main").await;
     crate::harness::promtool_check(&probe.body);
-    for path in ["/api/v1/statements", "/api/v1/plans", "/api/v1/saturation"] {
+    for path in [
+        "/api/v1/statements",
+        "/api/v1/plans",
+        "/api/v1/saturation",
+        "/api/v1/schema",
+    ] {
         let r = agent.get(path).await;
         assert_eq!(r.status, 200, "{path}");
         serde_json::from_str::<serde_json::Value>(&r.body)
@@ -362,6 +367,7 @@ fn garbage_request() -> impl Strategy<Value = Garbage> {
         Just("/api/v1/statements"),
         Just("/api/v1/plans"),
         Just("/api/v1/saturation"),
+        Just("/api/v1/schema"),
         Just("/"),
     ];
     let target = prop_oneof![

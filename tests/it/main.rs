@@ -59,6 +59,8 @@ mod queries;
 mod reload;
 // Replication lag from both ends, slots, WAL and checkpoints, promotion.
 mod replication;
+// Schema risks: sequences near their limit, invalid, unused and duplicate indexes, locks never waited for.
+mod schema;
 // The statements collector: labels, counts, resets, cardinality, the JSON API.
 mod statements;
 // The shape of the source: no import cycle or import up the layers, short files, no outside references.

@@ -7,12 +7,13 @@ use crate::harness::{Client, Fixture, RunningAgent, eventually, http, outputs, p
 
 /// Endpoints that need credentials once `basic_auth_users` is set (with
 /// `/` and an unknown path: a refusal must not say what exists).
-const PROTECTED: [&str; 7] = [
+const PROTECTED: [&str; 8] = [
     "/metrics",
     "/probe?target=main",
     "/api/v1/statements",
     "/api/v1/plans",
     "/api/v1/saturation",
+    "/api/v1/schema",
     "/",
     "/no-such-page",
 ];
@@ -112,7 +113,12 @@ async fn basic_auth_guards_every_endpoint_but_the_probes() {
         "{}",
         metrics.body
     );
-    for path in ["/api/v1/statements", "/api/v1/plans", "/api/v1/saturation"] {
+    for path in [
+        "/api/v1/statements",
+        "/api/v1/plans",
+        "/api/v1/saturation",
+        "/api/v1/schema",
+    ] {
         let r = right.request(agent.addr, "GET", path, &[]).await.unwrap();
         assert_eq!(r.status, 200, "{path}");
         serde_json::from_str::<serde_json::Value>(&r.body).expect("JSON");
@@ -368,6 +374,7 @@ async fn no_output_contains_the_password_the_dsn_or_a_literal() {
         ("/api/v1/statements", None),
         ("/api/v1/plans", None),
         ("/api/v1/saturation", None),
+        ("/api/v1/schema", None),
         ("/", None),
     ] {
         let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
