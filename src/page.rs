@@ -22,6 +22,7 @@ use crate::report::{Role, statements_of, version};
 use crate::snapshot::TargetView;
 
 mod vacuum;
+mod vacuum_tables;
 
 /// Top statements shown per target.
 pub const TOP_STATEMENTS: usize = 20;
@@ -100,6 +101,9 @@ fn target(view: &TargetView, out: &mut String) {
     }
     if let Some(report) = crate::report::vacuum::vacuum_of(view) {
         vacuum::section(report, out);
+    }
+    if let Some(report) = crate::report::vacuum_tables::tables_of(view) {
+        vacuum_tables::section(report, out);
     }
     findings(view, out);
     out.push_str("</section>\n");

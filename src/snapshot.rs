@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::collect::statements::report::StatementsReport;
 use crate::collect::vacuum::report::VacuumReport;
+use crate::collect::vacuum::report::tables::VacuumTablesReport;
 use crate::desc;
 use crate::explain::plan::PlanRecord;
 use crate::metric::{Desc, Family};
@@ -59,6 +60,8 @@ pub enum Detail {
     Plans(Arc<Vec<Arc<PlanRecord>>>),
     /// xmin-horizon holders, wraparound and running vacuums.
     Vacuum(Arc<VacuumReport>),
+    /// The tables closest to wraparound and their vacuum history.
+    VacuumTables(Arc<VacuumTablesReport>),
 }
 
 /// What one run of a collector left behind.

@@ -196,6 +196,8 @@ pub struct Collectors {
     pub tables: Option<Duration>,
     /// Interval of the vacuum collector.
     pub vacuum: Option<Duration>,
+    /// Interval of the vacuum_tables collector.
+    pub vacuum_tables: Option<Duration>,
     /// Interval of the PgBouncer collectors.
     pub pgbouncer: Option<Duration>,
     /// Interval of the logs collector.

@@ -201,6 +201,8 @@ pub struct RawCollectors {
     pub tables: Setting<Every<60>>,
     /// Vacuum: who holds the xmin horizon back, wraparound against the freeze settings, running vacuums.
     pub vacuum: Setting,
+    /// Per table: the oldest relfrozenxid and relminmxid, vacuum and analyze counts, in every watched database; every 5 minutes unless set.
+    pub vacuum_tables: Setting<Every<300>>,
     /// PgBouncer admin consoles configured under [target.pgbouncer]: pools, databases, totals.
     pub pgbouncer: Setting,
     /// The server's log directory configured under [target.logs]: slow statements, auth failures, errors; every 5 seconds unless set.
@@ -227,6 +229,7 @@ impl Default for RawCollectors {
             filesystem: Setting::default(),
             tables: Setting::default(),
             vacuum: Setting::default(),
+            vacuum_tables: Setting::default(),
             pgbouncer: Setting::default(),
             logs: Setting::default(),
             statements: Setting::default(),

@@ -357,6 +357,7 @@ fn validate_collectors(c: &RawCollectors, problems: &mut Vec<Problem>) -> Collec
         filesystem: interval(&c.filesystem),
         tables: resolve(c.tables.0.interval),
         vacuum: interval(&c.vacuum),
+        vacuum_tables: resolve(c.vacuum_tables.0.interval),
         pgbouncer: interval(&c.pgbouncer),
         logs: resolve(c.logs.0.interval),
         statements: Statements {

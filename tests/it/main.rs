@@ -67,5 +67,7 @@ mod storage;
 mod tls;
 // Vacuum: xmin-horizon holders named (slot, prepared transaction, session), wraparound, running vacuums.
 mod vacuum;
+// Vacuum per table: the oldest relfrozenxid and relminmxid, manual VACUUM and ANALYZE counts.
+mod vacuum_tables;
 // `[web]`: basic auth, HTTPS, no secret in any output.
 mod web;

@@ -258,8 +258,8 @@ async fn visit(
     })
 }
 
-/// The databases to visit.
-async fn databases(cx: &Context<'_>) -> Result<Vec<String>, CollectError> {
+/// The databases to visit (the vacuum_tables collector visits the same).
+pub(crate) async fn databases(cx: &Context<'_>) -> Result<Vec<String>, CollectError> {
     match cx.databases {
         Databases::List(names) => Ok(names.clone()),
         Databases::Auto => {
