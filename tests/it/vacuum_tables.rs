@@ -75,7 +75,7 @@ async fn truth(app: &Client) -> ((f64, f64), [f64; 6]) {
         .query_one(
             &format!(
                 "SELECT n_dead_tup::float8, n_mod_since_analyze::float8, vacuum_count::float8, analyze_count::float8,
-                        extract(epoch FROM last_vacuum)::float8, extract(epoch FROM last_analyze)::float8
+                        coalesce(extract(epoch FROM last_vacuum), 0)::float8, coalesce(extract(epoch FROM last_analyze), 0)::float8
                    FROM pg_stat_user_tables WHERE relname = '{CHURN}'"
             ),
             &[],
@@ -197,7 +197,7 @@ async fn a_table_frozen_long_ago_leads_and_vacuum_counts_are_the_servers() {
     // Loose wait for the statistics to reach the server's views.
     let mut truth_now = truth(&app).await;
     for _ in 0..60 {
-        if truth_now.1[0] == 300.0 && truth_now.1[2] == 2.0 {
+        if truth_now.1[0] == 300.0 && truth_now.1[2] == 2.0 && truth_now.1[3] == 1.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

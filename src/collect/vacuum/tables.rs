@@ -4,7 +4,8 @@
 //!
 //! Databases are visited as the `tables` collector visits them (the same
 //! list, one short-lived connection at a time). One query per database
-//! reads pg_class and pg_stat_all_tables: no user relation is opened, so
+//! reads pg_class and the table statistics (the `pg_stat_get_*` functions
+//! behind pg_stat_all_tables): no user relation is opened, so
 //! no lock on a table can hold it up and none is waited for.
 //!
 //! Series are few on purpose (docs/performance.md, series budget): the
@@ -21,8 +22,8 @@
 //! with it). At worst `2 × (OLDEST + 1) + 5 × (2 × TOP + 1) + 2 × 2 × TOP`
 //! series (139), 83 while the leaders stay the same.
 //!
-//! Privilege: none beyond CONNECT on each database: pg_class and
-//! pg_stat_all_tables are readable by every role.
+//! Privilege: none beyond CONNECT on each database: pg_class and the
+//! `pg_stat_get_*` functions are open to every role.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -130,23 +131,30 @@ const SETTINGS: &str = "freeze settings";
 const SETTINGS_SQL: &str = "SELECT current_setting('autovacuum_freeze_max_age')::float8 AS freeze_max_age,
                         current_setting('autovacuum_multixact_freeze_max_age')::float8 AS multixact_freeze_max_age";
 
-const TABLES: &str = "pg_class and pg_stat_all_tables";
+const TABLES: &str = "pg_class and table statistics";
 /// Tables and materialized views (TOAST tables are counted with theirs;
 /// partitioned tables have no storage and no relfrozenxid). `greatest()`
-/// skips a NULL (no TOAST table).
+/// skips a NULL (no TOAST table). The statistics come from the functions
+/// behind pg_stat_all_tables, called directly: the view also counts each
+/// table's index scans through pg_index and a GROUP BY, which made the
+/// query 2.5 times as slow (55 ms instead of 22 ms for 5,000 tables).
 const TABLES_SQL: &str = concat!("
 SELECT ", name_bytes!("n.nspname"), " AS schemaname, ", name_bytes!("c.relname"), " AS relname,
        greatest(pg_catalog.age(c.relfrozenxid), pg_catalog.age(t.relfrozenxid))::float8 AS xid_age,
        greatest(pg_catalog.mxid_age(c.relminmxid), pg_catalog.mxid_age(t.relminmxid))::float8 AS mxid_age,
-       coalesce(s.n_dead_tup, 0)::float8 AS dead, coalesce(s.n_mod_since_analyze, 0)::float8 AS mod_since_analyze,
-       coalesce(s.vacuum_count, 0)::float8 AS vacuum_count, coalesce(s.autovacuum_count, 0)::float8 AS autovacuum_count,
-       coalesce(s.analyze_count, 0)::float8 AS analyze_count, coalesce(s.autoanalyze_count, 0)::float8 AS autoanalyze_count,
-       extract(epoch FROM s.last_vacuum)::float8 AS last_vacuum, extract(epoch FROM s.last_autovacuum)::float8 AS last_autovacuum,
-       extract(epoch FROM s.last_analyze)::float8 AS last_analyze, extract(epoch FROM s.last_autoanalyze)::float8 AS last_autoanalyze
+       pg_catalog.pg_stat_get_dead_tuples(c.oid)::float8 AS dead,
+       pg_catalog.pg_stat_get_mod_since_analyze(c.oid)::float8 AS mod_since_analyze,
+       pg_catalog.pg_stat_get_vacuum_count(c.oid)::float8 AS vacuum_count,
+       pg_catalog.pg_stat_get_autovacuum_count(c.oid)::float8 AS autovacuum_count,
+       pg_catalog.pg_stat_get_analyze_count(c.oid)::float8 AS analyze_count,
+       pg_catalog.pg_stat_get_autoanalyze_count(c.oid)::float8 AS autoanalyze_count,
+       extract(epoch FROM pg_catalog.pg_stat_get_last_vacuum_time(c.oid))::float8 AS last_vacuum,
+       extract(epoch FROM pg_catalog.pg_stat_get_last_autovacuum_time(c.oid))::float8 AS last_autovacuum,
+       extract(epoch FROM pg_catalog.pg_stat_get_last_analyze_time(c.oid))::float8 AS last_analyze,
+       extract(epoch FROM pg_catalog.pg_stat_get_last_autoanalyze_time(c.oid))::float8 AS last_autoanalyze
   FROM pg_catalog.pg_class c
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   LEFT JOIN pg_catalog.pg_class t ON t.oid = c.reltoastrelid
-  LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = c.oid
  WHERE c.relkind IN ('r', 'm')");
 
 /// Reads one database's tables.
