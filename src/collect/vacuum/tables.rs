@@ -333,3 +333,95 @@ impl VacuumTables {
 /// The SQL this collector sends, for recognising it in pg_stat_statements
 /// (the database list is the tables collector's).
 pub const OWN_SQL: &[&str] = &[SETTINGS_SQL, TABLES_SQL];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(db: &str, rel: &str, xid_age: f64, dead: f64, vacuums: f64) -> Row {
+        Row {
+            key: (db.into(), "public".into(), rel.into()),
+            xid_age,
+            mxid_age: 0.0,
+            history: TableVacuum {
+                datname: db.into(),
+                schemaname: "public".into(),
+                relname: rel.into(),
+                dead_tuples: dead,
+                n_mod_since_analyze: dead,
+                vacuum_count: vacuums,
+                autovacuum_count: 0.0,
+                analyze_count: 0.0,
+                autoanalyze_count: 0.0,
+                last_vacuum: None,
+                last_autovacuum: None,
+                last_analyze: None,
+                last_autoanalyze: None,
+            },
+        }
+    }
+
+    #[test]
+    fn the_oldest_are_published_and_other_is_the_oldest_of_the_rest() {
+        let mut rows: Vec<Row> = (0..25)
+            .map(|i| row("db", &format!("t{i:02}"), 1000.0 + i as f64, 0.0, 0.0))
+            .collect();
+        let family = oldest_family(&FROZEN_XID_AGE, &mut rows, |r| r.xid_age);
+        assert_eq!(family.series.len(), OLDEST + 1);
+        assert_eq!(family.value(&["db", "public", "t24"]), Some(1024.0));
+        assert_eq!(family.value(&["db", "public", "t15"]), Some(1015.0));
+        assert_eq!(family.value(&["db", "public", "t14"]), None);
+        assert_eq!(family.value(&[OTHER; 3]), Some(1014.0));
+        // Nothing folded: no "other".
+        let mut few: Vec<Row> = (0..3)
+            .map(|i| row("db", &format!("t{i}"), 5.0, 0.0, 0.0))
+            .collect();
+        let family = oldest_family(&FROZEN_XID_AGE, &mut few, |r| r.xid_age);
+        assert_eq!(family.series.len(), 3);
+        assert_eq!(family.value(&[OTHER; 3]), None);
+    }
+
+    fn counter(families: &[Family], desc: &'static Desc, rel: &str) -> Option<f64> {
+        let f = families.iter().find(|f| f.is(desc)).unwrap();
+        if rel == OTHER {
+            f.value(&[OTHER; 3])
+        } else {
+            f.value(&["db", "public", rel])
+        }
+    }
+
+    #[test]
+    fn history_keeps_the_top_by_dead_tuples_with_hysteresis_and_sums_the_rest() {
+        let mut c = VacuumTables::default();
+        // 20 tables; t00..t07 have the most dead tuples.
+        let rows = |vacuums: f64, leaders: &[usize]| -> Vec<Row> {
+            (0..20)
+                .map(|i| {
+                    let dead = if leaders.contains(&i) { 1000.0 } else { 1.0 };
+                    row("db", &format!("t{i:02}"), 1.0, dead, vacuums)
+                })
+                .collect()
+        };
+        let first: Vec<usize> = (0..TOP).collect();
+        let (families, published) = c.history(rows(1.0, &first));
+        assert_eq!(published.len(), TOP);
+        assert_eq!(counter(&families, &VACUUMS, "t00"), Some(1.0));
+        assert_eq!(counter(&families, &VACUUMS, "t10"), None);
+        // "other" starts at 0 and grows by what its members grow.
+        assert_eq!(counter(&families, &VACUUMS, OTHER), Some(0.0));
+        // Every table vacuumed once more; new leaders: the old ones stay
+        // (hysteresis), so at most twice the top is published.
+        let second: Vec<usize> = (TOP..2 * TOP).collect();
+        let (families, published) = c.history(rows(2.0, &second));
+        assert_eq!(published.len(), 2 * TOP);
+        assert_eq!(counter(&families, &VACUUMS, "t00"), Some(2.0));
+        assert_eq!(counter(&families, &VACUUMS, "t08"), Some(2.0));
+        // The 4 tables in neither top grew by 1 each.
+        assert_eq!(counter(&families, &VACUUMS, OTHER), Some(4.0));
+        assert_eq!(
+            counter(&families, &MOD_SINCE_ANALYZE, OTHER),
+            Some(4.0),
+            "the sum of the rest's n_mod_since_analyze"
+        );
+    }
+}
