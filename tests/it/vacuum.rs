@@ -4,7 +4,9 @@
 //! `pgvigil once` (table and JSON) and on `/`, and its age is the one the
 //! server's own views give the superuser. Wraparound ages and the freeze
 //! settings are the server's; a VACUUM held on a pinned page shows as
-//! running. Checked with a long-running agent and a fresh `pgvigil once`.
+//! running. A standby's old snapshot, through hot_standby_feedback, holds
+//! the primary back at its walsender's age. Checked with a long-running
+//! agent and a fresh `pgvigil once`.
 
 use std::time::Duration;
 
@@ -372,7 +374,8 @@ async fn a_vacuum_waiting_on_a_pinned_page_shows_as_running() {
 /// A standby with hot_standby_feedback whose session holds an old snapshot
 /// holds the primary's horizon through its walsender: the primary's
 /// `pg_xmin_horizon_age{holder="standby"}` is the primary's own
-/// `age(backend_xmin)` of that walsender.
+/// `age(backend_xmin)` of that walsender, for a running agent and a fresh
+/// `pgvigil once`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_snapshot_holds_the_primary_back_through_feedback() {
     use crate::harness::replica::{ReplicaOptions, replicated};
@@ -433,6 +436,25 @@ async fn a_standby_snapshot_holds_the_primary_back_through_feedback() {
     assert_eq!(s.len(), 1, "{report}");
     assert_eq!(s[0]["age"], truth, "{report}");
     assert_eq!(s[0]["application_name"], "replica1", "{report}");
+    // A fresh `pgvigil once` says the same.
+    let env = set.primary.once_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = pgvigil(
+        &[
+            "once",
+            "--dsn",
+            &set.primary.dsn(),
+            "--format",
+            "prometheus",
+        ],
+        &env,
+    );
+    let (text, err) = outputs(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        Metrics::parse(&text).get("pg_xmin_horizon_age", &[("holder", "standby")]),
+        Some(truth)
+    );
     let again: f64 = primary.query_one(walsender_age, &[]).await.unwrap().get(0);
     assert_eq!(again, truth, "the walsender's xmin moved during the test");
 
