@@ -23,6 +23,7 @@ use crate::snapshot::TargetView;
 
 mod schema;
 mod vacuum;
+mod vacuum_tables;
 
 /// Top statements shown per target.
 pub const TOP_STATEMENTS: usize = 20;
@@ -102,6 +103,9 @@ fn target(view: &TargetView, out: &mut String) {
     }
     if let Some(report) = crate::report::vacuum::vacuum_of(view) {
         vacuum::section(report, out);
+    }
+    if let Some(report) = crate::report::vacuum_tables::tables_of(view) {
+        vacuum_tables::section(report, out);
     }
     findings(view, out);
     schema::section(view, out);

@@ -210,6 +210,15 @@ pub static COLLECTORS: &[Spec] = &[
         },
     },
     Spec {
+        name: "vacuum_tables",
+        metrics: collect::vacuum::tables::METRICS,
+        own_sql: &[collect::vacuum::tables::OWN_SQL],
+        run: Run::Session {
+            interval: |c, _| c.vacuum_tables,
+            build: |_| Box::new(collect::vacuum::tables::VacuumTables::default()),
+        },
+    },
+    Spec {
         name: "backup",
         metrics: collect::backup::METRICS,
         own_sql: &[],

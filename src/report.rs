@@ -16,6 +16,7 @@ use crate::snapshot::{Detail, TargetView};
 
 pub mod vacuum;
 pub mod schema;
+pub mod vacuum_tables;
 
 fn families(view: &TargetView) -> impl Iterator<Item = &Family> {
     view.collectors
@@ -341,6 +342,9 @@ pub fn table(views: &[TargetView]) -> String {
         }
         if let Some(report) = vacuum::vacuum_of(view) {
             out.push_str(&vacuum::table(report));
+        }
+        if let Some(report) = vacuum_tables::tables_of(view) {
+            out.push_str(&vacuum_tables::table(report));
         }
         if let Some(report) = statements_of(view) {
             out.push_str(&statements_table(report));

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::collect::statements::report::StatementsReport;
 use crate::collect::vacuum::report::VacuumReport;
+use crate::collect::vacuum::report::tables::VacuumTablesReport;
 use crate::desc;
 use crate::explain::plan::PlanRecord;
 use crate::metric::{Desc, Family};
@@ -61,6 +62,8 @@ pub enum Detail {
     Vacuum(Arc<VacuumReport>),
     /// Schema risks: sequences, invalid, unused and duplicate indexes.
     Schema(Arc<crate::collect::schema::report::SchemaReport>),
+    /// The tables closest to wraparound and their vacuum history.
+    VacuumTables(Arc<VacuumTablesReport>),
 }
 
 /// What one run of a collector left behind.

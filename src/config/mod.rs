@@ -198,6 +198,8 @@ pub struct Collectors {
     pub vacuum: Option<Duration>,
     /// The schema collector.
     pub schema: Schema,
+    /// Interval of the vacuum_tables collector.
+    pub vacuum_tables: Option<Duration>,
     /// Interval of the PgBouncer collectors.
     pub pgbouncer: Option<Duration>,
     /// Interval of the logs collector.

@@ -231,6 +231,8 @@ pub struct RawCollectors {
     pub vacuum: Setting,
     /// Schema risks in every watched database: sequences near their limit, invalid, unused and duplicate indexes; every 10 minutes unless set.
     pub schema: Setting<SchemaSettings>,
+    /// Per table: the oldest relfrozenxid and relminmxid, vacuum and analyze counts, in every watched database; every 5 minutes unless set.
+    pub vacuum_tables: Setting<Every<300>>,
     /// PgBouncer admin consoles configured under [target.pgbouncer]: pools, databases, totals.
     pub pgbouncer: Setting,
     /// The server's log directory configured under [target.logs]: slow statements, auth failures, errors; every 5 seconds unless set.
@@ -258,6 +260,7 @@ impl Default for RawCollectors {
             tables: Setting::default(),
             vacuum: Setting::default(),
             schema: Setting::default(),
+            vacuum_tables: Setting::default(),
             pgbouncer: Setting::default(),
             logs: Setting::default(),
             statements: Setting::default(),

@@ -361,6 +361,7 @@ fn validate_collectors(c: &RawCollectors, problems: &mut Vec<Problem>) -> Collec
             interval: resolve(c.schema.0.interval),
             unused_index_min_bytes: c.schema.0.unused_index_min_bytes,
         },
+        vacuum_tables: resolve(c.vacuum_tables.0.interval),
         pgbouncer: interval(&c.pgbouncer),
         logs: resolve(c.logs.0.interval),
         statements: Statements {

@@ -20,9 +20,10 @@ pub fn vacuum_of(view: &TargetView) -> Option<&VacuumReport> {
 
 /// A target's report as JSON, or null.
 pub fn report_json(view: &TargetView) -> Json {
-    vacuum_of(view)
+    let report = vacuum_of(view)
         .map(|r| serde_json::to_value(r).unwrap_or(Json::Null))
-        .unwrap_or(Json::Null)
+        .unwrap_or(Json::Null);
+    super::vacuum_tables::merge(view, report)
 }
 
 /// `/api/v1/vacuum`: per target, the last report, or why there is none.

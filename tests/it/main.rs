@@ -69,7 +69,9 @@ mod structure;
 mod storage;
 // TLS to PostgreSQL: verify-full with a test CA.
 mod tls;
-// Vacuum: xmin-horizon holders named (slot, prepared transaction, session), wraparound, running vacuums.
+// Vacuum: xmin-horizon holders named (slot, prepared transaction, session, standby), wraparound, running vacuums.
 mod vacuum;
+// Vacuum per table: the oldest relfrozenxid and relminmxid, manual VACUUM and ANALYZE counts.
+mod vacuum_tables;
 // `[web]`: basic auth, HTTPS, no secret in any output.
 mod web;

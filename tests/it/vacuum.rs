@@ -4,7 +4,9 @@
 //! `pgvigil once` (table and JSON) and on `/`, and its age is the one the
 //! server's own views give the superuser. Wraparound ages and the freeze
 //! settings are the server's; a VACUUM held on a pinned page shows as
-//! running. Checked with a long-running agent and a fresh `pgvigil once`.
+//! running. A standby's old snapshot, through hot_standby_feedback, holds
+//! the primary back at its walsender's age. Checked with a long-running
+//! agent and a fresh `pgvigil once`.
 
 use std::time::Duration;
 
@@ -364,6 +366,104 @@ async fn a_vacuum_waiting_on_a_pinned_page_shows_as_running() {
         .wait_for(WAIT, "no running VACUUM", |m| {
             m.get("pg_vacuum_progress_heap_blocks", &labels)
                 .is_none()
+                .then_some(())
+        })
+        .await;
+}
+
+/// A standby with hot_standby_feedback whose session holds an old snapshot
+/// holds the primary's horizon through its walsender: the primary's
+/// `pg_xmin_horizon_age{holder="standby"}` is the primary's own
+/// `age(backend_xmin)` of that walsender, for a running agent and a fresh
+/// `pgvigil once`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_snapshot_holds_the_primary_back_through_feedback() {
+    use crate::harness::replica::{ReplicaOptions, replicated};
+
+    let set = replicated(
+        1,
+        ReplicaOptions {
+            conf: vec![
+                "hot_standby_feedback = on".into(),
+                "wal_receiver_status_interval = 1s".into(),
+            ],
+            ..ReplicaOptions::default()
+        },
+    )
+    .await;
+    let primary = set.primary.pg.connect().await;
+    let replica = set.replicas[0].connect().await;
+    // Wait for the standby's first feedback, then hold a snapshot there.
+    let walsender_age =
+        "SELECT age(backend_xmin)::float8 FROM pg_stat_replication WHERE backend_xmin IS NOT NULL";
+    let p = &primary;
+    crate::harness::eventually(WAIT, "the standby's feedback", || async move {
+        p.query_opt(walsender_age, &[]).await.unwrap().map(|_| ())
+    })
+    .await;
+    replica
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT count(*) FROM pg_class")
+        .await
+        .unwrap();
+    burn(&primary, 200).await;
+    // The feedback keeps the snapshot's xmin: the age grows by what was burned
+    // and then stays.
+    let truth = crate::harness::eventually(WAIT, "the walsender's xmin held", || async move {
+        let a: Option<f64> = p
+            .query_opt(walsender_age, &[])
+            .await
+            .unwrap()
+            .map(|r| r.get(0));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let b: Option<f64> = p
+            .query_opt(walsender_age, &[])
+            .await
+            .unwrap()
+            .map(|r| r.get(0));
+        (a == b && b >= Some(200.0)).then_some(b).flatten()
+    })
+    .await;
+
+    let agent = RunningAgent::start(&set.primary.pg.scratch(), &set.primary.config("")).await;
+    agent
+        .wait_for(WAIT, "the standby's horizon", |m| {
+            (m.get("pg_xmin_horizon_age", &[("holder", "standby")]) == Some(truth)).then_some(())
+        })
+        .await;
+    let api: Json = serde_json::from_str(&agent.get("/api/v1/vacuum").await.body).unwrap();
+    let report = &api["targets"][0]["report"];
+    let s = holders(report, "standby");
+    assert_eq!(s.len(), 1, "{report}");
+    assert_eq!(s[0]["age"], truth, "{report}");
+    assert_eq!(s[0]["application_name"], "replica1", "{report}");
+    // A fresh `pgvigil once` says the same.
+    let env = set.primary.once_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let out = pgvigil(
+        &[
+            "once",
+            "--dsn",
+            &set.primary.dsn(),
+            "--format",
+            "prometheus",
+        ],
+        &env,
+    );
+    let (text, err) = outputs(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        Metrics::parse(&text).get("pg_xmin_horizon_age", &[("holder", "standby")]),
+        Some(truth)
+    );
+    let again: f64 = primary.query_one(walsender_age, &[]).await.unwrap().get(0);
+    assert_eq!(again, truth, "the walsender's xmin moved during the test");
+
+    // Released, the standby's horizon catches up.
+    replica.batch_execute("COMMIT").await.unwrap();
+    agent
+        .wait_for(WAIT, "the standby's horizon released", |m| {
+            m.get("pg_xmin_horizon_age", &[("holder", "standby")])
+                .is_none_or(|age| age < 200.0)
                 .then_some(())
         })
         .await;

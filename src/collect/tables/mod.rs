@@ -258,7 +258,7 @@ async fn visit(
     })
 }
 
-/// The databases to visit (the schema collector visits the same).
+/// The databases to visit (the schema and vacuum_tables collectors visit the same).
 pub(crate) async fn databases(cx: &Context<'_>) -> Result<Vec<String>, CollectError> {
     match cx.databases {
         Databases::List(names) => Ok(names.clone()),

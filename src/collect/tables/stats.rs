@@ -121,9 +121,10 @@ macro_rules! name_bytes {
         )
     };
 }
+pub(crate) use name_bytes;
 
 /// Reads a column of [`name_bytes`], replacing what is not UTF-8.
-fn name(row: &Row, column: &'static str) -> Result<String, CollectError> {
+pub(crate) fn name(row: &Row, column: &'static str) -> Result<String, CollectError> {
     let bytes: Vec<u8> = row.get(column)?;
     Ok(String::from_utf8(bytes)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))

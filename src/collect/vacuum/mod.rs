@@ -28,6 +28,7 @@ use crate::metric::{Desc, Family};
 
 mod horizon;
 pub mod report;
+pub mod tables;
 
 use report::{
     DatabaseAge, HOLDER_KINDS, HOLDERS_PER_KIND, RUNNING_VACUUMS, RunningVacuum, VacuumReport,

@@ -120,3 +120,5 @@ pub struct VacuumReport {
     /// Running vacuums, largest table first.
     pub running: Vec<RunningVacuum>,
 }
+
+pub mod tables;
