@@ -32,6 +32,8 @@ pub struct Parts {
     /// Where the statements collector hands each report to the EXPLAIN
     /// worker, when it runs.
     reports: Option<Arc<collect::statements::ReportSender>>,
+    /// The active_sessions collector's interval: what one sample stands for.
+    active_sessions: Duration,
 }
 
 /// How a collector runs.
@@ -181,6 +183,19 @@ pub static COLLECTORS: &[Spec] = &[
         run: Run::Session {
             interval: |c, _| c.tables,
             build: |_| Box::new(collect::tables::Tables::default()),
+        },
+    },
+    Spec {
+        name: "active_sessions",
+        metrics: collect::active_sessions::METRICS,
+        own_sql: &[collect::active_sessions::OWN_SQL],
+        run: Run::Session {
+            interval: |c, _| c.active_sessions,
+            build: |parts| {
+                Box::new(collect::active_sessions::ActiveSessions::new(
+                    parts.active_sessions,
+                ))
+            },
         },
     },
     Spec {
@@ -353,6 +368,7 @@ pub fn jobs(
         statements: c.statements.clone(),
         log,
         reports,
+        active_sessions: c.active_sessions.unwrap_or(Duration::from_secs(1)),
     });
     let mut jobs = Vec::new();
     for spec in COLLECTORS {

@@ -48,6 +48,8 @@ pub enum Detail {
     Statements(Arc<StatementsReport>),
     /// Recent automatic plans, newest first.
     Plans(Arc<Vec<Arc<PlanRecord>>>),
+    /// The last minutes' load by wait event, per server and statement.
+    ActiveSessions(Arc<crate::collect::active_sessions::report::LoadReport>),
 }
 
 /// What one run of a collector left behind.

@@ -194,6 +194,8 @@ pub struct Collectors {
     pub filesystem: Option<Duration>,
     /// Interval of the tables collector.
     pub tables: Option<Duration>,
+    /// Interval of the active_sessions collector.
+    pub active_sessions: Option<Duration>,
     /// Interval of the PgBouncer collectors.
     pub pgbouncer: Option<Duration>,
     /// Interval of the logs collector.

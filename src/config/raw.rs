@@ -199,6 +199,8 @@ pub struct RawCollectors {
     pub filesystem: Setting,
     /// Tables and indexes of every watched database: sizes, scans, dead tuples, autovacuum; every minute unless set.
     pub tables: Setting<Every<60>>,
+    /// pg_stat_activity sampled for database load by wait event and the longest running statement; every second unless set.
+    pub active_sessions: Setting<Every<1>>,
     /// PgBouncer admin consoles configured under [target.pgbouncer]: pools, databases, totals.
     pub pgbouncer: Setting,
     /// The server's log directory configured under [target.logs]: slow statements, auth failures, errors; every 5 seconds unless set.
@@ -224,6 +226,7 @@ impl Default for RawCollectors {
             archiver: Setting::default(),
             filesystem: Setting::default(),
             tables: Setting::default(),
+            active_sessions: Setting::default(),
             pgbouncer: Setting::default(),
             logs: Setting::default(),
             statements: Setting::default(),

@@ -356,6 +356,7 @@ fn validate_collectors(c: &RawCollectors, problems: &mut Vec<Problem>) -> Collec
         archiver: interval(&c.archiver),
         filesystem: interval(&c.filesystem),
         tables: resolve(c.tables.0.interval),
+        active_sessions: resolve(c.active_sessions.0.interval),
         pgbouncer: interval(&c.pgbouncer),
         logs: resolve(c.logs.0.interval),
         statements: Statements {

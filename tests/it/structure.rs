@@ -24,6 +24,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("web", 0),
     ("explain", 0),
     ("collect::statements::report", 0),
+    ("collect::active_sessions::report", 0),
     // Reaching a server.
     ("connection", 1),
     // What the user asked for.
