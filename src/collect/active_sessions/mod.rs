@@ -40,7 +40,7 @@ use report::{LoadReport, StatementLoad, WaitLoad, ranked};
 
 /// Public: the outputs look it up by descriptor.
 pub static SECONDS: Desc = desc!(Counter "pg_active_session", unit = Seconds, ["datname", "wait_event_type", "wait_event"],
-    "Sampled active-session seconds (pgvigil's own left out): each sample adds its interval per active session; wait_event_type and wait_event are \"CPU\" when it was not waiting. rate() is the average number of active sessions (database load). pgvigil's sum from 0 at agent start; databases past the first 10 seen fold into datname=\"other\", wait events past 60 series into wait_event=\"other\".",
+    "Sampled active-session seconds (pgvigil's own left out): each sample adds its interval per active session; wait_event_type and wait_event are \"CPU\" when it was not waiting. rate() is the average number of active sessions (database load). pgvigil's sum from 0 at agent start; databases past the first 10 seen fold into datname=\"other\", and past 60 series new combinations into datname=\"other\", wait_event=\"other\" of their wait_event_type.",
     only_when = "an active session has been sampled since the agent started");
 /// Public: the outputs look it up by descriptor.
 pub static LONGEST_QUERY: Desc = desc!(Gauge "pg_longest_query", unit = Seconds, [],
