@@ -21,6 +21,14 @@ fn seconds(m: &Metrics, kind: &str) -> f64 {
     .unwrap_or(0.0)
 }
 
+/// The agent's metrics and when it read them: the middle of the request,
+/// so a slow scrape does not shift the window the test compares with.
+async fn scrape(agent: &RunningAgent) -> (Metrics, Instant) {
+    let before = Instant::now();
+    let m = agent.metrics().await;
+    (m, before + before.elapsed() / 2)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_queue_grows_lock_seconds_by_its_waiters() {
     let fx = Fixture::start().await;
@@ -83,6 +91,7 @@ async fn a_lock_queue_grows_lock_seconds_by_its_waiters() {
         None
     };
 
+    let (m0, t0) = scrape(&agent).await;
     // A fresh `once` while the queue stands, in the background.
     let dsn = fx.dsn();
     let env = fx.once_env();
@@ -93,11 +102,9 @@ async fn a_lock_queue_grows_lock_seconds_by_its_waiters() {
         (json, table)
     });
 
-    let m0 = agent.metrics().await;
-    let t0 = Instant::now();
     tokio::time::sleep(MEASURE).await;
-    let m1 = agent.metrics().await;
-    let elapsed = t0.elapsed().as_secs_f64();
+    let (m1, t1) = scrape(&agent).await;
+    let elapsed = (t1 - t0).as_secs_f64();
     // Ground truth: the queue was still whole at the end of the window.
     assert_eq!(waiting().await, WAITERS as i64);
     let running: f64 = admin
@@ -216,4 +223,79 @@ async fn a_lock_queue_grows_lock_seconds_by_its_waiters() {
         page.contains("Database load") && page.contains("Lock:transactionid"),
         "{page}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_sessions_count_as_cpu_and_pgvigils_own_are_left_out() {
+    const RUN: &str = "14 s";
+    const WINDOW: Duration = Duration::from_secs(8);
+    let fx = Fixture::start().await;
+    let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config("")).await;
+    agent
+        .wait_for(Duration::from_secs(30), "a first sample", |m| {
+            m.get("pg_longest_query_seconds", &[])
+        })
+        .await;
+    // Two sessions spin on CPU (never waiting), one sleeps (Timeout:PgSleep),
+    // and one naming itself pgvigil sleeps too: it must not count.
+    let spin = format!(
+        "DO $$ BEGIN WHILE clock_timestamp() < now() + interval '{RUN}' LOOP END LOOP; END $$"
+    );
+    let sleep = format!("SELECT pg_sleep_for('{RUN}')");
+    let mut running = Vec::new();
+    for sql in [spin.clone(), spin, sleep.clone()] {
+        let client = fx.pg.connect().await;
+        running.push(tokio::spawn(
+            async move { client.batch_execute(&sql).await },
+        ));
+    }
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host_path(fx.pg.socket_dir())
+        .port(fx.pg.port)
+        .user("postgres")
+        .dbname("postgres")
+        .application_name("pgvigil");
+    let (own, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    running.push(tokio::spawn(async move { own.batch_execute(&sleep).await }));
+
+    let admin = fx.pg.connect().await;
+    eventually(Duration::from_secs(10), "four sessions active", || async {
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active'
+                   AND (query LIKE 'DO $$%' OR query LIKE 'SELECT pg_sleep_for%')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (n == 4).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (m0, t0) = scrape(&agent).await;
+    tokio::time::sleep(WINDOW).await;
+    let (m1, t1) = scrape(&agent).await;
+    let elapsed = (t1 - t0).as_secs_f64();
+    let grew = |kind: &str| seconds(&m1, kind) - seconds(&m0, kind);
+    let (cpu, timeout) = (grew("CPU"), grew("Timeout"));
+    eprintln!(
+        "CPU +{cpu:.1} s (truth {:.1}), Timeout +{timeout:.1} s (truth {elapsed:.1})",
+        2.0 * elapsed
+    );
+    // Ground truth: two spinning sessions and one sleeping one of ours
+    // over the window; the pgvigil-named sleeper adds nothing.
+    assert!(
+        (cpu - 2.0 * elapsed).abs() <= 0.25 * 2.0 * elapsed,
+        "CPU +{cpu:.1} s over {elapsed:.1} s of two spinning sessions"
+    );
+    assert!(
+        (timeout - elapsed).abs() <= 0.25 * elapsed,
+        "Timeout +{timeout:.1} s over {elapsed:.1} s of one sleeping session (pgvigil's own left out)"
+    );
+    for r in running {
+        r.await.unwrap().unwrap();
+    }
 }
