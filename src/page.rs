@@ -16,9 +16,10 @@ use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::collect::Detail;
+use crate::collect::active_sessions::report::{LoadReport, label, summary};
 use crate::collect::statements::report::StatementsReport;
 use crate::explain::plan::PlanRecord;
-use crate::report::{Role, statements_of, version};
+use crate::report::{Role, load_of, statements_of, version};
 use crate::snapshot::TargetView;
 
 mod schema;
@@ -107,6 +108,9 @@ fn target(view: &TargetView, out: &mut String) {
     if let Some(report) = crate::report::vacuum_tables::tables_of(view) {
         vacuum_tables::section(report, out);
     }
+    if let Some(load) = load_of(view) {
+        load_section(load, statements_of(view), out);
+    }
     findings(view, out);
     schema::section(view, out);
     out.push_str("</section>\n");
@@ -173,6 +177,55 @@ fn statements(report: &StatementsReport, out: &mut String) {
             escape(&s.usename),
             escape(&s.queryid),
             escape(s.query.as_deref().unwrap_or("(text unavailable)")),
+        );
+    }
+    out.push_str("</table>\n");
+}
+
+/// Where time went: load by wait event, and per statement ("70% on
+/// IO:DataFileRead") with its text from the statements report.
+fn load_section(load: &LoadReport, statements: Option<&StatementsReport>, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "<h3>Database load</h3><p>over the last {:.0} s: {:.2} average active sessions</p>",
+        load.window_seconds, load.average_active_sessions
+    );
+    if load.wait_events.is_empty() {
+        out.push_str("<p class=\"muted\">no active session was sampled</p>\n");
+        return;
+    }
+    out.push_str(
+        "<table class=\"load\"><tr><th>wait event</th><th>sessions</th><th>share</th></tr>\n",
+    );
+    for w in load.wait_events.iter().take(10) {
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td class=\"n\">{:.2}</td><td class=\"n\">{:.0}%</td></tr>",
+            escape(&label(w)),
+            w.seconds / load.window_seconds.max(f64::MIN_POSITIVE),
+            w.ratio * 100.0,
+        );
+    }
+    out.push_str("</table>\n");
+    if !load.per_statement || load.statements.is_empty() {
+        return;
+    }
+    out.push_str(
+        "<table class=\"load-statements\"><tr><th>queryid</th><th>sessions</th>\
+         <th>time spent on</th><th>query</th></tr>\n",
+    );
+    for s in load.statements.iter().take(TOP_STATEMENTS) {
+        let text = statements
+            .and_then(|r| r.statements.iter().find(|t| t.queryid == s.queryid))
+            .and_then(|t| t.query.as_deref())
+            .unwrap_or("(not among the top statements)");
+        let _ = writeln!(
+            out,
+            "<tr><td><code>{}</code></td><td class=\"n\">{:.2}</td><td>{}</td><td><code>{}</code></td></tr>",
+            escape(&s.queryid),
+            s.average_active_sessions,
+            escape(&summary(&s.wait_events, 3)),
+            escape(text),
         );
     }
     out.push_str("</table>\n");

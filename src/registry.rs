@@ -34,6 +34,8 @@ pub struct Parts {
     reports: Option<Arc<collect::statements::ReportSender>>,
     /// The schema collector's floor for unused indexes.
     unused_index_min_bytes: u64,
+    /// The active_sessions collector's interval: what one sample stands for.
+    active_sessions: Duration,
 }
 
 /// How a collector runs.
@@ -219,6 +221,19 @@ pub static COLLECTORS: &[Spec] = &[
         },
     },
     Spec {
+        name: "active_sessions",
+        metrics: collect::active_sessions::METRICS,
+        own_sql: &[collect::active_sessions::OWN_SQL],
+        run: Run::Session {
+            interval: |c, _| c.active_sessions,
+            build: |parts| {
+                Box::new(collect::active_sessions::ActiveSessions::new(
+                    parts.active_sessions,
+                ))
+            },
+        },
+    },
+    Spec {
         name: "backup",
         metrics: collect::backup::METRICS,
         own_sql: &[],
@@ -389,6 +404,7 @@ pub fn jobs(
         log,
         reports,
         unused_index_min_bytes: c.schema.unused_index_min_bytes,
+        active_sessions: c.active_sessions.unwrap_or(Duration::from_secs(1)),
     });
     let mut jobs = Vec::new();
     for spec in COLLECTORS {

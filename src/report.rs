@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value as Json, json};
 
+use crate::collect::active_sessions::report::{LoadReport, label, summary};
 use crate::collect::statements::report::StatementsReport;
 use crate::collect::{connections, database_size, databases, server};
 use crate::metric::{Desc, Family, Value};
@@ -100,6 +101,14 @@ pub fn statements_of(view: &TargetView) -> Option<&StatementsReport> {
     })
 }
 
+/// The active_sessions collector's load report of a target, if any.
+pub fn load_of(view: &TargetView) -> Option<&LoadReport> {
+    view.collectors.iter().find_map(|(_, s)| match &s.detail {
+        Some(Detail::ActiveSessions(r)) => Some(r.as_ref()),
+        _ => None,
+    })
+}
+
 /// `/api/v1/plans`: recent automatic plans of every target, newest first.
 pub fn plans_json(views: &[TargetView]) -> Json {
     let mut plans: Vec<(f64, Json)> = Vec::new();
@@ -135,7 +144,14 @@ pub fn statements_json(views: &[TargetView]) -> Json {
                 None => Some("the statements collector is off".to_string()),
                 Some(s) => s.last_error.clone(),
             };
-            let report = statements_of(view).map(|r| serde_json::to_value(r).unwrap_or(Json::Null));
+            let report = statements_of(view).map(|r| {
+                let mut report = serde_json::to_value(r).unwrap_or(Json::Null);
+                // Each statement's load by wait event, joined on queryid.
+                if let Some(load) = load_of(view) {
+                    load.annotate(&mut report);
+                }
+                report
+            });
             let error = match (&report, error) {
                 (None, None) => {
                     Some("waiting for a second sample (percentiles need an interval)".to_string())
@@ -186,6 +202,7 @@ pub fn json(views: &[TargetView]) -> Json {
                 "saturation": Saturation::of(view),
                 "vacuum": vacuum::report_json(view),
                 "schema": schema::schema_of(view),
+                "load": load_of(view),
                 "metrics": metrics,
             })
         })
@@ -352,6 +369,9 @@ pub fn table(views: &[TargetView]) -> String {
         if let Some(report) = schema::schema_of(view) {
             out.push_str(&schema::table(report));
         }
+        if let Some(load) = load_of(view) {
+            out.push_str(&load_table(load, statements_of(view)));
+        }
         out.push('\n');
     }
     out
@@ -395,6 +415,64 @@ fn pools_table(pools: &[Pool]) -> String {
             "POOL SIZE",
             "USE",
         ],
+        &rows,
+    ));
+    out
+}
+
+/// Database load by wait event, then per statement with its text when the
+/// statements report has it.
+fn load_table(load: &LoadReport, statements: Option<&StatementsReport>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nload over the last {:.0}s: {:.2} average active sessions",
+        load.window_seconds, load.average_active_sessions
+    );
+    let rows: Vec<Vec<String>> = load
+        .wait_events
+        .iter()
+        .take(10)
+        .map(|w| {
+            vec![
+                label(w),
+                format!(
+                    "{:.2}",
+                    w.seconds / load.window_seconds.max(f64::MIN_POSITIVE)
+                ),
+                percent(w.ratio),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        out.push_str(&columns(&["WAIT EVENT", "SESSIONS", "SHARE"], &rows));
+    }
+    if !load.per_statement || load.statements.is_empty() {
+        return out;
+    }
+    let text = |queryid: &str| {
+        statements
+            .and_then(|r| r.statements.iter().find(|s| s.queryid == queryid))
+            .and_then(|s| s.query.as_deref())
+            .map(|q| crate::sql::shorten(q, 60))
+            .unwrap_or_else(|| "-".into())
+    };
+    let rows: Vec<Vec<String>> = load
+        .statements
+        .iter()
+        .take(10)
+        .map(|s| {
+            vec![
+                s.queryid.clone(),
+                format!("{:.2}", s.average_active_sessions),
+                summary(&s.wait_events, 3),
+                text(&s.queryid),
+            ]
+        })
+        .collect();
+    out.push_str("\nload by statement:\n");
+    out.push_str(&columns(
+        &["QUERYID", "SESSIONS", "WAIT EVENTS", "QUERY"],
         &rows,
     ));
     out

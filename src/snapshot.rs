@@ -64,6 +64,8 @@ pub enum Detail {
     Schema(Arc<crate::collect::schema::report::SchemaReport>),
     /// The tables closest to wraparound and their vacuum history.
     VacuumTables(Arc<VacuumTablesReport>),
+    /// The last minutes' load by wait event, per server and statement.
+    ActiveSessions(Arc<crate::collect::active_sessions::report::LoadReport>),
 }
 
 /// What one run of a collector left behind.

@@ -19,6 +19,7 @@ use crate::metric::Family;
 pub use crate::snapshot::{Collected, Detail};
 use crate::sql::OwnStatements;
 
+pub mod active_sessions;
 pub(crate) mod archiver;
 pub(crate) mod backup;
 pub(crate) mod checkpoints;

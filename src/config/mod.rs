@@ -200,6 +200,8 @@ pub struct Collectors {
     pub schema: Schema,
     /// Interval of the vacuum_tables collector.
     pub vacuum_tables: Option<Duration>,
+    /// Interval of the active_sessions collector.
+    pub active_sessions: Option<Duration>,
     /// Interval of the PgBouncer collectors.
     pub pgbouncer: Option<Duration>,
     /// Interval of the logs collector.

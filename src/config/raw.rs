@@ -233,6 +233,8 @@ pub struct RawCollectors {
     pub schema: Setting<SchemaSettings>,
     /// Per table: the oldest relfrozenxid and relminmxid, vacuum and analyze counts, in every watched database; every 5 minutes unless set.
     pub vacuum_tables: Setting<Every<300>>,
+    /// pg_stat_activity sampled for database load by wait event and the longest running statement; every second unless set.
+    pub active_sessions: Setting<Every<1>>,
     /// PgBouncer admin consoles configured under [target.pgbouncer]: pools, databases, totals.
     pub pgbouncer: Setting,
     /// The server's log directory configured under [target.logs]: slow statements, auth failures, errors; every 5 seconds unless set.
@@ -261,6 +263,7 @@ impl Default for RawCollectors {
             vacuum: Setting::default(),
             schema: Setting::default(),
             vacuum_tables: Setting::default(),
+            active_sessions: Setting::default(),
             pgbouncer: Setting::default(),
             logs: Setting::default(),
             statements: Setting::default(),

@@ -362,6 +362,7 @@ fn validate_collectors(c: &RawCollectors, problems: &mut Vec<Problem>) -> Collec
             unused_index_min_bytes: c.schema.0.unused_index_min_bytes,
         },
         vacuum_tables: resolve(c.vacuum_tables.0.interval),
+        active_sessions: resolve(c.active_sessions.0.interval),
         pgbouncer: interval(&c.pgbouncer),
         logs: resolve(c.logs.0.interval),
         statements: Statements {

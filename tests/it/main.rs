@@ -5,6 +5,8 @@
 // Real servers (PostgreSQL, replicas, PgBouncer, a TCP proxy, Prometheus), the pgvigil binary, shared checks.
 mod harness;
 
+// Active sessions by wait event: a lock queue as Lock seconds, per statement, in `once` and the page.
+mod active_sessions;
 // The alert rules and alerts/compat: promtool unit tests, a case per severity, runbook sections.
 mod alerts;
 // WAL archiving after a statistics reset; status files that are not segments.
