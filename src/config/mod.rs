@@ -211,7 +211,7 @@ pub struct Collectors {
 }
 
 /// The schema collector's validated settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Schema {
     /// Interval; `None` means off.
     pub interval: Option<Duration>,
