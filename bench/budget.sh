@@ -68,6 +68,7 @@ listen=127.0.0.1:$(free_port)
   echo 'database_size = "5s"'
   echo 'tables = "5s"'
   echo 'vacuum_tables = "5s"'
+  echo 'schema = "5s"'
   echo 'statements = "5s"'
 } > "$dir/pgvigil.toml"
 PGVIGIL_PASSWORD=bench "$binary" run --config "$dir/pgvigil.toml" 2>"$dir/agent.log" &

@@ -129,21 +129,22 @@ pub fn plans_json(views: &[TargetView]) -> Json {
     json!({ "plans": plans.into_iter().map(|(_, p)| p).collect::<Vec<_>>() })
 }
 
+/// Why a target has no fresh report from collector `name`: it is off, or
+/// its last run's error (None when the last run succeeded).
+pub fn collector_error(view: &TargetView, name: &str) -> Option<String> {
+    match view.collectors.iter().find(|(n, _)| *n == name) {
+        None => Some(format!("the {name} collector is off")),
+        Some((_, state)) => state.last_error.clone(),
+    }
+}
+
 /// `/api/v1/statements`: per target, the last interval's report, or the
 /// reason there is none.
 pub fn statements_json(views: &[TargetView]) -> Json {
     let targets: Vec<Json> = views
         .iter()
         .map(|view| {
-            let state = view
-                .collectors
-                .iter()
-                .find(|(name, _)| *name == "statements")
-                .map(|(_, s)| s);
-            let error = match state {
-                None => Some("the statements collector is off".to_string()),
-                Some(s) => s.last_error.clone(),
-            };
+            let error = collector_error(view, "statements");
             let report = statements_of(view).map(|r| {
                 let mut report = serde_json::to_value(r).unwrap_or(Json::Null);
                 // Each statement's load by wait event, joined on queryid.

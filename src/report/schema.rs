@@ -26,16 +26,8 @@ pub fn schema_json(views: &[TargetView]) -> Json {
     let targets: Vec<Json> = views
         .iter()
         .map(|view| {
-            let state = view
-                .collectors
-                .iter()
-                .find(|(name, _)| *name == "schema")
-                .map(|(_, s)| s);
             let report = schema_of(view).map(|r| serde_json::to_value(r).unwrap_or(Json::Null));
-            let error = match state {
-                None => Some("the schema collector is off".to_string()),
-                Some(s) => s.last_error.clone(),
-            };
+            let error = super::collector_error(view, "schema");
             let error = match (&report, error) {
                 (None, None) => Some("not collected yet".to_string()),
                 (_, e) => e,

@@ -31,15 +31,7 @@ pub fn vacuum_json(views: &[TargetView]) -> Json {
     let targets: Vec<Json> = views
         .iter()
         .map(|view| {
-            let state = view
-                .collectors
-                .iter()
-                .find(|(name, _)| *name == "vacuum")
-                .map(|(_, s)| s);
-            let error = match state {
-                None => Some("the vacuum collector is off".to_string()),
-                Some(s) => s.last_error.clone(),
-            };
+            let error = super::collector_error(view, "vacuum");
             json!({ "target": &*view.name, "report": report_json(view), "error": error })
         })
         .collect();

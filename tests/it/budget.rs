@@ -18,7 +18,7 @@ const WAIT: Duration = Duration::from_secs(60);
 const TOP: usize = 10;
 const HISTOGRAMS: usize = 3;
 /// The tables collector's top-N of tables and of indexes (not a setting).
-const TABLES_TOP: usize = 50;
+const TABLES_TOP: usize = 40;
 /// Series of one histogram with the default 16 buckets: those, `+Inf`,
 /// `_sum` and `_count`.
 const HISTOGRAM_SERIES: usize = 16 + 3;
