@@ -79,21 +79,21 @@ fn within_caps(m: &Metrics) -> &Metrics {
 async fn series_stay_within_the_budget_when_the_leaders_change() {
     let fx = Fixture::start().await;
     let admin = fx.pg.connect().await;
-    // 300 tables of one row: 50 that grow first (a), 50 that grow later
-    // past them (b), and 200 that stay small (t).
+    // Tables of one row: as many as the cap that grow first (a), as many
+    // that grow later past them (b), and 200 that stay small (t).
     admin
-        .batch_execute(
+        .batch_execute(&format!(
             "DO $$ DECLARE name text; BEGIN
-               FOR name IN SELECT p || g FROM unnest(ARRAY['a', 'b']) p, generate_series(1, 50) g
+               FOR name IN SELECT p || g FROM unnest(ARRAY['a', 'b']) p, generate_series(1, {TABLES_TOP}) g
                            UNION ALL SELECT 't' || g FROM generate_series(1, 200) g LOOP
                  EXECUTE format('CREATE TABLE %I (id int PRIMARY KEY, c int)', name);
                  EXECUTE format('INSERT INTO %I VALUES (1, 1)', name);
                END LOOP;
-               FOR g IN 1..50 LOOP
+               FOR g IN 1..{TABLES_TOP} LOOP
                  EXECUTE format('INSERT INTO a%s SELECT g, g FROM generate_series(2, 1000) g', g);
                END LOOP;
-             END $$",
-        )
+             END $$"
+        ))
         .await
         .unwrap();
     let agent = RunningAgent::start(
@@ -181,7 +181,7 @@ async fn series_stay_within_the_budget_when_the_leaders_change() {
     );
 
     // Tables: the a tables lead; then the b tables grow past them and lead,
-    // while the a tables are kept for 3 runs: 100 tables and 100 indexes.
+    // while the a tables are kept for 3 runs: twice the cap, plus "other".
     agent
         .wait_for(WAIT, "the a tables to lead", |m| {
             (1..=TABLES_TOP)
@@ -194,11 +194,11 @@ async fn series_stay_within_the_budget_when_the_leaders_change() {
         })
         .await;
     admin
-        .batch_execute(
-            "DO $$ BEGIN FOR g IN 1..50 LOOP
+        .batch_execute(&format!(
+            "DO $$ BEGIN FOR g IN 1..{TABLES_TOP} LOOP
                EXECUTE format('INSERT INTO b%s SELECT g, g FROM generate_series(2, 3000) g', g);
-             END LOOP; END $$",
-        )
+             END LOOP; END $$"
+        ))
         .await
         .unwrap();
     agent
@@ -210,6 +210,9 @@ async fn series_stay_within_the_budget_when_the_leaders_change() {
         .await;
     let m = agent.metrics().await;
     within_caps(&m);
-    assert_eq!(m.get("pg_tables_watched", &[]), Some(300.0));
+    assert_eq!(
+        m.get("pg_tables_watched", &[]),
+        Some((2 * TABLES_TOP + 200) as f64)
+    );
     crate::harness::promtool_check(&agent.get("/metrics").await.body);
 }

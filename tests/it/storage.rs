@@ -86,9 +86,10 @@ async fn tables_of_every_database_are_watched_and_the_rest_folded() {
             .filter(|n| *n >= 1.0)
         })
         .await;
-    // 152 tables: the largest 100 have series, the rest one "other".
+    // 152 tables: the largest 40 have series (twice as many while the
+    // leaders change), the rest one "other".
     let tables = m.find("pg_table_size_bytes", &[]).count();
-    assert!(tables <= 101, "{tables} table series");
+    assert!(tables <= 2 * 40 + 1, "{tables} table series");
     assert!(
         m.get("pg_table_size_bytes", &[("relname", "other")])
             .is_some()
