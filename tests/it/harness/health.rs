@@ -168,11 +168,13 @@ pub async fn agent_sessions(admin: &Client) -> i64 {
 }
 
 /// How many collectors a default config runs against a plain cluster
-/// (server, connections, databases, database_size, replication, slots,
-/// wal, checkpoints, archiver, filesystem, tables, statements).
-pub const COLLECTORS: usize = 12;
+/// (server, connections, active_sessions, databases, database_size,
+/// replication, slots, wal, checkpoints, archiver, filesystem, tables,
+/// vacuum, vacuum_tables, schema, statements).
+pub const COLLECTORS: usize = 16;
 
 /// `[collectors]` lines putting the collectors with longer default
 /// intervals on 1 s too, so that every collector's success says something
 /// about the last second.
-pub const EVERY_SECOND: &str = "tables = \"1s\"\ndatabase_size = \"1s\"\nstatements = \"1s\"\n";
+pub const EVERY_SECOND: &str = "tables = \"1s\"\ndatabase_size = \"1s\"\nstatements = \"1s\"\n\
+     vacuum_tables = \"1s\"\nschema = \"1s\"\n";
