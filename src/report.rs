@@ -15,8 +15,8 @@ use crate::metric::{Desc, Family, Value};
 use crate::saturation::{Pool, Saturation};
 use crate::snapshot::{Detail, TargetView};
 
-pub mod vacuum;
 pub mod schema;
+pub mod vacuum;
 pub mod vacuum_tables;
 
 fn families(view: &TargetView) -> impl Iterator<Item = &Family> {

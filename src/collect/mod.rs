@@ -58,6 +58,26 @@ pub struct Context<'a> {
     pub own: &'a OwnStatements,
 }
 
+impl Context<'_> {
+    /// A session of its own to `datname`, for a collector that visits
+    /// databases other than the target's. Failing to open it (no free slot,
+    /// say) is [`CollectError::Visit`]: it says nothing about the target's
+    /// session, which is not dropped or reset for it.
+    pub async fn visit(
+        &self,
+        datname: &str,
+    ) -> Result<crate::connection::session::Live, CollectError> {
+        let mut params = self.params.clone();
+        params.dbname = Some(datname.to_string());
+        crate::connection::session::open(&params, self.limits)
+            .await
+            .map_err(|source| CollectError::Visit {
+                datname: datname.to_string(),
+                source,
+            })
+    }
+}
+
 /// Why a collector run failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {

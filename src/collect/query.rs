@@ -239,16 +239,9 @@ impl Collector for Query {
         let lock_timeout = cx.limits.lock_timeout;
         let families = match &self.spec.database {
             Some(datname) if *datname != cx.caps.database => {
-                let mut params = cx.params.clone();
-                params.dbname = Some(datname.clone());
                 // Failing to open this one says nothing about the target's
                 // session, which stays.
-                let other = crate::connection::session::open(&params, cx.limits)
-                    .await
-                    .map_err(|source| CollectError::Visit {
-                        datname: datname.clone(),
-                        source,
-                    })?;
+                let other = cx.visit(datname).await?;
                 // Nor does losing it: the target's session is not reset
                 // and pg_up stays as it is.
                 self.run(&other.client, lock_timeout, deadline)

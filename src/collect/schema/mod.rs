@@ -99,14 +99,7 @@ impl Collector for Schema {
             let found = if *datname == cx.caps.database {
                 read::database(cx.client, datname, self.unused_index_min_bytes).await?
             } else {
-                let mut params = cx.params.clone();
-                params.dbname = Some(datname.clone());
-                let other = crate::connection::session::open(&params, cx.limits)
-                    .await
-                    .map_err(|source| CollectError::Visit {
-                        datname: datname.clone(),
-                        source,
-                    })?;
+                let other = cx.visit(datname).await?;
                 read::database(&other.client, datname, self.unused_index_min_bytes).await?
             };
             databases.push(found);

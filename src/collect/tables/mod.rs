@@ -286,16 +286,7 @@ impl Collector for Tables {
             let visited = if *datname == cx.caps.database {
                 visit(cx.client, datname, sizes, budget, lock_wait).await?
             } else {
-                let mut params = cx.params.clone();
-                params.dbname = Some(datname.clone());
-                // Failing to open this one (no free slot, say) says nothing
-                // about the target's session, which must not be dropped.
-                let other = crate::connection::session::open(&params, cx.limits)
-                    .await
-                    .map_err(|source| CollectError::Visit {
-                        datname: datname.clone(),
-                        source,
-                    })?;
+                let other = cx.visit(datname).await?;
                 visit(&other.client, datname, sizes, budget, lock_wait).await?
             };
             tables.extend(visited.tables);

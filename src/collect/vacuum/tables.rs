@@ -198,16 +198,7 @@ impl Collector for VacuumTables {
             let mut mine = if datname == cx.caps.database {
                 read(cx.client, &datname).await?
             } else {
-                let mut params = cx.params.clone();
-                params.dbname = Some(datname.clone());
-                // Failing to open this one says nothing about the target's
-                // session, which must not be dropped.
-                let other = crate::connection::session::open(&params, cx.limits)
-                    .await
-                    .map_err(|source| CollectError::Visit {
-                        datname: datname.clone(),
-                        source,
-                    })?;
+                let other = cx.visit(&datname).await?;
                 read(&other.client, &datname).await?
             };
             by_age(&mut mine, |r| r.xid_age);
