@@ -249,15 +249,7 @@ async fn running_sessions_count_as_cpu_and_pgvigils_own_are_left_out() {
             async move { client.batch_execute(&sql).await },
         ));
     }
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host_path(fx.pg.socket_dir())
-        .port(fx.pg.port)
-        .user("postgres")
-        .dbname("postgres")
-        .application_name("pgvigil");
-    let (own, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
+    let own = fx.pg.connect_as("pgvigil", "postgres").await;
     running.push(tokio::spawn(async move { own.batch_execute(&sleep).await }));
 
     let admin = fx.pg.connect().await;

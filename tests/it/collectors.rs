@@ -104,15 +104,7 @@ async fn pgvigils_own_transactions_are_not_the_longest() {
     let fx = Fixture::start().await;
     // A session naming itself pgvigil (as the agent's EXPLAIN transaction
     // does) opens a transaction and stays idle in it.
-    let mut config = tokio_postgres::Config::new();
-    config
-        .host_path(fx.pg.socket_dir())
-        .port(fx.pg.port)
-        .user("postgres")
-        .dbname("postgres")
-        .application_name("pgvigil");
-    let (own, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(connection);
+    let own = fx.pg.connect_as("pgvigil", "postgres").await;
     own.batch_execute("BEGIN; SELECT 1").await.unwrap();
     let own_opened = std::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(6)).await;

@@ -499,13 +499,19 @@ impl PgServer {
 
     /// A superuser connection to `dbname`.
     pub async fn connect_to(&self, dbname: &str) -> Client {
+        self.connect_as("pgvigil-tests", dbname).await
+    }
+
+    /// A superuser connection to `dbname` under `application_name` (as
+    /// "pgvigil", one the agent takes for its own).
+    pub async fn connect_as(&self, application_name: &str, dbname: &str) -> Client {
         let mut config = tokio_postgres::Config::new();
         config
             .host_path(self.socket_dir())
             .port(self.port)
             .user("postgres")
             .dbname(dbname)
-            .application_name("pgvigil-tests");
+            .application_name(application_name);
         let (client, connection) = config.connect(NoTls).await.expect("superuser connection");
         tokio::spawn(async move {
             let _ = connection.await;
