@@ -8,8 +8,18 @@ use crate::harness::{Fixture, Metrics, outputs};
 
 /// `pgvigil once` against `fx`, run through `wrapper` (a command and its
 /// arguments that end by running the program that follows; none: as is).
+///
+/// The binary runs from a copy in the fixture's scratch directory, which
+/// every user may reach: the checkout holding the build may not be (a clone
+/// under `mktemp -d` is 0700), and the test runs pgvigil as `nobody`.
 fn once_through(fx: &Fixture, wrapper: &[&str]) -> Metrics {
-    let binary = crate::harness::agent::binary();
+    use std::os::unix::fs::PermissionsExt;
+    let binary = fx.pg.scratch().join("pgvigil");
+    if !binary.exists() {
+        std::fs::copy(crate::harness::agent::binary(), &binary).expect("copy pgvigil");
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))
+            .expect("make the copy executable for all");
+    }
     let password = format!("PGPASSWORD={}", fx.password);
     let dsn = fx.dsn();
     let mut command: Vec<&str> = wrapper.to_vec();
