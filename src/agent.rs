@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::collect::process::ProcessSampler;
-use crate::config::{Config, Target};
+use crate::config::{Config, Redis, Target};
 use crate::connection::session::{ConnectError, Limits, Session};
 use crate::explain::worker::{Reports, Worker};
 use crate::exposition::{self, Format};
@@ -158,6 +158,7 @@ pub fn prepare(config: &Config, target: &Target, shared: &Shared) -> Prepared {
         budget: config.collectors.timeout,
         notifier: shared.notifier.clone(),
         own: shared.own.clone(),
+        redis: None,
     };
     Prepared {
         handle,
@@ -165,6 +166,40 @@ pub fn prepare(config: &Config, target: &Target, shared: &Shared) -> Prepared {
         feed,
         reports,
         explain,
+    }
+}
+
+/// Builds one `[[redis]]` target: its one connection (not yet open) and
+/// its collectors, scheduled and stored like a PostgreSQL target's.
+pub fn prepare_redis(config: &Config, redis: &Redis, shared: &Shared) -> Prepared {
+    let session = crate::connection::redis::RedisSession::new(
+        Arc::new(redis.endpoint.clone()),
+        config.collectors.timeout,
+    );
+    let limits = Limits {
+        statement_timeout: config.collectors.timeout,
+        lock_timeout: config.collectors.lock_timeout,
+        monitoring: true,
+    };
+    // The PostgreSQL session of the handle stays unused (never connected).
+    let params = Arc::new(crate::connection::dsn::ConnParams::default());
+    let handle = TargetHandle {
+        name: Arc::from(redis.name.as_str()),
+        params: params.clone(),
+        databases: Arc::new(crate::config::Databases::Auto),
+        session: Arc::new(Mutex::new(Session::new(params, limits))),
+        store: shared.store.clone(),
+        budget: config.collectors.timeout,
+        notifier: shared.notifier.clone(),
+        own: shared.own.clone(),
+        redis: Some(Arc::new(Mutex::new(session))),
+    };
+    Prepared {
+        handle,
+        collectors: registry::redis_jobs(redis),
+        feed: None,
+        reports: None,
+        explain: None,
     }
 }
 
@@ -182,6 +217,7 @@ impl Agent {
             .targets
             .iter()
             .map(|target| prepare(config, target, &shared))
+            .chain(config.redis.iter().map(|r| prepare_redis(config, r, &shared)))
             .collect();
         store.retarget(
             targets
@@ -213,6 +249,13 @@ impl Agent {
             handle, collectors, ..
         } in &mut self.targets
         {
+            // A Redis target that cannot be reached says so in redis_up
+            // and its collectors' errors; PostgreSQL is the one that must
+            // answer for `once` to succeed.
+            if handle.redis.is_some() {
+                run_all(handle, collectors, |_| true).await;
+                continue;
+            }
             let first = handle.session.lock().await.connect().await.map(|_| ());
             if let Err(source) = first {
                 return Err(OnceError {

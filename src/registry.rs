@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::collect::{self, Collector};
-use crate::config::{Collectors, Config, Target};
+use crate::collect::redis::RedisCollector;
+use crate::config::{Collectors, Config, Redis, RedisIntervals, Target};
 use crate::logs::feed::LogFeed;
 use crate::metric::Desc;
 use crate::schedule::{Job, Scheduled, SessionJob};
@@ -55,6 +56,14 @@ pub enum Run {
     Query,
     /// With `[target.backup]`: runs pgBackRest.
     Backup,
+    /// One per `[[redis]]` target, over its one connection: its interval
+    /// from `[redis.collectors]` and its constructor.
+    Redis {
+        /// The interval.
+        interval: fn(&RedisIntervals) -> Option<Duration>,
+        /// A collector with no history.
+        build: fn() -> Box<dyn RedisCollector>,
+    },
     /// Not scheduled per target: families the agent publishes itself (its
     /// health, its process) or the EXPLAIN worker.
     Elsewhere,
@@ -273,6 +282,66 @@ pub static COLLECTORS: &[Spec] = &[
         },
     },
     Spec {
+        name: "redis",
+        metrics: crate::snapshot::REDIS_HEALTH_METRICS,
+        own_sql: &[],
+        run: Run::Elsewhere,
+    },
+    Spec {
+        name: "redis_info",
+        metrics: collect::redis::info::METRICS,
+        own_sql: &[],
+        run: Run::Redis {
+            interval: |i| i.info,
+            build: || Box::new(collect::redis::info::RedisInfo),
+        },
+    },
+    Spec {
+        name: "redis_replication",
+        metrics: collect::redis::replication::REPLICATION_METRICS,
+        own_sql: &[],
+        run: Run::Redis {
+            interval: |i| i.replication,
+            build: || Box::new(collect::redis::replication::RedisReplication),
+        },
+    },
+    Spec {
+        name: "redis_persistence",
+        metrics: collect::redis::replication::PERSISTENCE_METRICS,
+        own_sql: &[],
+        run: Run::Redis {
+            interval: |i| i.persistence,
+            build: || Box::new(collect::redis::replication::RedisPersistence),
+        },
+    },
+    Spec {
+        name: "redis_commands",
+        metrics: collect::redis::commands::METRICS,
+        own_sql: &[],
+        run: Run::Redis {
+            interval: |i| i.commands,
+            build: || Box::new(collect::redis::commands::RedisCommands),
+        },
+    },
+    Spec {
+        name: "redis_slowlog",
+        metrics: collect::redis::slowlog::SLOWLOG_METRICS,
+        own_sql: &[],
+        run: Run::Redis {
+            interval: |i| i.slowlog,
+            build: || Box::new(collect::redis::slowlog::RedisSlowlog::default()),
+        },
+    },
+    Spec {
+        name: "redis_cluster",
+        metrics: collect::redis::slowlog::CLUSTER_METRICS,
+        own_sql: &[],
+        run: Run::Redis {
+            interval: |i| i.cluster,
+            build: || Box::new(collect::redis::slowlog::RedisCluster),
+        },
+    },
+    Spec {
         name: "query",
         metrics: &[],
         own_sql: &[collect::query::OWN_SQL],
@@ -328,13 +397,13 @@ pub fn metrics_reference() -> String {
          Generated from the collector registry (`src/registry.rs`) and each collector's metric descriptors; do not edit by hand.\n\
          Regenerate with `PGVIGIL_BLESS=1 cargo test --test it docs::`. One test fails when this file and the\n\
          code disagree; another checks that a real run publishes exactly these names.\n\n\
-         Conventions: `pg_` is what PostgreSQL reports, `pgbouncer_` PgBouncer, `pgvigil_` the agent\n\
-         itself. Units are in the name (`_seconds`, `_bytes`), counters end in `_total` and are the\n\
+         Conventions: `pg_` is what PostgreSQL reports, `pgbouncer_` PgBouncer, `redis_` Redis (`[[redis]]`\n\
+         targets, with oliver006/redis_exporter's names and labels), `pgvigil_` the agent itself. Units are in the name (`_seconds`, `_bytes`), counters end in `_total` and are the\n\
          server's own cumulative values (a statistics reset shows as a counter reset, which `rate()` and\n\
          `increase()` handle; only the `\"other\"` folds are pgvigil's sums, from 0 at agent start), `_info` gauges carry text\n\
          in labels with the value 1.\n\
          \n\
-         Every series carries `target`: the `[[target]]`'s name, `\"main\"` for a lone unnamed one. Every\n\
+         Every series carries `target`: the `[[target]]`'s (or `[[redis]]`'s) name, `\"main\"` for a lone unnamed one. Every\n\
          PgBouncer series also carries `pgbouncer`: the console's name, `\"pgbouncer\"` for the first unnamed\n\
          one (`\"pgbouncerN\"` for the one at index N). Both are there however many targets and consoles\n\
          are configured, so adding one renames no existing series. `/probe?target=NAME` keeps `target`\n\
@@ -475,10 +544,28 @@ pub fn jobs(
                     });
                 }
             }
-            Run::Elsewhere => {}
+            Run::Elsewhere | Run::Redis { .. } => {}
         }
     }
     jobs
+}
+
+/// The enabled collectors of one `[[redis]]` target, each a collector of
+/// its own over the target's one connection.
+pub fn redis_jobs(redis: &Redis) -> Vec<Scheduled> {
+    COLLECTORS
+        .iter()
+        .filter_map(|spec| match spec.run {
+            Run::Redis { interval, build } => Some(Scheduled {
+                job: Job::Redis {
+                    name: spec.name,
+                    collector: build(),
+                },
+                interval: interval(&redis.intervals)?,
+            }),
+            _ => None,
+        })
+        .collect()
 }
 
 #[cfg(test)]

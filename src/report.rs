@@ -15,6 +15,7 @@ use crate::metric::{Desc, Family, Value};
 use crate::saturation::{Pool, Saturation};
 use crate::snapshot::{Detail, TargetView};
 
+pub mod redis;
 pub mod schema;
 pub mod vacuum;
 pub mod vacuum_tables;
@@ -261,7 +262,11 @@ pub fn table(views: &[TargetView]) -> String {
             Some(false) => "DOWN",
             None => "not yet collected",
         };
-        let _ = writeln!(out, "target {}: {up}, {version}, {role}", view.name);
+        if view.redis {
+            let _ = writeln!(out, "target {} (redis): {up}", view.name);
+        } else {
+            let _ = writeln!(out, "target {}: {up}, {version}, {role}", view.name);
+        }
         for (name, s) in &view.collectors {
             let status = match &s.last_error {
                 None => format!("ok in {} ms", s.duration.as_millis()),
@@ -372,6 +377,9 @@ pub fn table(views: &[TargetView]) -> String {
         }
         if let Some(load) = load_of(view) {
             out.push_str(&load_table(load, statements_of(view)));
+        }
+        if view.redis {
+            redis::table(view, &mut out);
         }
         out.push('\n');
     }

@@ -140,7 +140,22 @@ impl Saturation {
 pub fn json(views: &[TargetView]) -> serde_json::Value {
     let targets: Vec<_> = views
         .iter()
+        .filter(|v| !v.redis)
         .map(|v| serde_json::json!({ "target": &*v.name, "saturation": Saturation::of(v) }))
         .collect();
-    serde_json::json!({ "targets": targets })
+    // Redis: clients against maxclients, per Redis target.
+    let mut redis = serde_json::Map::new();
+    for v in views.iter().filter(|v| v.redis) {
+        let used = v.value(&crate::collect::redis::info::CONNECTED_CLIENTS, &[]);
+        let max = v.value(&crate::collect::redis::info::MAX_CLIENTS, &[]);
+        let ratio = match (used, max) {
+            (Some(u), Some(m)) if m > 0.0 => Some(u / m),
+            _ => None,
+        };
+        redis.insert(
+            v.name.to_string(),
+            serde_json::json!({ "connected_clients": used, "max_clients": max, "ratio": ratio }),
+        );
+    }
+    serde_json::json!({ "targets": targets, "redis": redis })
 }

@@ -14,7 +14,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::collect::redis::RedisCollector;
 use crate::collect::{CollectError, Collected, Collector, Context, Standalone};
+use crate::connection::redis::RedisSession;
 use crate::connection::caps::ServerIdentity;
 use crate::connection::session::Session;
 use crate::snapshot::{Outcome, Store};
@@ -74,6 +76,13 @@ pub enum Job {
         /// The collector.
         collector: Box<dyn Standalone>,
     },
+    /// Reads a `[[redis]]` target over its one connection.
+    Redis {
+        /// The `collector` label value.
+        name: &'static str,
+        /// The collector.
+        collector: Box<dyn RedisCollector>,
+    },
 }
 
 impl Job {
@@ -81,7 +90,7 @@ impl Job {
     pub fn name(&self) -> &'static str {
         match self {
             Job::Session(j) => j.name,
-            Job::Standalone { name, .. } => name,
+            Job::Standalone { name, .. } | Job::Redis { name, .. } => name,
         }
     }
 
@@ -118,6 +127,9 @@ pub struct TargetHandle {
     pub notifier: Option<Arc<crate::notify::Notifier>>,
     /// pgvigil's own statements, for collectors that build SQL at run time.
     pub own: OwnStatements,
+    /// A `[[redis]]` target's one connection, shared by its collectors
+    /// (then `session` is never connected).
+    pub redis: Option<Arc<Mutex<RedisSession>>>,
 }
 
 /// Runs one collector once and stores the outcome: connect if needed,
@@ -129,7 +141,7 @@ pub async fn run_and_record(target: &TargetHandle, job: &mut Job, errors: &mut E
     let name = job.name();
     let (on_failure, label) = match job {
         Job::Standalone { collector, .. } => (collector.on_failure(), collector.label()),
-        Job::Session(_) => (Vec::new(), None),
+        Job::Session(_) | Job::Redis { .. } => (Vec::new(), None),
     };
     let (result, duration) = match job {
         Job::Session(job) => {
@@ -148,6 +160,20 @@ pub async fn run_and_record(target: &TargetHandle, job: &mut Job, errors: &mut E
             };
             (result, started.elapsed())
         }
+        Job::Redis { collector, .. } => match &target.redis {
+            Some(session) => {
+                let mut session = session.lock().await;
+                let started = Instant::now();
+                let result = run_redis(&mut session, target, collector.as_mut()).await;
+                (result, started.elapsed())
+            }
+            None => (
+                Err(CollectError::Unavailable(
+                    "not a Redis target".to_string(),
+                )),
+                Duration::ZERO,
+            ),
+        },
     };
     errors.note(&target.name, name, &result);
     let outcome = Outcome {
@@ -174,6 +200,34 @@ async fn run_once(
         Err(_) => true,
     };
     let was_up = target.store.set_up(&target.name, up);
+    if let (Some(true), false, Some(notifier), Err(e)) = (was_up, up, &target.notifier, &result) {
+        notifier.target_lost(&target.name, &e.to_string());
+    }
+    result
+}
+
+/// One Redis collector run: connect if needed (with backoff), collect
+/// (every command has the timeout), keep `redis_up` truthful: it is 0 as
+/// soon as any collector finds the server gone, 1 as soon as one reaches
+/// it, so within one interval either way.
+async fn run_redis(
+    session: &mut RedisSession,
+    target: &TargetHandle,
+    collector: &mut dyn RedisCollector,
+) -> Result<Collected, CollectError> {
+    let result = match session.connect().await {
+        Ok(link) => collector.collect(link).await,
+        Err(e) => Err(CollectError::Connect(e)),
+    };
+    let up = match &result {
+        Ok(_) => true,
+        Err(e) if e.connection_lost() => {
+            session.reset(&e.to_string());
+            false
+        }
+        Err(_) => true,
+    };
+    let was_up = target.store.set_redis_up(&target.name, up);
     if let (Some(true), false, Some(notifier), Err(e)) = (was_up, up, &target.notifier, &result) {
         notifier.target_lost(&target.name, &e.to_string());
     }

@@ -22,6 +22,11 @@ static SUCCESS: Desc = desc!(Gauge "pgvigil_collector_success", ["collector"], "
 static DURATION: Desc = desc!(Gauge "pgvigil_collector_duration", unit = Seconds, ["collector"], "How long the collector's last run took.");
 static LAST_SUCCESS: Desc = desc!(Gauge "pgvigil_collector_last_success_timestamp", unit = Seconds, ["collector"], "When the collector last succeeded, as a Unix time.", only_when = "the collector has succeeded at least once");
 
+static REDIS_UP: Desc = desc!(Gauge "redis_up", [], "1 if the last attempt to reach the Redis server succeeded (connected and answered), else 0.");
+
+/// The health family of a `[[redis]]` target.
+pub static REDIS_HEALTH_METRICS: &[&Desc] = &[&REDIS_UP];
+
 /// Descriptors of the health families derived from the store itself.
 pub static HEALTH_METRICS: &[&Desc] = &[&UP, &SUCCESS, &DURATION, &LAST_SUCCESS];
 
@@ -66,6 +71,10 @@ pub enum Detail {
     VacuumTables(Arc<VacuumTablesReport>),
     /// The last minutes' load by wait event, per server and statement.
     ActiveSessions(Arc<crate::collect::active_sessions::report::LoadReport>),
+    /// A Redis target's top commands with their latency percentiles.
+    RedisCommands(Arc<crate::collect::redis::report::CommandsReport>),
+    /// A Redis target's slowest slow-log entries.
+    RedisSlowlog(Arc<crate::collect::redis::report::SlowlogReport>),
 }
 
 /// What one run of a collector left behind.
@@ -117,6 +126,8 @@ impl Outcome {
 #[derive(Debug, Default)]
 struct TargetEntry {
     up: Option<bool>,
+    /// A `[[redis]]` target: its `up` is `redis_up`, not `pg_up`.
+    redis: bool,
     expected: Vec<&'static str>,
     collectors: BTreeMap<&'static str, CollectorState>,
 }
@@ -142,8 +153,10 @@ pub struct TargetView {
     /// The target's name: the `target` label of every one of its series,
     /// however many targets there are.
     pub name: Arc<str>,
-    /// `pg_up`, once known.
+    /// `pg_up` (or `redis_up`), once known.
     pub up: Option<bool>,
+    /// Whether it is a `[[redis]]` target.
+    pub redis: bool,
     /// Each collector's state, by collector name.
     pub collectors: Vec<(&'static str, CollectorState)>,
 }
@@ -235,6 +248,16 @@ impl Store {
             .flatten()
     }
 
+    /// Records whether a `[[redis]]` target's server answered (published
+    /// as `redis_up`); returns what was recorded before.
+    pub fn set_redis_up(&self, target: &str, up: bool) -> Option<bool> {
+        self.with_target(target, |entry| {
+            entry.redis = true;
+            entry.up.replace(up)
+        })
+        .flatten()
+    }
+
     /// Stores one collector run.
     pub fn record(&self, target: &str, collector: &'static str, outcome: Outcome) {
         self.with_target(target, |entry| {
@@ -306,6 +329,7 @@ impl Store {
             .map(|(name, entry)| TargetView {
                 name: name.clone(),
                 up: entry.up,
+                redis: entry.redis,
                 collectors: entry
                     .collectors
                     .iter()
@@ -350,7 +374,8 @@ impl TargetView {
     pub fn health_families(&self) -> Vec<Family> {
         let mut families = Vec::with_capacity(HEALTH_METRICS.len());
         if let Some(up) = self.up {
-            families.push(Family::single(&UP, if up { 1.0 } else { 0.0 }));
+            let desc = if self.redis { &REDIS_UP } else { &UP };
+            families.push(Family::single(desc, if up { 1.0 } else { 0.0 }));
         }
         let mut success = Family::new(&SUCCESS);
         let mut duration = Family::new(&DURATION);

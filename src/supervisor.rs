@@ -17,22 +17,63 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agent::{self, Prepared, Shared};
-use crate::config::{Collectors, Config, Explain, Notify, Target};
+use crate::config::{Collectors, Config, Explain, Notify, Redis, Target};
+
+/// One watched target of either kind, as the config names it.
+#[derive(Clone, Copy)]
+enum Watched<'a> {
+    /// A `[[target]]`.
+    Postgres(&'a Target),
+    /// A `[[redis]]`.
+    Redis(&'a Redis),
+}
+
+impl<'a> Watched<'a> {
+    /// Every target of `config`, PostgreSQL ones first, in file order.
+    fn all(config: &'a Config) -> Vec<Watched<'a>> {
+        config
+            .targets
+            .iter()
+            .map(Watched::Postgres)
+            .chain(config.redis.iter().map(Watched::Redis))
+            .collect()
+    }
+
+    fn name(self) -> &'a str {
+        match self {
+            Watched::Postgres(t) => &t.name,
+            Watched::Redis(r) => &r.name,
+        }
+    }
+
+    fn prepare(self, config: &Config, shared: &Shared) -> Prepared {
+        match self {
+            Watched::Postgres(t) => agent::prepare(config, t, shared),
+            Watched::Redis(r) => agent::prepare_redis(config, r, shared),
+        }
+    }
+}
 
 /// Everything a target's tasks were built from; equal means "nothing to
 /// do".
 #[derive(Debug, Clone, PartialEq)]
 struct Fingerprint {
-    target: Target,
+    target: Option<Target>,
+    redis: Option<Redis>,
     collectors: Collectors,
     explain: Option<Explain>,
     notify: Notify,
 }
 
 impl Fingerprint {
-    fn of(config: &Config, target: &Target) -> Fingerprint {
+    fn of(config: &Config, watched: Watched) -> Fingerprint {
+        let (target, redis) = match watched {
+            Watched::Postgres(t) => (Some(t.clone()), None),
+            Watched::Redis(r) => (None, Some(r.clone())),
+        };
         Fingerprint {
-            target: target.clone(),
+            target,
+            redis,
             collectors: config.collectors.clone(),
             explain: config.explain.clone(),
             notify: config.notify.clone(),
@@ -101,7 +142,7 @@ impl Supervisor {
             token: token.clone(),
             running: Vec::new(),
         };
-        for (target, prepared) in config.targets.iter().zip(prepared) {
+        for (target, prepared) in Watched::all(config).into_iter().zip(prepared) {
             supervisor.launch(Fingerprint::of(config, target), prepared);
         }
         supervisor
@@ -138,20 +179,21 @@ impl Supervisor {
         let mut old = std::mem::take(&mut self.running);
         let mut start = Vec::new();
         let mut stopped = Vec::new();
-        for target in &config.targets {
+        let watched = Watched::all(config);
+        for &target in &watched {
             let fingerprint = Fingerprint::of(config, target);
-            match old.iter().position(|r| r.name == target.name) {
+            match old.iter().position(|r| r.name == target.name()) {
                 Some(i) if old[i].fingerprint == fingerprint => {
-                    changes.kept.push(target.name.clone());
+                    changes.kept.push(target.name().to_string());
                     self.running.push(old.swap_remove(i));
                 }
                 Some(i) => {
                     stopped.push(old.swap_remove(i).stop());
-                    changes.rebuilt.push(target.name.clone());
+                    changes.rebuilt.push(target.name().to_string());
                     start.push((target, fingerprint));
                 }
                 None => {
-                    changes.added.push(target.name.clone());
+                    changes.added.push(target.name().to_string());
                     start.push((target, fingerprint));
                 }
             }
@@ -171,17 +213,17 @@ impl Supervisor {
         let prepared: Vec<_> = start
             .into_iter()
             .map(|(target, fingerprint)| {
-                (fingerprint, agent::prepare(config, target, &self.shared))
+                (fingerprint, target.prepare(config, &self.shared))
             })
             .collect();
         // The store follows before the new tasks run, so their first
         // results land in fresh entries.
-        let names = config.targets.iter().map(|t| {
+        let names = watched.iter().map(|t| {
             let collectors = prepared
                 .iter()
-                .find(|(_, p)| p.name() == t.name)
+                .find(|(_, p)| p.name() == t.name())
                 .map(|(_, p)| p.collector_names());
-            (t.name.clone(), collectors)
+            (t.name().to_string(), collectors)
         });
         let mut expected = Vec::new();
         for (name, collectors) in names {
@@ -196,7 +238,7 @@ impl Supervisor {
             self.launch(fingerprint, prepared);
         }
         // Keep the config's order for the next comparison's logs.
-        let order = |name: &str| config.targets.iter().position(|t| t.name == name);
+        let order = |name: &str| watched.iter().position(|t| t.name() == name);
         self.running.sort_by_key(|r| order(&r.name));
         changes
     }

@@ -31,6 +31,7 @@ pub(crate) mod logs;
 pub(crate) mod pgbouncer;
 pub(crate) mod process;
 pub(crate) mod query;
+pub mod redis;
 pub(crate) mod replication;
 pub mod schema;
 pub(crate) mod server;
@@ -128,6 +129,9 @@ pub enum CollectError {
         /// Why it could not connect.
         source: ConnectError,
     },
+    /// A Redis command failed or got no answer.
+    #[error(transparent)]
+    Redis(#[from] crate::connection::redis::CommandError),
     /// Something the collector needs is not there (an extension, a
     /// privilege); it says what to do.
     #[error("{0}")]
@@ -154,6 +158,7 @@ impl CollectError {
                     None => source.as_db_error().is_none(),
                 }
             }
+            CollectError::Redis(e) => e.connection_lost(),
             CollectError::Timeout { .. }
             | CollectError::Visit { .. }
             | CollectError::Unavailable(_) => false,

@@ -15,6 +15,7 @@
 //!   explain, web, notify), from raw to validated.
 //! - `queries.rs`: `[[target.query]]`, the custom queries: the EXPLAIN
 //!   guard on their SQL, metric and label names.
+//! - `redis.rs`: `[[redis]]`, the cache-tier targets and their URLs.
 //! - `secrets.rs`: passwords from `password_file` and `password_env`.
 //! - This file: the validated types, [`Problem`], [`ConfigError`] and
 //!   [`Environment`].
@@ -36,16 +37,18 @@ use crate::connection::dsn::ConnParams;
 mod load;
 mod queries;
 mod raw;
+mod redis;
 mod secrets;
 mod validate;
 
 #[cfg(test)]
 mod tests;
 
+pub use redis::{Redis, RedisIntervals};
 pub use raw::{
     CollectorSettings, DEFAULT_LISTEN, Databases, Every, Interval, OneOrMany, QueryMetricType,
     RawBackup, RawCollectors, RawConfig, RawExplain, RawLogs, RawNotify, RawPgbouncer, RawQuery,
-    RawQueryMetric, RawTarget, RawWeb, Setting, StatementsSettings,
+    RawQueryMetric, RawRedis, RawRedisCollectors, RawTarget, RawWeb, Setting, StatementsSettings,
 };
 
 /// Whether pgvigil itself publishes a family that takes this name: a
@@ -61,6 +64,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The targets, in file order.
     pub targets: Vec<Target>,
+    /// The Redis targets (`[[redis]]`), in file order.
+    pub redis: Vec<Redis>,
     /// The collector schedule.
     pub collectors: Collectors,
     /// Automatic EXPLAIN; `None` when disabled.

@@ -503,6 +503,8 @@ pub struct RawConfig {
     /// The PostgreSQL servers to watch.
     #[serde(rename = "target")]
     pub targets: Vec<RawTarget>,
+    /// The Redis servers to watch (the cache tier), with redis_exporter's metric names.
+    pub redis: Vec<RawRedis>,
     /// Collector schedule.
     pub collectors: RawCollectors,
     /// Automatic EXPLAIN of slow statements.
@@ -518,6 +520,7 @@ impl Default for RawConfig {
         RawConfig {
             listen: DEFAULT_LISTEN.into(),
             targets: Vec::new(),
+            redis: Vec::new(),
             collectors: RawCollectors::default(),
             explain: RawExplain::default(),
             notify: RawNotify::default(),
@@ -581,4 +584,40 @@ impl Default for RawExplain {
 pub struct RawNotify {
     /// Desktop notifications (D-Bus session bus) for each new critical plan finding and each lost target; for debugging on a workstation.
     pub desktop: bool,
+}
+
+/// One `[[redis]]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRedis {
+    /// The `target` label of its series; required, unique across [[target]] and [[redis]].
+    pub name: Option<String>,
+    /// redis://host:port[/db] or rediss://host:port[/db][?sslrootcert=FILE|system&sslmode=verify-full|verify-ca|require&sslcert=FILE&sslkey=FILE]; a password here works but password_file or password_env is better.
+    pub url: String,
+    /// The ACL user to log in as (AUTH username password); unset: the default user.
+    pub username: Option<String>,
+    /// File holding the password (first line); read at start-up.
+    pub password_file: Option<PathBuf>,
+    /// Name of an environment variable holding the password.
+    pub password_env: Option<String>,
+    /// Per-collector intervals of this Redis.
+    pub collectors: RawRedisCollectors,
+}
+
+/// `[redis.collectors]` as written: each key is a collector's name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRedisCollectors {
+    /// INFO server, clients, memory, stats, keyspace: hits and misses, evictions, memory, clients, keys per db.
+    pub redis_info: Setting,
+    /// INFO replication: role, replicas and their offset lag, the master link on a replica.
+    pub redis_replication: Setting,
+    /// INFO persistence: last RDB save and its status, changes since, AOF status.
+    pub redis_persistence: Setting,
+    /// INFO commandstats and latencystats: calls, time, failures and p50/p99/p99.9 per command.
+    pub redis_commands: Setting,
+    /// SLOWLOG GET/LEN: slow commands by entry id, the slowest recent durations.
+    pub redis_slowlog: Setting,
+    /// CLUSTER INFO, when cluster mode is enabled: state, slots, known nodes.
+    pub redis_cluster: Setting,
 }

@@ -47,7 +47,32 @@ pub(super) fn validate(
 ) -> Option<Config> {
     let listen = validate_listen(&raw.listen, problems);
     let mut defined = Definitions::new(catalogue, raw.collectors.timeout);
-    let targets = validate_targets(raw.targets, env, libpq_env, &mut defined, problems);
+    let no_redis = raw.redis.is_empty();
+    let mut names = BTreeSet::new();
+    let targets = validate_targets(
+        raw.targets,
+        env,
+        libpq_env,
+        &mut defined,
+        &mut names,
+        no_redis,
+        problems,
+    );
+    let redis = raw
+        .redis
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            super::redis::validate_redis(
+                r,
+                i,
+                raw.collectors.default_interval,
+                &mut names,
+                env,
+                problems,
+            )
+        })
+        .collect();
     let collectors = validate_collectors(&raw.collectors, problems);
     let explain = validate_explain(&raw.explain, problems);
     let web = validate_web(&raw.web, problems);
@@ -55,6 +80,7 @@ pub(super) fn validate(
     Some(Config {
         listen: listen?,
         targets,
+        redis,
         collectors,
         explain,
         notify,
@@ -80,19 +106,20 @@ fn validate_targets(
     env: &Environment,
     libpq_env: LibpqEnv,
     defined: &mut Definitions,
+    names: &mut BTreeSet<String>,
+    no_redis: bool,
     problems: &mut Vec<Problem>,
 ) -> Vec<Target> {
-    if raw.is_empty() {
+    if raw.is_empty() && no_redis {
         problems.report(
             "target",
             "no [[target]] configured: add one with at least a dsn",
         );
     }
-    let mut names = BTreeSet::new();
     let several = raw.len() > 1;
     let mut targets = Vec::new();
     for (i, mut t) in raw.into_iter().enumerate() {
-        let name = validate_target_name(t.name.take(), i, several, &mut names, problems);
+        let name = validate_target_name(t.name.take(), i, several, names, problems);
         // Checked whatever the rest of the target says, so that one bad
         // DSN does not hide a refused query.
         let queries = validate_queries(&t.queries, i, defined, problems);

@@ -120,6 +120,14 @@ pub fn make_connector(params: &ConnParams) -> Result<MakeRustlsConnect, TlsError
     client_config(params, home.as_deref()).map(MakeRustlsConnect::new)
 }
 
+/// The rustls configuration for a `rediss://` target, whose TLS settings
+/// are written as a DSN's (`sslmode`, `sslrootcert`, `sslcert`, `sslkey`)
+/// so they are checked exactly as a PostgreSQL server's.
+pub fn redis_client_config(params: &ConnParams) -> Result<ClientConfig, TlsError> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    client_config(params, home.as_deref())
+}
+
 /// `home` locates libpq's default `~/.postgresql/root.crt`; a parameter so
 /// tests need not touch the process environment.
 fn client_config(params: &ConnParams, home: Option<&Path>) -> Result<ClientConfig, TlsError> {

@@ -57,6 +57,8 @@ mod pgbouncer;
 mod pgbouncer_compat;
 // Custom queries: business metrics from the test's rows, writes refused, the series cap, a slow query cancelled.
 mod queries;
+// Redis targets against a real redis-server as a least-privilege ACL user: hit ratio, evictions, replica link, failed save, slow log, TLS, restarts.
+mod redis;
 // Reload without restart (SIGHUP, POST /-/reload): targets added, removed, rebuilt; certificates; broken files.
 mod reload;
 // Replication lag from both ends, slots, WAL and checkpoints, promotion.

@@ -12,6 +12,7 @@ pub mod pgbench;
 pub mod postgres_exporter;
 pub mod prometheus;
 pub mod proxy;
+pub mod redis;
 pub mod replica;
 
 use std::path::PathBuf;
