@@ -18,12 +18,13 @@ use crate::harness::{Fixture, Metrics, RunningAgent, http};
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The dashboards the README promises.
-const DASHBOARDS: [&str; 5] = [
+const DASHBOARDS: [&str; 6] = [
     "overview.json",
     "queries.json",
     "replication.json",
     "storage.json",
     "pool.json",
+    "redis.json",
 ];
 
 /// Panel types the dashboards may use (current Grafana, no `graph`).
@@ -698,13 +699,16 @@ fn dashboards_have_the_variables_and_use_the_datasource_variable_everywhere() {
             Some(v) if v["type"] == "datasource" && v["query"] == "prometheus" => {}
             _ => problem("no datasource variable of type datasource, query prometheus".into()),
         }
+        // The Redis dashboard picks Redis targets: they have redis_up, not pg_up.
+        let up = if name == "redis.json" { "redis_up" } else { "pg_up" };
         for (n, query) in [
-            ("instance", "label_values(pg_up, instance)"),
+            ("instance", format!("label_values({up}, instance)")),
             (
                 "target",
-                r#"label_values(pg_up{instance=~"$instance"}, target)"#,
+                format!(r#"label_values({up}{{instance=~"$instance"}}, target)"#),
             ),
         ] {
+            let query = query.as_str();
             match var(n) {
                 Some(v)
                     if v["type"] == "query"
@@ -983,11 +987,15 @@ async fn a_real_run_publishes_what_the_expressions_use() {
         )
         .await
         .expect("user workload");
-    let agent = RunningAgent::start(
-        &fx.pg.scratch(),
-        &fx.config("statements = { interval = \"1s\" }"),
-    )
-    .await;
+    // And a Redis target, for what the Redis rules and dashboard read.
+    let redis = crate::harness::redis::RedisServer::start(&[]);
+    redis.cli(&["GET", "some-key"]);
+    let config = format!(
+        "{}{}",
+        fx.config("statements = { interval = \"1s\" }"),
+        redis.redis_table("cache")
+    );
+    let agent = RunningAgent::start(&fx.pg.scratch(), &config).await;
 
     // Both formats: the 0.0.4 text served by default, and OpenMetrics,
     // which Prometheus asks for.

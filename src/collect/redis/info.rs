@@ -54,8 +54,8 @@ static CPU_SYS: Desc =
     desc!(Counter "redis_cpu_sys", unit = Seconds, [], "System CPU time of the server.");
 static CPU_USER: Desc =
     desc!(Counter "redis_cpu_user", unit = Seconds, [], "User CPU time of the server.");
-static DB_KEYS: Desc = desc!(Gauge "redis_db_keys", ["db"], "Keys per database (`db0` …), databases holding keys only.");
-static DB_EXPIRING: Desc = desc!(Gauge "redis_db_keys_expiring", ["db"], "Keys with a TTL per database, databases holding keys only.");
+static DB_KEYS: Desc = desc!(Gauge "redis_db_keys", ["db"], "Keys per database (`db0` …).", only_when = "the database holds keys");
+static DB_EXPIRING: Desc = desc!(Gauge "redis_db_keys_expiring", ["db"], "Keys with a TTL per database.", only_when = "the database holds keys");
 
 /// This collector's metric families.
 pub static METRICS: &[&Desc] = &[
