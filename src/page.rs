@@ -22,6 +22,7 @@ use crate::explain::plan::PlanRecord;
 use crate::report::{Role, load_of, statements_of, version};
 use crate::snapshot::TargetView;
 
+mod redis;
 mod schema;
 mod vacuum;
 mod vacuum_tables;
@@ -68,7 +69,7 @@ pub fn render(views: &[TargetView]) -> String {
          <h1>pgvigil</h1><p class=\"muted\">version {} · rendered {} · \
          <a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/statements\">/api/v1/statements</a> · \
          <a href=\"/api/v1/plans\">/api/v1/plans</a> · <a href=\"/api/v1/vacuum\">/api/v1/vacuum</a> · \
-         <a href=\"/api/v1/schema\">/api/v1/schema</a></p>\n",
+         <a href=\"/api/v1/schema\">/api/v1/schema</a> · <a href=\"/api/v1/redis\">/api/v1/redis</a></p>\n",
         escape(crate::cli::VERSION),
         escape(&timestamp(SystemTime::now())),
     );
@@ -85,6 +86,18 @@ fn target(view: &TargetView, out: &mut String) {
         Some(false) => ("down", "DOWN"),
         None => ("unknown", "not yet collected"),
     };
+    if view.redis {
+        let _ = writeln!(
+            out,
+            "<section class=\"target\"><h2>target <span class=\"name\">{}</span>: \
+             <span class=\"{class}\">{state}</span>, Redis</h2>",
+            escape(&view.name),
+        );
+        collectors(view, out);
+        redis::section(view, out);
+        out.push_str("</section>\n");
+        return;
+    }
     let version = version(view);
     let role = Role::of(view).as_str();
     let _ = writeln!(

@@ -130,6 +130,10 @@ async fn hits_misses_evictions_and_commands_are_the_servers_own() {
     let clients = &sat["redis"]["cache"];
     assert_eq!(clients["max_clients"], 10000.0, "{sat}");
     assert!(clients["connected_clients"].as_f64().unwrap() >= 1.0, "{sat}");
+    // The / page shows the Redis section with the top commands.
+    let page = agent.get("/").await.body;
+    assert!(page.contains("<h3>Redis</h3><p>hit ratio 83.7%"), "{page}");
+    assert!(page.contains("<td>set</td><td>112</td>"), "{page}");
     // /probe keeps to the one target.
     let probe = agent.get("/probe?target=cache").await;
     assert!(probe.body.contains("redis_keyspace_hits_total{target=\"cache\"} 36"), "{}", probe.body);
@@ -344,4 +348,50 @@ fn check_config_names_the_redis_key() {
     assert!(text.contains("redis[0].url"), "{text}");
     assert!(text.contains("redis[1].name"), "{text}");
     assert!(text.contains("redis[1].password_env"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_info_when_cluster_mode_is_on() {
+    let redis = RedisServer::start(&["cluster-enabled yes", "cluster-config-file nodes.conf"]);
+    // One node with every slot: the cluster is ok.
+    assert_eq!(redis.cli(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]).trim(), "OK");
+    crate::harness::eventually(WAIT, "cluster_state:ok", || async {
+        redis
+            .cli(&["CLUSTER", "INFO"])
+            .contains("cluster_state:ok")
+            .then_some(())
+    })
+    .await;
+    let plain = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("{}{}", redis.redis_table("shard"), plain.redis_table("plain"));
+    let agent = RunningAgent::start(dir.path(), &config).await;
+    let m = agent
+        .wait_for(WAIT, "cluster families", |m| {
+            get(m, "redis_cluster_state", "shard").map(|_| m.clone())
+        })
+        .await;
+    assert_eq!(get(&m, "redis_cluster_state", "shard"), Some(1.0));
+    assert_eq!(get(&m, "redis_cluster_slots_assigned", "shard"), Some(16384.0));
+    assert_eq!(get(&m, "redis_cluster_slots_ok", "shard"), Some(16384.0));
+    assert_eq!(get(&m, "redis_cluster_slots_fail", "shard"), Some(0.0));
+    assert_eq!(get(&m, "redis_cluster_known_nodes", "shard"), Some(1.0));
+    // Cluster mode off: nothing, and no failure.
+    let m = agent
+        .wait_for(WAIT, "the plain one's cluster collector ran", |m| {
+            m.get(
+                "pgvigil_collector_success",
+                &[("target", "plain"), ("collector", "redis_cluster")],
+            )
+            .map(|_| m.clone())
+        })
+        .await;
+    assert_eq!(
+        m.get(
+            "pgvigil_collector_success",
+            &[("target", "plain"), ("collector", "redis_cluster")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(get(&m, "redis_cluster_state", "plain"), None);
 }

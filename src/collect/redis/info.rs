@@ -27,7 +27,8 @@ pub static CONNECTED_CLIENTS: Desc =
 /// Public: saturation and the outputs read it.
 pub static MAX_CLIENTS: Desc =
     desc!(Gauge "redis_max_clients", [], "The maxclients setting.", only_when = "the server reports it in INFO clients (Redis 7+)");
-static BLOCKED_CLIENTS: Desc = desc!(Gauge "redis_blocked_clients", [], "Clients waiting in a blocking call (BLPOP, XREAD, WAIT …).");
+/// Public: the outputs read it.
+pub static BLOCKED_CLIENTS: Desc = desc!(Gauge "redis_blocked_clients", [], "Clients waiting in a blocking call (BLPOP, XREAD, WAIT …).");
 static REJECTED: Desc = desc!(Counter "redis_rejected_connections", [], "Connections refused because maxclients was reached.");
 static RECEIVED: Desc =
     desc!(Counter "redis_connections_received", [], "Connections accepted.");
