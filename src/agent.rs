@@ -217,7 +217,12 @@ impl Agent {
             .targets
             .iter()
             .map(|target| prepare(config, target, &shared))
-            .chain(config.redis.iter().map(|r| prepare_redis(config, r, &shared)))
+            .chain(
+                config
+                    .redis
+                    .iter()
+                    .map(|r| prepare_redis(config, r, &shared)),
+            )
             .collect();
         store.retarget(
             targets

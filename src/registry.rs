@@ -12,8 +12,8 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::collect::{self, Collector};
 use crate::collect::redis::RedisCollector;
+use crate::collect::{self, Collector};
 use crate::config::{Collectors, Config, Redis, RedisIntervals, Target};
 use crate::logs::feed::LogFeed;
 use crate::metric::Desc;

@@ -16,8 +16,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::collect::redis::RedisCollector;
 use crate::collect::{CollectError, Collected, Collector, Context, Standalone};
-use crate::connection::redis::RedisSession;
 use crate::connection::caps::ServerIdentity;
+use crate::connection::redis::RedisSession;
 use crate::connection::session::Session;
 use crate::snapshot::{Outcome, Store};
 use crate::sql::OwnStatements;
@@ -168,9 +168,7 @@ pub async fn run_and_record(target: &TargetHandle, job: &mut Job, errors: &mut E
                 (result, started.elapsed())
             }
             None => (
-                Err(CollectError::Unavailable(
-                    "not a Redis target".to_string(),
-                )),
+                Err(CollectError::Unavailable("not a Redis target".to_string())),
                 Duration::ZERO,
             ),
         },

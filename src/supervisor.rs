@@ -212,9 +212,7 @@ impl Supervisor {
         }
         let prepared: Vec<_> = start
             .into_iter()
-            .map(|(target, fingerprint)| {
-                (fingerprint, target.prepare(config, &self.shared))
-            })
+            .map(|(target, fingerprint)| (fingerprint, target.prepare(config, &self.shared)))
             .collect();
         // The store follows before the new tasks run, so their first
         // results land in fresh entries.

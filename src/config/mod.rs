@@ -44,12 +44,12 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
-pub use redis::{Redis, RedisIntervals};
 pub use raw::{
     CollectorSettings, DEFAULT_LISTEN, Databases, Every, Interval, OneOrMany, QueryMetricType,
     RawBackup, RawCollectors, RawConfig, RawExplain, RawLogs, RawNotify, RawPgbouncer, RawQuery,
     RawQueryMetric, RawRedis, RawRedisCollectors, RawTarget, RawWeb, Setting, StatementsSettings,
 };
+pub use redis::{Redis, RedisIntervals};
 
 /// Whether pgvigil itself publishes a family that takes this name: a
 /// custom query's metric may not. Only the collector registry knows

@@ -13,7 +13,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-
 use super::raw::{Interval, RawRedis, Setting};
 use super::secrets::{Secrets, apply_password};
 use super::{Environment, Problem, Report};

@@ -240,27 +240,34 @@ impl RedisSession {
         // spawn it in its arm.
         let (conn, driver) = match &c.tls {
             None => {
-                let (conn, driver) = MultiplexedConnection::new_with_config(&info, tcp, redis::AsyncConnectionConfig::default())
-                    .await
-                    .map_err(|e| failed(e.to_string()))?;
+                let (conn, driver) = MultiplexedConnection::new_with_config(
+                    &info,
+                    tcp,
+                    redis::AsyncConnectionConfig::default(),
+                )
+                .await
+                .map_err(|e| failed(e.to_string()))?;
                 (conn, tokio::spawn(driver))
             }
             Some(params) => {
-                let tls = super::tls::redis_client_config(params).map_err(|e| {
-                    ConnectError::Tls {
+                let tls =
+                    super::tls::redis_client_config(params).map_err(|e| ConnectError::Tls {
                         addr: self.addr(),
                         reason: e.to_string(),
-                    }
-                })?;
+                    })?;
                 let name = rustls::pki_types::ServerName::try_from(c.host.clone())
                     .map_err(|e| failed(format!("TLS server name: {e}")))?;
                 let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
                     .connect(name, tcp)
                     .await
                     .map_err(|e| failed(format!("TLS handshake: {e}")))?;
-                let (conn, driver) = MultiplexedConnection::new_with_config(&info, stream, redis::AsyncConnectionConfig::default())
-                    .await
-                    .map_err(|e| failed(e.to_string()))?;
+                let (conn, driver) = MultiplexedConnection::new_with_config(
+                    &info,
+                    stream,
+                    redis::AsyncConnectionConfig::default(),
+                )
+                .await
+                .map_err(|e| failed(e.to_string()))?;
                 (conn, tokio::spawn(driver))
             }
         };

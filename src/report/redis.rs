@@ -12,22 +12,18 @@ use crate::snapshot::{Detail, TargetView};
 
 /// The last commands report of a Redis target.
 pub fn commands_of(view: &TargetView) -> Option<&CommandsReport> {
-    view.collectors
-        .iter()
-        .find_map(|(_, s)| match &s.detail {
-            Some(Detail::RedisCommands(r)) => Some(r.as_ref()),
-            _ => None,
-        })
+    view.collectors.iter().find_map(|(_, s)| match &s.detail {
+        Some(Detail::RedisCommands(r)) => Some(r.as_ref()),
+        _ => None,
+    })
 }
 
 /// The last slow-log report of a Redis target.
 pub fn slowlog_of(view: &TargetView) -> Option<&SlowlogReport> {
-    view.collectors
-        .iter()
-        .find_map(|(_, s)| match &s.detail {
-            Some(Detail::RedisSlowlog(r)) => Some(r.as_ref()),
-            _ => None,
-        })
+    view.collectors.iter().find_map(|(_, s)| match &s.detail {
+        Some(Detail::RedisSlowlog(r)) => Some(r.as_ref()),
+        _ => None,
+    })
 }
 
 /// Hits over hits plus misses since the server started (or its stats
@@ -98,7 +94,11 @@ pub fn table(view: &TargetView, out: &mut String) {
             .map(|v| format!("{v}"))
             .unwrap_or_else(|| "-".into()),
         view.value(&info::MEMORY_MAX, &[])
-            .map(|v| if v == 0.0 { "no limit".into() } else { format!("{v}") })
+            .map(|v| if v == 0.0 {
+                "no limit".into()
+            } else {
+                format!("{v}")
+            })
             .unwrap_or_else(|| "-".into()),
         view.value(&info::CONNECTED_CLIENTS, &[])
             .map(|v| v.to_string())
@@ -126,7 +126,9 @@ pub fn table(view: &TargetView, out: &mut String) {
             })
             .collect();
         out.push_str(&super::columns(
-            &["COMMAND", "CALLS", "TOTAL S", "MEAN", "P50", "P99", "P99.9", "ERRORS"],
+            &[
+                "COMMAND", "CALLS", "TOTAL S", "MEAN", "P50", "P99", "P99.9", "ERRORS",
+            ],
             &rows,
         ));
     }

@@ -700,7 +700,11 @@ fn dashboards_have_the_variables_and_use_the_datasource_variable_everywhere() {
             _ => problem("no datasource variable of type datasource, query prometheus".into()),
         }
         // The Redis dashboard picks Redis targets: they have redis_up, not pg_up.
-        let up = if name == "redis.json" { "redis_up" } else { "pg_up" };
+        let up = if name == "redis.json" {
+            "redis_up"
+        } else {
+            "pg_up"
+        };
         for (n, query) in [
             ("instance", format!("label_values({up}, instance)")),
             (

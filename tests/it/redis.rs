@@ -39,8 +39,11 @@ async fn hits_misses_evictions_and_commands_are_the_servers_own() {
     let agent = RunningAgent::start(dir.path(), &redis.redis_table("cache")).await;
     let m = agent
         .wait_for(WAIT, "redis_keyspace_hits_total", |m| {
-            m.get("redis_commands_total", &[("target", "cache"), ("cmd", "get")])
-                .map(|_| m.clone())
+            m.get(
+                "redis_commands_total",
+                &[("target", "cache"), ("cmd", "get")],
+            )
+            .map(|_| m.clone())
         })
         .await;
     assert_eq!(get(&m, "redis_up", "cache"), Some(1.0));
@@ -56,14 +59,23 @@ async fn hits_misses_evictions_and_commands_are_the_servers_own() {
         Some(12.0)
     );
     assert_eq!(
-        m.get("redis_commands_total", &[("target", "cache"), ("cmd", "get")]),
+        m.get(
+            "redis_commands_total",
+            &[("target", "cache"), ("cmd", "get")]
+        ),
         Some(43.0)
     );
     assert_eq!(
-        m.get("redis_commands_total", &[("target", "cache"), ("cmd", "set")]),
+        m.get(
+            "redis_commands_total",
+            &[("target", "cache"), ("cmd", "set")]
+        ),
         Some(12.0)
     );
-    assert_eq!(get(&m, "redis_memory_max_bytes", "cache"), Some(4.0 * 1024.0 * 1024.0));
+    assert_eq!(
+        get(&m, "redis_memory_max_bytes", "cache"),
+        Some(4.0 * 1024.0 * 1024.0)
+    );
     for q in ["p50", "p99", "p99.9"] {
         let p = m
             .get(
@@ -121,7 +133,10 @@ async fn hits_misses_evictions_and_commands_are_the_servers_own() {
     let top = json["targets"]["cache"]["commands"]["top"]
         .as_array()
         .unwrap_or_else(|| panic!("{}", api.body));
-    let set = top.iter().find(|c| c["cmd"] == "set").expect("set in the top");
+    let set = top
+        .iter()
+        .find(|c| c["cmd"] == "set")
+        .expect("set in the top");
     assert_eq!(set["calls"], 112.0);
     assert!(set["p99_seconds"].as_f64().is_some(), "{set}");
     // Saturation: clients against maxclients.
@@ -129,14 +144,23 @@ async fn hits_misses_evictions_and_commands_are_the_servers_own() {
         serde_json::from_str(&agent.get("/api/v1/saturation").await.body).unwrap();
     let clients = &sat["redis"]["cache"];
     assert_eq!(clients["max_clients"], 10000.0, "{sat}");
-    assert!(clients["connected_clients"].as_f64().unwrap() >= 1.0, "{sat}");
+    assert!(
+        clients["connected_clients"].as_f64().unwrap() >= 1.0,
+        "{sat}"
+    );
     // The / page shows the Redis section with the top commands.
     let page = agent.get("/").await.body;
     assert!(page.contains("<h3>Redis</h3><p>hit ratio 83.7%"), "{page}");
     assert!(page.contains("<td>set</td><td>112</td>"), "{page}");
     // /probe keeps to the one target.
     let probe = agent.get("/probe?target=cache").await;
-    assert!(probe.body.contains("redis_keyspace_hits_total{target=\"cache\"} 36"), "{}", probe.body);
+    assert!(
+        probe
+            .body
+            .contains("redis_keyspace_hits_total{target=\"cache\"} 36"),
+        "{}",
+        probe.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -144,10 +168,18 @@ async fn a_replica_whose_master_is_gone_shows_its_link_down_for_longer_and_longe
     let mut master = RedisServer::start(&[]);
     let replica = RedisServer::start(&[&format!("replicaof 127.0.0.1 {}", master.port)]);
     let dir = tempfile::tempdir().unwrap();
-    let config = format!("{}{}", master.redis_table("primary"), replica.redis_table("replica"));
+    let config = format!(
+        "{}{}",
+        master.redis_table("primary"),
+        replica.redis_table("replica")
+    );
     let agent = RunningAgent::start(dir.path(), &config).await;
     let port = master.port.to_string();
-    let link = [("target", "replica"), ("master_host", "127.0.0.1"), ("master_port", port.as_str())];
+    let link = [
+        ("target", "replica"),
+        ("master_host", "127.0.0.1"),
+        ("master_port", port.as_str()),
+    ];
     agent
         .wait_for(WAIT, "the replica linked", |m| {
             (m.get("redis_master_link_up", &link) == Some(1.0)
@@ -229,7 +261,10 @@ async fn a_failed_save_a_server_that_goes_away_and_the_slowlog_by_id() {
         })
         .await;
     assert_eq!(get(&m, "redis_rdb_last_bgsave_status", "cache"), Some(0.0));
-    assert_eq!(get(&m, "redis_rdb_changes_since_last_save", "cache"), Some(1.0));
+    assert_eq!(
+        get(&m, "redis_rdb_changes_since_last_save", "cache"),
+        Some(1.0)
+    );
     assert_eq!(get(&m, "redis_aof_enabled", "cache"), Some(0.0));
     assert_eq!(get(&m, "redis_slowlog_entries_total", "cache"), Some(3.0));
     assert_eq!(get(&m, "redis_slowlog_length", "cache"), Some(3.0));
@@ -249,7 +284,13 @@ async fn a_failed_save_a_server_that_goes_away_and_the_slowlog_by_id() {
     std::fs::write(&file, &config).unwrap();
     let once = |format: &str| {
         let out = pgvigil(
-            &["once", "--config", file.to_str().unwrap(), "--format", format],
+            &[
+                "once",
+                "--config",
+                file.to_str().unwrap(),
+                "--format",
+                format,
+            ],
             &[],
         );
         let (stdout, stderr) = outputs(&out);
@@ -270,7 +311,11 @@ async fn a_failed_save_a_server_that_goes_away_and_the_slowlog_by_id() {
     for (collector, descs) in pgvigil::registry::catalog() {
         for d in descs.iter().filter(|_| collector.starts_with("redis")) {
             if d.only_when.is_none() {
-                assert!(seen.contains(&d.exposed_name()), "{} not published", d.exposed_name());
+                assert!(
+                    seen.contains(&d.exposed_name()),
+                    "{} not published",
+                    d.exposed_name()
+                );
             }
         }
     }
@@ -279,8 +324,14 @@ async fn a_failed_save_a_server_that_goes_away_and_the_slowlog_by_id() {
         .collect();
     let undocumented: Vec<_> = seen.difference(&documented).collect();
     assert!(undocumented.is_empty(), "{undocumented:?}");
-    assert_eq!(get(&once, "redis_slowlog_entries_total", "cache"), Some(3.0));
-    assert_eq!(get(&once, "redis_rdb_last_bgsave_status", "cache"), Some(0.0));
+    assert_eq!(
+        get(&once, "redis_slowlog_entries_total", "cache"),
+        Some(3.0)
+    );
+    assert_eq!(
+        get(&once, "redis_rdb_last_bgsave_status", "cache"),
+        Some(0.0)
+    );
 
     // Gone: redis_up 0 within an interval, families absent, not stale.
     redis.stop();
@@ -318,7 +369,11 @@ async fn tls_is_verified_as_for_postgresql() {
             pw.display()
         )
     };
-    let config = format!("{}{}", table("trusted", "ca.crt"), table("untrusted", "other.crt"));
+    let config = format!(
+        "{}{}",
+        table("trusted", "ca.crt"),
+        table("untrusted", "other.crt")
+    );
     let dir = tempfile::tempdir().unwrap();
     let agent = RunningAgent::start(dir.path(), &config).await;
     agent
@@ -354,7 +409,12 @@ fn check_config_names_the_redis_key() {
 async fn cluster_info_when_cluster_mode_is_on() {
     let redis = RedisServer::start(&["cluster-enabled yes", "cluster-config-file nodes.conf"]);
     // One node with every slot: the cluster is ok.
-    assert_eq!(redis.cli(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]).trim(), "OK");
+    assert_eq!(
+        redis
+            .cli(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"])
+            .trim(),
+        "OK"
+    );
     crate::harness::eventually(WAIT, "cluster_state:ok", || async {
         redis
             .cli(&["CLUSTER", "INFO"])
@@ -364,7 +424,11 @@ async fn cluster_info_when_cluster_mode_is_on() {
     .await;
     let plain = RedisServer::start(&[]);
     let dir = tempfile::tempdir().unwrap();
-    let config = format!("{}{}", redis.redis_table("shard"), plain.redis_table("plain"));
+    let config = format!(
+        "{}{}",
+        redis.redis_table("shard"),
+        plain.redis_table("plain")
+    );
     let agent = RunningAgent::start(dir.path(), &config).await;
     let m = agent
         .wait_for(WAIT, "cluster families", |m| {
@@ -372,7 +436,10 @@ async fn cluster_info_when_cluster_mode_is_on() {
         })
         .await;
     assert_eq!(get(&m, "redis_cluster_state", "shard"), Some(1.0));
-    assert_eq!(get(&m, "redis_cluster_slots_assigned", "shard"), Some(16384.0));
+    assert_eq!(
+        get(&m, "redis_cluster_slots_assigned", "shard"),
+        Some(16384.0)
+    );
     assert_eq!(get(&m, "redis_cluster_slots_ok", "shard"), Some(16384.0));
     assert_eq!(get(&m, "redis_cluster_slots_fail", "shard"), Some(0.0));
     assert_eq!(get(&m, "redis_cluster_known_nodes", "shard"), Some(1.0));

@@ -12,15 +12,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::parse::{Info, num};
-use super::{RedisCollector, info};
 use super::report::{CommandStat, CommandsReport};
+use super::{RedisCollector, info};
 use crate::collect::{CollectError, Collected, Detail};
 use crate::connection::redis::Link;
 use crate::desc;
 use crate::metric::{Desc, Family};
 
 static CALLS: Desc = desc!(Counter "redis_commands", ["cmd"], "Calls per command.");
-static DURATION: Desc = desc!(Counter "redis_commands_duration_seconds", ["cmd"], "Time spent executing each command.");
+static DURATION: Desc =
+    desc!(Counter "redis_commands_duration_seconds", ["cmd"], "Time spent executing each command.");
 static REJECTED: Desc = desc!(Counter "redis_commands_rejected_calls", ["cmd"], "Calls refused before execution (unknown command, wrong arity, ACL, OOM …) per command.");
 static FAILED: Desc = desc!(Counter "redis_commands_failed_calls", ["cmd"], "Calls that failed during execution per command.");
 static PERCENTILES: Desc = desc!(Gauge "redis_latency_percentiles", unit = Seconds, ["cmd", "percentile"], "Latency percentiles per command (percentile p50, p99, p99.9) from INFO latencystats, over the server's life since its start or CONFIG RESETSTAT.", only_when = "the server has INFO latencystats (Redis 7+)");

@@ -19,19 +19,19 @@ use crate::metric::{Desc, Family};
 /// Public: the outputs look it up by descriptor.
 pub static INSTANCE: Desc = desc!(Info "redis_instance", ["role", "redis_version", "redis_build_id", "redis_mode", "os", "maxmemory_policy", "tcp_port", "run_id", "process_id", "master_replid"],
     "The Redis server's version, role and identity (redis_exporter's labels).");
-static START_TIME: Desc = desc!(Gauge "redis_start_time", unit = Seconds, [], "When the server started, as a Unix time.");
-static UPTIME: Desc = desc!(Gauge "redis_uptime_in_seconds", [], "Seconds since the server started.");
+static START_TIME: Desc =
+    desc!(Gauge "redis_start_time", unit = Seconds, [], "When the server started, as a Unix time.");
+static UPTIME: Desc =
+    desc!(Gauge "redis_uptime_in_seconds", [], "Seconds since the server started.");
 /// Public: saturation and the outputs read it.
 pub static CONNECTED_CLIENTS: Desc =
     desc!(Gauge "redis_connected_clients", [], "Client connections (replicas excluded).");
 /// Public: saturation and the outputs read it.
-pub static MAX_CLIENTS: Desc =
-    desc!(Gauge "redis_max_clients", [], "The maxclients setting.", only_when = "the server reports it in INFO clients (Redis 7+)");
+pub static MAX_CLIENTS: Desc = desc!(Gauge "redis_max_clients", [], "The maxclients setting.", only_when = "the server reports it in INFO clients (Redis 7+)");
 /// Public: the outputs read it.
 pub static BLOCKED_CLIENTS: Desc = desc!(Gauge "redis_blocked_clients", [], "Clients waiting in a blocking call (BLPOP, XREAD, WAIT …).");
 static REJECTED: Desc = desc!(Counter "redis_rejected_connections", [], "Connections refused because maxclients was reached.");
-static RECEIVED: Desc =
-    desc!(Counter "redis_connections_received", [], "Connections accepted.");
+static RECEIVED: Desc = desc!(Counter "redis_connections_received", [], "Connections accepted.");
 static COMMANDS: Desc = desc!(Counter "redis_commands_processed", [], "Commands processed.");
 static NET_IN: Desc =
     desc!(Counter "redis_net_input", unit = Bytes, [], "Bytes read from the network.");
@@ -40,16 +40,21 @@ static NET_OUT: Desc =
 /// Public: the outputs read it.
 pub static HITS: Desc = desc!(Counter "redis_keyspace_hits", [], "Successful lookups of keys.");
 /// Public: the outputs read it.
-pub static MISSES: Desc = desc!(Counter "redis_keyspace_misses", [], "Failed lookups of keys (the key did not exist).");
-static EVICTED: Desc = desc!(Counter "redis_evicted_keys", [], "Keys evicted because of the maxmemory limit.");
-static EXPIRED: Desc = desc!(Counter "redis_expired_keys", [], "Keys deleted because their TTL passed.");
+pub static MISSES: Desc =
+    desc!(Counter "redis_keyspace_misses", [], "Failed lookups of keys (the key did not exist).");
+static EVICTED: Desc =
+    desc!(Counter "redis_evicted_keys", [], "Keys evicted because of the maxmemory limit.");
+static EXPIRED: Desc =
+    desc!(Counter "redis_expired_keys", [], "Keys deleted because their TTL passed.");
 /// Public: the outputs read it.
-pub static MEMORY_USED: Desc = desc!(Gauge "redis_memory_used", unit = Bytes, [], "Memory allocated by Redis (used_memory).");
+pub static MEMORY_USED: Desc =
+    desc!(Gauge "redis_memory_used", unit = Bytes, [], "Memory allocated by Redis (used_memory).");
 static MEMORY_PEAK: Desc =
     desc!(Gauge "redis_memory_used_peak", unit = Bytes, [], "Peak of used_memory.");
 static MEMORY_RSS: Desc = desc!(Gauge "redis_memory_used_rss", unit = Bytes, [], "Resident set size of the server process as the OS sees it.");
 /// Public: the outputs read it.
-pub static MEMORY_MAX: Desc = desc!(Gauge "redis_memory_max", unit = Bytes, [], "The maxmemory setting; 0 means no limit.");
+pub static MEMORY_MAX: Desc =
+    desc!(Gauge "redis_memory_max", unit = Bytes, [], "The maxmemory setting; 0 means no limit.");
 static FRAGMENTATION: Desc = desc!(Gauge "redis_mem_fragmentation_ratio", [], "used_memory_rss over used_memory: well above 1 is fragmentation, below 1 is swapping.");
 static CPU_SYS: Desc =
     desc!(Counter "redis_cpu_sys", unit = Seconds, [], "System CPU time of the server.");

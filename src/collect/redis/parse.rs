@@ -31,7 +31,10 @@ impl Info {
 
     /// A numeric field; absent when missing or not a number.
     pub fn number(&self, key: &str) -> Option<f64> {
-        self.text(key)?.parse::<f64>().ok().filter(|v| v.is_finite())
+        self.text(key)?
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite())
     }
 
     /// `ok` → 1, anything else → 0 (absent when missing).

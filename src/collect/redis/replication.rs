@@ -137,10 +137,12 @@ static RDB_IN_PROGRESS: Desc =
     desc!(Gauge "redis_rdb_bgsave_in_progress", [], "1 while a background RDB save runs.");
 static RDB_SAVES: Desc = desc!(Counter "redis_rdb_saves", [], "RDB saves since the server started.", only_when = "the server reports rdb_saves (Redis 7+)");
 static AOF_ENABLED: Desc = desc!(Gauge "redis_aof_enabled", [], "1 if the append-only file is on.");
-static AOF_REWRITING: Desc = desc!(Gauge "redis_aof_rewrite_in_progress", [], "1 while an AOF rewrite runs.");
+static AOF_REWRITING: Desc =
+    desc!(Gauge "redis_aof_rewrite_in_progress", [], "1 while an AOF rewrite runs.");
 static AOF_WRITE: Desc = desc!(Gauge "redis_aof_last_write_status", [], "1 if the last write to the AOF succeeded, 0 if it failed.");
 static AOF_REWRITE: Desc = desc!(Gauge "redis_aof_last_bgrewrite_status", [], "1 if the last AOF rewrite succeeded, 0 if it failed.");
-static LOADING: Desc = desc!(Gauge "redis_loading_dump_file", [], "1 while the server loads its RDB or AOF at start.");
+static LOADING: Desc =
+    desc!(Gauge "redis_loading_dump_file", [], "1 while the server loads its RDB or AOF at start.");
 
 /// The `redis_persistence` collector's families.
 pub static PERSISTENCE_METRICS: &[&Desc] = &[

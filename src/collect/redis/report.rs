@@ -55,4 +55,3 @@ pub struct SlowlogReport {
     /// (`None` on its first run: it cannot know what was new).
     pub new_since_last_read: Option<u64>,
 }
-

@@ -14,15 +14,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::parse::Info;
-use super::{RedisCollector, info};
 use super::report::{SlowEntry, SlowlogReport};
+use super::{RedisCollector, info};
 use crate::collect::{CollectError, Collected, Detail};
 use crate::connection::redis::Link;
 use crate::desc;
 use crate::metric::{Desc, Family};
 
-static LENGTH: Desc =
-    desc!(Gauge "redis_slowlog_length", [], "Entries in the slow log now (at most slowlog-max-len).");
+static LENGTH: Desc = desc!(Gauge "redis_slowlog_length", [], "Entries in the slow log now (at most slowlog-max-len).");
 static LAST_ID: Desc = desc!(Gauge "redis_slowlog_last_id", [], "Id of the newest slow-log entry.", only_when = "the slow log holds an entry");
 static ENTRIES: Desc = desc!(Counter "redis_slowlog_entries", [], "Slow commands logged since the server started (the newest entry's id plus one).", only_when = "the slow log holds an entry");
 static LAST_DURATION: Desc = desc!(Gauge "redis_last_slow_execution_duration_seconds", [], "Execution time of the newest slow-log entry.", only_when = "the slow log holds an entry");
@@ -77,10 +76,8 @@ fn entry(fields: Vec<redis::Value>) -> Option<SlowEntry> {
     let ts = it.next()?;
     let us = it.next()?;
     let args = it.next()?;
-    let (id, timestamp, micros, args): Raw = redis::from_redis_value(redis::Value::Array(vec![
-        id, ts, us, args,
-    ]))
-    .ok()?;
+    let (id, timestamp, micros, args): Raw =
+        redis::from_redis_value(redis::Value::Array(vec![id, ts, us, args])).ok()?;
     let command = args
         .first()
         .and_then(|a| redis::from_redis_value::<String>(a.clone()).ok())
@@ -203,7 +200,11 @@ mod tests {
 
     #[test]
     fn counts_come_from_entry_ids() {
-        let (fams, report) = families(3, vec![e(7, 10, "get"), e(6, 500, "keys"), e(5, 20, "set")], Some(2));
+        let (fams, report) = families(
+            3,
+            vec![e(7, 10, "get"), e(6, 500, "keys"), e(5, 20, "set")],
+            Some(2),
+        );
         let get = |d: &'static Desc| fams.iter().find(|f| f.is(d)).and_then(|f| f.value(&[]));
         assert_eq!(get(&ENTRIES), Some(8.0));
         assert_eq!(get(&LAST_ID), Some(7.0));
@@ -221,23 +222,35 @@ mod tests {
             Int(4),
             Int(1_700_000_000),
             Int(1234),
-            Array(vec![BulkString(b"SET".to_vec()), BulkString(b"secret-key".to_vec())]),
+            Array(vec![
+                BulkString(b"SET".to_vec()),
+                BulkString(b"secret-key".to_vec()),
+            ]),
             BulkString(b"127.0.0.1:5000".to_vec()),
             BulkString(b"".to_vec()),
         ];
-        assert_eq!(entry(raw), Some(e(4, 1234, "set")).map(|mut x| {
-            x.timestamp = 1_700_000_000;
-            x
-        }));
+        assert_eq!(
+            entry(raw),
+            Some(e(4, 1234, "set")).map(|mut x| {
+                x.timestamp = 1_700_000_000;
+                x
+            })
+        );
     }
 
     #[test]
     fn cluster_info() {
-        let info = Info::parse("cluster_state:fail\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16000\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:384\r\ncluster_known_nodes:6\r\ncluster_size:3\r\n");
+        let info = Info::parse(
+            "cluster_state:fail\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16000\r\ncluster_slots_pfail:0\r\ncluster_slots_fail:384\r\ncluster_known_nodes:6\r\ncluster_size:3\r\n",
+        );
         let families = cluster_families(&info);
         assert_eq!(families[0].value(&[]), Some(0.0));
         assert_eq!(
-            families.iter().find(|f| f.is(&CLUSTER_FIELDS[3])).unwrap().value(&[]),
+            families
+                .iter()
+                .find(|f| f.is(&CLUSTER_FIELDS[3]))
+                .unwrap()
+                .value(&[]),
             Some(384.0)
         );
     }

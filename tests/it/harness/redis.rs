@@ -16,7 +16,8 @@ pub const USER: (&str, &str) = ("pgvigil", "redis-pw-Secret");
 /// The ACL rules of [`USER`], as README "Redis" documents them: no key
 /// access, only the commands pgvigil sends (AUTH and HELLO are always
 /// allowed).
-pub const ACL_RULES: &str = "on -@all +ping +info +slowlog|get +slowlog|len +cluster|info resetkeys resetchannels";
+pub const ACL_RULES: &str =
+    "on -@all +ping +info +slowlog|get +slowlog|len +cluster|info resetkeys resetchannels";
 
 /// A running Redis.
 pub struct RedisServer {
