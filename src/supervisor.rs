@@ -341,4 +341,48 @@ mod tests {
         tracker.close();
         tracker.wait().await;
     }
+
+    #[tokio::test]
+    async fn redis_targets_are_added_rebuilt_and_removed_like_the_others() {
+        let tracker = TaskTracker::new();
+        let token = CancellationToken::new();
+        let redis = |name: &str, port: u16| {
+            format!("[[redis]]\nname = \"{name}\"\nurl = \"redis://127.0.0.1:{port}\"\n")
+        };
+        let first = config(&[("a", 1)], &redis("cache", 1));
+        let mut agent = agent::Agent::new(&first);
+        let mut supervisor = Supervisor::start(&mut agent, &first, &tracker, &token);
+        let stored = |agent: &agent::Agent| -> Vec<String> {
+            agent
+                .store
+                .target_names()
+                .iter()
+                .map(|n| n.to_string())
+                .collect()
+        };
+        assert_eq!(stored(&agent), ["a", "cache"]);
+        let changes = supervisor
+            .apply(&config(
+                &[("a", 1)],
+                &format!("{}{}", redis("cache", 2), redis("other", 1)),
+            ))
+            .await;
+        assert_eq!(changes.rebuilt, names(&["cache"]));
+        assert_eq!(changes.added, names(&["other"]));
+        assert_eq!(changes.kept, names(&["a"]));
+        assert_eq!(stored(&agent), ["a", "cache", "other"]);
+        let changes = supervisor.apply(&config(&[("a", 1)], "")).await;
+        assert_eq!(changes.removed.len(), 2);
+        assert_eq!(stored(&agent), ["a"]);
+        // A Redis target may not take a PostgreSQL target's name.
+        let text = format!(
+            "[[target]]\nname = \"a\"\ndsn = \"postgresql://u@h/db\"\n{}",
+            redis("a", 1)
+        );
+        let err = Config::parse(&text, "test", &Environment::process()).unwrap_err();
+        assert!(err.to_string().contains("redis[0].name"), "{err}");
+        token.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
 }
