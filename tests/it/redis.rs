@@ -333,8 +333,17 @@ async fn a_failed_save_a_server_that_goes_away_and_the_slowlog_by_id() {
         Some(0.0)
     );
 
-    // Gone: redis_up 0 within an interval, families absent, not stale.
+    // /api/v1/redis names the slowest entries, by command only.
+    let api: serde_json::Value =
+        serde_json::from_str(&agent.get("/api/v1/redis").await.body).unwrap();
+    let slowest = &api["targets"]["cache"]["slowlog"]["slowest"];
+    assert_eq!(slowest.as_array().map(Vec::len), Some(3), "{api}");
+    assert_eq!(slowest[0]["command"], "debug", "{api}");
+    assert_eq!(api["targets"]["cache"]["last_bgsave_ok"], false, "{api}");
+
+    // Gone: redis_up 0 within an interval (1 s here), families absent, not stale.
     redis.stop();
+    let stopped = std::time::Instant::now();
     agent
         .wait_for(WAIT, "redis_up 0", |m| {
             (get(m, "redis_up", "cache") == Some(0.0)
@@ -342,9 +351,15 @@ async fn a_failed_save_a_server_that_goes_away_and_the_slowlog_by_id() {
             .then_some(())
         })
         .await;
+    let down_after = stopped.elapsed();
+    assert!(
+        down_after < Duration::from_secs(4),
+        "redis_up 0 after {down_after:?}"
+    );
     // Back: reconnected, counters from the new server.
     redis.restart();
     redis.cli(&["GET", "nothing"]);
+    let restarted = std::time::Instant::now();
     agent
         .wait_for(Duration::from_secs(45), "redis_up 1 again", |m| {
             (get(m, "redis_up", "cache") == Some(1.0)
@@ -352,6 +367,10 @@ async fn a_failed_save_a_server_that_goes_away_and_the_slowlog_by_id() {
             .then_some(())
         })
         .await;
+    eprintln!(
+        "redis_up 0 after {down_after:?}; 1 again {:?} after the restart",
+        restarted.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
