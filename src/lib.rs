@@ -24,7 +24,8 @@
 //!
 //! Reaching and describing a server:
 //! - [`connection`]: libpq-style DSNs, TLS, the monitoring session with
-//!   reconnect and backoff, capability detection, colocation.
+//!   reconnect and backoff, capability detection, colocation; the one
+//!   connection of a Redis target.
 //! - [`config`]: the TOML config, raw then validated, every problem with
 //!   its key path.
 //!
@@ -32,7 +33,8 @@
 //! - `snapshot`: the latest result of each collector; what scrapes read.
 //!
 //! Collection:
-//! - [`collect`]: one file (or folder) per view family, one shape for all.
+//! - [`collect`]: one file (or folder) per view family, one shape for all;
+//!   `collect/redis/` holds the collectors of `[[redis]]` targets.
 //! - `saturation`: connection saturation across PgBouncer and PostgreSQL;
 //!   `notify`: desktop notifications of critical findings and lost
 //!   targets.

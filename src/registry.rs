@@ -604,6 +604,33 @@ mod tests {
     }
 
     #[test]
+    fn each_redis_collector_is_a_key_of_redis_collectors_and_can_be_turned_off() {
+        let env = crate::config::Environment { var: &|_| None };
+        let mut redis_specs = 0;
+        for spec in COLLECTORS {
+            let Run::Redis { interval, .. } = spec.run else {
+                continue;
+            };
+            redis_specs += 1;
+            let toml = format!(
+                "[[redis]]\nname = \"c\"\nurl = \"redis://h\"\n[redis.collectors]\n{} = \"off\"\n",
+                spec.name
+            );
+            let config =
+                Config::parse(&toml, "test", &env).unwrap_or_else(|e| panic!("{}: {e}", spec.name));
+            assert_eq!(interval(&config.redis[0].intervals), None, "{}", spec.name);
+            let jobs = redis_jobs(&config.redis[0]);
+            assert!(
+                !jobs.iter().any(|j| j.job.name() == spec.name),
+                "{}",
+                spec.name
+            );
+            assert_eq!(jobs.len(), 5, "the other Redis collectors still run");
+        }
+        assert_eq!(redis_specs, 6);
+    }
+
+    #[test]
     fn the_catalogue_holds_every_name_of_pgvigils_families() {
         for name in [
             "pg_up",
