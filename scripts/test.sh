@@ -9,7 +9,9 @@ cd "$(dirname "$0")/.."
 # check output with promtool (prometheus), make TLS certificates (openssl), render
 # the / page (chromium, headless) and host a private session bus for desktop
 # notifications (dbus-daemon); tests/it/compat.rs compares the compatibility
-# rules with a real postgres_exporter (prometheus-postgres-exporter).
+# rules with a real postgres_exporter (prometheus-postgres-exporter);
+# tests/it/redis.rs starts its own redis-server instances (never the system
+# service, which the package may start: it is left alone).
 install_missing "${BUILD_PACKAGES[@]}" postgresql postgresql-contrib pgbouncer pgbackrest prometheus prometheus-postgres-exporter openssl chromium dbus redis-server
 ensure_rust
 install_missing systemd strace python3-yaml; command -v cargo-deb >/dev/null 2>&1 || cargo install --locked --version 3.8.0 cargo-deb >&2  # tests/it/packaging.rs
@@ -22,7 +24,7 @@ cargo test --locked "$@"
 # registry (cached outside the repository). Modules that do not depend on the
 # server version (packaging, rules and dashboards, the HTTP server under load,
 # hostile requests, web security, the page, notifications, fleet wiring, the
-# command line) ran above and are not repeated.
+# command line, Redis targets) ran above and are not repeated.
 # PGVIGIL_MATRIX="" skips this; PGVIGIL_MATRIX="13 17" picks versions.
 version_independent=(alerts:: dashboards:: packaging:: load:: hostile:: web:: page:: notify:: fleet:: cli:: http:: redis::)
 skips=()
