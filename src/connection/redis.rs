@@ -240,13 +240,10 @@ impl RedisSession {
         // spawn it in its arm.
         let (conn, driver) = match &c.tls {
             None => {
-                let (conn, driver) = MultiplexedConnection::new_with_config(
-                    &info,
-                    tcp,
-                    redis::AsyncConnectionConfig::default(),
-                )
-                .await
-                .map_err(|e| failed(e.to_string()))?;
+                let (conn, driver) =
+                    MultiplexedConnection::new_with_config(&info, tcp, driver_config())
+                        .await
+                        .map_err(|e| failed(e.to_string()))?;
                 (conn, tokio::spawn(driver))
             }
             Some(params) => {
@@ -261,13 +258,10 @@ impl RedisSession {
                     .connect(name, tcp)
                     .await
                     .map_err(|e| failed(format!("TLS handshake: {e}")))?;
-                let (conn, driver) = MultiplexedConnection::new_with_config(
-                    &info,
-                    stream,
-                    redis::AsyncConnectionConfig::default(),
-                )
-                .await
-                .map_err(|e| failed(e.to_string()))?;
+                let (conn, driver) =
+                    MultiplexedConnection::new_with_config(&info, stream, driver_config())
+                        .await
+                        .map_err(|e| failed(e.to_string()))?;
                 (conn, tokio::spawn(driver))
             }
         };
@@ -277,4 +271,13 @@ impl RedisSession {
             driver,
         })
     }
+}
+
+/// The crate's own response timeout (500 ms by default) would call a slow
+/// but alive server down; `Link::query`'s timeout, `collectors.timeout`,
+/// is the one that applies.
+fn driver_config() -> redis::AsyncConnectionConfig {
+    redis::AsyncConnectionConfig::default()
+        .set_response_timeout(None)
+        .set_connection_timeout(None)
 }

@@ -481,3 +481,47 @@ async fn cluster_info_when_cluster_mode_is_on() {
     );
     assert_eq!(get(&m, "redis_cluster_state", "plain"), None);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_frozen_redis_is_down_within_the_command_timeout_and_alone() {
+    let frozen = RedisServer::start(&[]);
+    let healthy = RedisServer::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[collectors]\ntimeout = \"2s\"\n{}{}",
+        frozen.redis_table("frozen"),
+        healthy.redis_table("healthy")
+    );
+    let agent = RunningAgent::start(dir.path(), &config).await;
+    agent
+        .wait_for(WAIT, "both up", |m| {
+            (get(m, "redis_up", "frozen") == Some(1.0)
+                && get(m, "redis_up", "healthy") == Some(1.0))
+            .then_some(())
+        })
+        .await;
+    frozen.freeze();
+    let since = std::time::Instant::now();
+    agent
+        .wait_for(WAIT, "the frozen one down", |m| {
+            (get(m, "redis_up", "frozen") == Some(0.0)).then_some(())
+        })
+        .await;
+    let down_after = since.elapsed();
+    // The 2 s command timeout plus a 1 s interval, and a scrape.
+    assert!(down_after < Duration::from_secs(5), "{down_after:?}");
+    let m = agent.metrics().await;
+    assert_eq!(get(&m, "redis_up", "healthy"), Some(1.0));
+    assert!(
+        agent.log().contains("no answer within 2s"),
+        "{}",
+        agent.log()
+    );
+    frozen.thaw();
+    agent
+        .wait_for(Duration::from_secs(45), "the thawed one up", |m| {
+            (get(m, "redis_up", "frozen") == Some(1.0)).then_some(())
+        })
+        .await;
+    eprintln!("frozen Redis: redis_up 0 after {down_after:?}");
+}

@@ -183,9 +183,33 @@ impl RedisServer {
         )
     }
 
+    /// Freezes the server (SIGSTOP): it keeps its connections but answers
+    /// nothing, like a hung process or a partitioned host.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a frozen server run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill with our own child's pid and a valid signal.
+            unsafe {
+                libc::kill(child.id() as i32, signal);
+            }
+        }
+    }
+
     /// Stops the server (SIGKILL: no save, like a crash or a lost host).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // SAFETY: as in `signal`; a frozen server must run to die.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGCONT);
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
