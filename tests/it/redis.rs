@@ -152,6 +152,16 @@ async fn hits_misses_evictions_and_commands_are_the_servers_own() {
     let page = agent.get("/").await.body;
     assert!(page.contains("<h3>Redis</h3><p>hit ratio 83.7%"), "{page}");
     assert!(page.contains("<td>set</td><td>112</td>"), "{page}");
+    // The password is in no output.
+    for path in [
+        "/metrics",
+        "/api/v1/redis",
+        "/api/v1/saturation",
+        "/",
+        "/probe?target=cache",
+    ] {
+        assert!(!agent.get(path).await.body.contains(USER.1), "{path}");
+    }
     // /probe keeps to the one target.
     let probe = agent.get("/probe?target=cache").await;
     assert!(
