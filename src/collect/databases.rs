@@ -1,4 +1,5 @@
-//! Databases: pg_stat_database counters and transaction ID age. Sizes are
+//! Databases: pg_stat_database counters and transaction ID age, and on a
+//! replica its recovery conflicts (pg_stat_database_conflicts). Sizes are
 //! the `database_size` collector's, on a slower schedule.
 //!
 //! Privilege: pg_monitor.
@@ -39,6 +40,10 @@ pub static FROZEN_XID_AGE: Desc = desc!(Gauge "pg_database_frozen_xid_age", ["da
 pub static MXID_AGE: Desc = desc!(Gauge "pg_database_mxid_age", ["datname"],
     "Multixacts since the database's oldest unfrozen multixact ID (mxid_age(datminmxid)): past autovacuum_multixact_freeze_max_age anti-wraparound autovacuums run; near 2^31 the server stops assigning multixacts.");
 
+static CONFLICTS: Desc = desc!(Counter "pg_database_conflicts", ["datname", "kind"],
+    "Queries cancelled on this replica because they conflicted with WAL replay, by kind (pg_stat_database_conflicts): tablespace, lock, snapshot (vacuum removed rows the query could still see), bufferpin, deadlock, and logicalslot (16+: a logical slot invalidated).",
+    only_when = "the server is a replica");
+
 /// Counter columns of pg_stat_database and the family each feeds. A NULL
 /// column is left out (checksum failures, when checksums are off).
 const COUNTERS: [(&str, &Desc); 12] = [
@@ -72,6 +77,7 @@ pub static METRICS: &[&Desc] = &[
     &CHECKSUM_FAILURES,
     &FROZEN_XID_AGE,
     &MXID_AGE,
+    &CONFLICTS,
 ];
 
 /// The `databases` collector. Counters are published as the server
@@ -104,9 +110,58 @@ impl Collector for Databases {
         }
         counters.push(age);
         counters.push(mxid_age);
+        counters.push(conflicts(cx).await?);
         Ok(counters.into())
     }
 }
+
+/// Recovery conflicts by kind, on a replica only (a primary has none to
+/// report, and leaving them out keeps its series budget).
+async fn conflicts(cx: &Context<'_>) -> Result<Family, CollectError> {
+    let sql = if cx.caps.server_version_num >= 160000 {
+        CONFLICTS_16_SQL
+    } else {
+        CONFLICTS_SQL
+    };
+    let rows = query(cx.client, "pg_stat_database_conflicts", sql, &[]).await?;
+    let mut family = Family::new(&CONFLICTS);
+    for row in &rows {
+        let datname: String = row.get("datname")?;
+        for (kind, column) in CONFLICT_KINDS {
+            if let Some(value) = row.get::<Option<f64>>(column)? {
+                family.push(&[datname.as_str(), kind], value);
+            }
+        }
+    }
+    Ok(family)
+}
+
+/// The kinds of `pg_database_conflicts_total` and their columns; the last
+/// is NULL before 16.
+const CONFLICT_KINDS: [(&str, &str); 6] = [
+    ("tablespace", "confl_tablespace"),
+    ("lock", "confl_lock"),
+    ("snapshot", "confl_snapshot"),
+    ("bufferpin", "confl_bufferpin"),
+    ("deadlock", "confl_deadlock"),
+    ("logicalslot", "confl_logicalslot"),
+];
+
+const CONFLICTS_SQL: &str = "SELECT datname::text AS datname,
+                        confl_tablespace::float8 AS confl_tablespace, confl_lock::float8 AS confl_lock,
+                        confl_snapshot::float8 AS confl_snapshot, confl_bufferpin::float8 AS confl_bufferpin,
+                        confl_deadlock::float8 AS confl_deadlock, NULL::float8 AS confl_logicalslot
+                   FROM pg_catalog.pg_stat_database_conflicts
+                  WHERE pg_catalog.pg_is_in_recovery() AND datname IS NOT NULL
+                  ORDER BY 1";
+
+const CONFLICTS_16_SQL: &str = "SELECT datname::text AS datname,
+                        confl_tablespace::float8 AS confl_tablespace, confl_lock::float8 AS confl_lock,
+                        confl_snapshot::float8 AS confl_snapshot, confl_bufferpin::float8 AS confl_bufferpin,
+                        confl_deadlock::float8 AS confl_deadlock, confl_active_logicalslot::float8 AS confl_logicalslot
+                   FROM pg_catalog.pg_stat_database_conflicts
+                  WHERE pg_catalog.pg_is_in_recovery() AND datname IS NOT NULL
+                  ORDER BY 1";
 
 const DATABASES_SQL: &str = "SELECT d.datname::text AS datname,
                         coalesce(s.xact_commit, 0)::float8 AS xact_commit,
@@ -129,4 +184,4 @@ const DATABASES_SQL: &str = "SELECT d.datname::text AS datname,
                   ORDER BY d.datname";
 
 /// The SQL this module sends, for recognising it in pg_stat_statements.
-pub const OWN_SQL: &[&str] = &[DATABASES_SQL];
+pub const OWN_SQL: &[&str] = &[DATABASES_SQL, CONFLICTS_SQL, CONFLICTS_16_SQL];
