@@ -149,6 +149,15 @@ pub static COLLECTORS: &[Spec] = &[
         },
     },
     Spec {
+        name: "subscriptions",
+        metrics: collect::subscriptions::METRICS,
+        own_sql: &[collect::subscriptions::OWN_SQL],
+        run: Run::Session {
+            interval: |c, _| c.subscriptions,
+            build: |_| Box::new(collect::subscriptions::Subscriptions),
+        },
+    },
+    Spec {
         name: "wal",
         metrics: collect::wal::METRICS,
         own_sql: &[collect::wal::OWN_SQL],

@@ -36,6 +36,7 @@ pub mod schema;
 pub(crate) mod server;
 pub(crate) mod slots;
 pub mod statements;
+pub(crate) mod subscriptions;
 pub mod tables;
 pub mod vacuum;
 pub(crate) mod wal;

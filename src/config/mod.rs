@@ -184,6 +184,8 @@ pub struct Collectors {
     pub replication: Option<Duration>,
     /// Interval of the slots collector.
     pub slots: Option<Duration>,
+    /// Interval of the subscriptions collector.
+    pub subscriptions: Option<Duration>,
     /// Interval of the wal collector.
     pub wal: Option<Duration>,
     /// Interval of the checkpoints collector.

@@ -215,8 +215,10 @@ pub struct RawCollectors {
     pub database_size: Setting<Every<300>>,
     /// Streaming replication: lag of each replica (on a primary), replay lag and receiver (on a replica).
     pub replication: Setting,
-    /// Replication slots: active, retained WAL, safe_wal_size, wal_status.
+    /// Replication slots: active, retained WAL, safe_wal_size, wal_status; logical slots' confirmed lag, decoding statistics and invalidation.
     pub slots: Setting,
+    /// Logical replication subscriptions (the subscriber side): worker, apply lag, errors, conflicts.
+    pub subscriptions: Setting,
     /// WAL position (as a byte counter) and the WAL directory's size.
     pub wal: Setting,
     /// Checkpoints and buffer writes (pg_stat_bgwriter / pg_stat_checkpointer).
@@ -255,6 +257,7 @@ impl Default for RawCollectors {
             database_size: Setting::default(),
             replication: Setting::default(),
             slots: Setting::default(),
+            subscriptions: Setting::default(),
             wal: Setting::default(),
             checkpoints: Setting::default(),
             archiver: Setting::default(),

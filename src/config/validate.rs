@@ -351,6 +351,7 @@ fn validate_collectors(c: &RawCollectors, problems: &mut Vec<Problem>) -> Collec
         database_size: resolve(c.database_size.0.interval),
         replication: interval(&c.replication),
         slots: interval(&c.slots),
+        subscriptions: interval(&c.subscriptions),
         wal: interval(&c.wal),
         checkpoints: interval(&c.checkpoints),
         archiver: interval(&c.archiver),

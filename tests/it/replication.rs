@@ -4,7 +4,8 @@
 //! replica fed from an archive) is in [`replica_lag`]; the primary's view
 //! of its walsenders (twins, logical consumers, base backups) in
 //! [`walsenders`]; a switchover (timeline, role-change and restart rules on
-//! the recorded series) in [`failover`]; here a stopped replica holding its slot, a promotion,
+//! the recorded series) in [`failover`]; logical replication between two
+//! clusters, both ends, in [`logical`]; here a stopped replica holding its slot, a promotion,
 //! WAL and checkpoints.
 //!
 //! Ground truth comes from the servers' own views and the test's clock,
@@ -17,6 +18,7 @@ use crate::harness::replica::{LOGICAL_SLOT, Replica, ReplicaOptions, replicated,
 use crate::harness::{Fixture, Metrics, RunningAgent, outputs, pgvigil};
 
 mod failover;
+mod logical;
 mod replica_lag;
 mod walsenders;
 
