@@ -176,6 +176,15 @@ pub static COLLECTORS: &[Spec] = &[
         },
     },
     Spec {
+        name: "io",
+        metrics: collect::io::METRICS,
+        own_sql: &[collect::io::OWN_SQL],
+        run: Run::Session {
+            interval: |c, _| c.io,
+            build: |_| Box::new(collect::io::Io),
+        },
+    },
+    Spec {
         name: "archiver",
         metrics: collect::archiver::METRICS,
         own_sql: &[collect::archiver::OWN_SQL],

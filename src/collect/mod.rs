@@ -27,6 +27,7 @@ pub(crate) mod connections;
 pub(crate) mod database_size;
 pub(crate) mod databases;
 pub(crate) mod filesystem;
+pub(crate) mod io;
 pub(crate) mod logs;
 pub(crate) mod pgbouncer;
 pub(crate) mod process;

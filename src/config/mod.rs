@@ -190,6 +190,8 @@ pub struct Collectors {
     pub wal: Option<Duration>,
     /// Interval of the checkpoints collector.
     pub checkpoints: Option<Duration>,
+    /// Interval of the io collector.
+    pub io: Option<Duration>,
     /// Interval of the archiver collector.
     pub archiver: Option<Duration>,
     /// Interval of the filesystem collector.

@@ -223,6 +223,8 @@ pub struct RawCollectors {
     pub wal: Setting,
     /// Checkpoints and buffer writes (pg_stat_bgwriter / pg_stat_checkpointer).
     pub checkpoints: Setting,
+    /// I/O by process type and object (pg_stat_io, 16+) and the SLRU caches (pg_stat_slru).
+    pub io: Setting,
     /// WAL archiving: pg_stat_archiver, segments waiting, recovery point at risk.
     pub archiver: Setting,
     /// Free space of the filesystems holding the data directory, WAL and tablespaces (when on the database host).
@@ -260,6 +262,7 @@ impl Default for RawCollectors {
             subscriptions: Setting::default(),
             wal: Setting::default(),
             checkpoints: Setting::default(),
+            io: Setting::default(),
             archiver: Setting::default(),
             filesystem: Setting::default(),
             tables: Setting::default(),

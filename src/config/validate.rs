@@ -354,6 +354,7 @@ fn validate_collectors(c: &RawCollectors, problems: &mut Vec<Problem>) -> Collec
         subscriptions: interval(&c.subscriptions),
         wal: interval(&c.wal),
         checkpoints: interval(&c.checkpoints),
+        io: interval(&c.io),
         archiver: interval(&c.archiver),
         filesystem: interval(&c.filesystem),
         tables: resolve(c.tables.0.interval),

@@ -41,6 +41,8 @@ mod http;
 mod load;
 // A table locked ACCESS EXCLUSIVE: its size carried over, the others published, nothing queued.
 mod locked_table;
+// I/O, WAL and session statistics: temp files, sessions, WAL records, pg_stat_io, SLRU caches, per version.
+mod io_stats;
 // The log tailer: formats, rotation, truncation, restarts, thresholds, the EXPLAIN feed.
 mod logs;
 // Desktop notifications over a private D-Bus.
