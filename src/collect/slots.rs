@@ -35,7 +35,7 @@ static CONFIRMED_LAG: Desc = desc!(Gauge "pg_replication_slot_confirmed_flush_la
     "WAL written since the position the logical slot's consumer last confirmed (confirmed_flush_lsn): what a subscriber still has to receive and apply; it grows while the subscriber is down or falls behind.",
     only_when = "the server has a logical slot whose consumer has confirmed a position");
 static CONFLICTING: Desc = desc!(Gauge "pg_replication_slot_conflicting", ["slot_name"],
-    "1 if the logical slot was invalidated by a conflict (rows it needs removed, wal_level lowered): it can no longer be used and must be recreated.",
+    "1 if the logical slot was invalidated by a conflict (rows it needs removed, wal_level lowered): it can no longer be used and must be recreated. PostgreSQL 16 reports every invalidation here, lost WAL included; 17+ only conflicts.",
     only_when = "the server has logical slots, PostgreSQL 16+");
 static INVALIDATION: Desc = desc!(Info "pg_replication_slot_invalidation", ["slot_name", "reason"],
     "Why the slot was invalidated (invalidation_reason): wal_removed, rows_removed, wal_level_insufficient, idle_timeout.",

@@ -256,3 +256,121 @@ async fn a_subscription_falling_behind_and_failing_shows_on_both_ends() {
             .await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_that_lost_its_wal_says_why() {
+    let major = crate::harness::pg::major_version();
+    let fx = Fixture::start_with(PgOptions {
+        conf: vec![
+            "wal_level = logical".into(),
+            "max_slot_wal_keep_size = '1MB'".into(),
+        ],
+    })
+    .await;
+    let admin = fx.pg.connect().await;
+    admin
+        .batch_execute(
+            "SELECT pg_create_physical_replication_slot('doomed', true);
+             SELECT pg_create_logical_replication_slot('kept', 'test_decoding');",
+        )
+        .await
+        .unwrap();
+    let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config("")).await;
+    let kept = [("slot_name", "kept")];
+    let doomed = [("slot_name", "doomed")];
+    let m = agent
+        .wait_for(WAIT, "both slots", |m| {
+            m.get(
+                "pg_replication_slot_active",
+                &[("slot_name", "kept"), ("slot_type", "logical")],
+            )
+            .and(m.get("pg_replication_slot_retained_bytes", &doomed))
+            .map(|_| m.clone())
+        })
+        .await;
+    // A logical slot nobody consumed has confirmed its creation point.
+    assert!(
+        m.get("pg_replication_slot_confirmed_flush_lag_bytes", &kept)
+            .is_some()
+    );
+    assert!(
+        m.get("pg_replication_slot_confirmed_flush_lag_bytes", &doomed)
+            .is_none()
+    );
+    // Past max_slot_wal_keep_size, a checkpoint removes the WAL both slots need.
+    write_wal(&admin, 5).await;
+    admin
+        .batch_execute("SELECT pg_switch_wal(); CHECKPOINT; SELECT pg_switch_wal(); CHECKPOINT;")
+        .await
+        .unwrap();
+    let status: String = admin
+        .query_one(
+            "SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'doomed'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "lost");
+    let mut lost = doomed.to_vec();
+    lost.push(("wal_status", "lost"));
+    let m = agent
+        .wait_for(WAIT, "the lost slot", |m| {
+            m.get("pg_replication_slot_wal_status_info", &lost)
+                .map(|_| m.clone())
+        })
+        .await;
+    let reasons: Vec<String> = m
+        .find("pg_replication_slot_invalidation_info", &doomed)
+        .map(|s| s.labels["reason"].clone())
+        .collect();
+    if major >= 17 {
+        let truth: String = admin
+            .query_one(
+                "SELECT invalidation_reason FROM pg_replication_slots WHERE slot_name = 'doomed'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(reasons, [truth]);
+        assert!(
+            m.get(
+                "pg_replication_slot_inactive_since_timestamp_seconds",
+                &doomed
+            )
+            .is_some()
+        );
+    } else {
+        assert!(reasons.is_empty(), "{reasons:?}");
+        assert!(
+            m.find("pg_replication_slot_inactive_since_timestamp_seconds", &[])
+                .next()
+                .is_none()
+        );
+    }
+    // As the server says: 16 reports every invalidation of a logical slot
+    // as conflicting, lost WAL included; 17 only conflicts with recovery.
+    if major >= 16 {
+        let conflicting: bool = admin
+            .query_one(
+                "SELECT conflicting FROM pg_replication_slots WHERE slot_name = 'kept'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(conflicting, major == 16, "the server's own conflicting");
+        let want = if conflicting { 1.0 } else { 0.0 };
+        agent
+            .wait_for(WAIT, "kept's conflicting", |m| {
+                (m.get("pg_replication_slot_conflicting", &kept) == Some(want)).then_some(())
+            })
+            .await;
+    }
+    assert!(
+        m.find("pg_replication_slot_conflicting", &doomed)
+            .next()
+            .is_none()
+    );
+}
