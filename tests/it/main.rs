@@ -61,7 +61,7 @@ mod pgbouncer_compat;
 mod queries;
 // Reload without restart (SIGHUP, POST /-/reload): targets added, removed, rebuilt; certificates; broken files.
 mod reload;
-// Replication lag from both ends, slots, WAL and checkpoints, promotion.
+// Replication lag from both ends, slots, WAL and checkpoints, promotion; a switchover and its alerts; logical replication, both ends.
 mod replication;
 // Schema risks: sequences near their limit, invalid, unused and duplicate indexes, locks never waited for.
 mod schema;

@@ -11,7 +11,9 @@ use std::path::Path;
 
 use super::{MB, WAIT};
 use crate::harness::replica::{current_lsn, parse_lsn, write_wal};
-use crate::harness::{Fixture, PgOptions, Prometheus, RunningAgent, eventually};
+use crate::harness::{
+    Fixture, Metrics, PgOptions, Prometheus, RunningAgent, eventually, outputs, pgvigil,
+};
 
 const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/alerts/pgvigil.rules.yml");
 
@@ -166,6 +168,30 @@ async fn a_subscription_falling_behind_and_failing_shows_on_both_ends() {
         lag <= (now - confirmed) as f64,
         "{lag} > {}",
         now - confirmed
+    );
+    // A fresh `pgvigil once` on the publisher reads the same lag.
+    let dsn = publisher.dsn();
+    let env = publisher.once_env();
+    let out = tokio::task::spawn_blocking(move || {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        pgvigil(&["once", "--dsn", &dsn, "--format", "prometheus"], &env)
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = outputs(&out);
+    assert!(out.status.success(), "{stderr}");
+    let once = Metrics::parse(&stdout);
+    let fresh = once
+        .get(
+            "pg_replication_slot_confirmed_flush_lag_bytes",
+            &[("slot_name", "sub")],
+        )
+        .expect("the slot's lag in `once`");
+    let after = current_lsn(&source).await;
+    assert!(
+        fresh >= truth && fresh <= (after - confirmed) as f64,
+        "once read {fresh}, the publisher {truth}..{}",
+        after - confirmed
     );
     if major >= 17 {
         let m = agent.metrics().await;
