@@ -213,6 +213,38 @@ async fn a_subscription_falling_behind_and_failing_shows_on_both_ends() {
             (m.get("pg_subscription_worker_running", &sub) == Some(1.0)).then_some(())
         })
         .await;
+    // Disabled on purpose: no worker, and PostgresSubscriptionWorkerDown's
+    // expression stays empty for it.
+    sink.batch_execute("ALTER SUBSCRIPTION sub DISABLE")
+        .await
+        .unwrap();
+    agent
+        .wait_for(WAIT, "the disabled subscription", |m| {
+            (m.get("pg_subscription_enabled", &sub) == Some(0.0)
+                && m.get("pg_subscription_worker_running", &sub) == Some(0.0))
+            .then_some(())
+        })
+        .await;
+    eventually(WAIT, "Prometheus to see it disabled", || async {
+        (!prom
+            .query("pg_subscription_enabled{target=\"subscriber\"} == 0")
+            .await
+            .is_empty())
+        .then_some(())
+    })
+    .await;
+    let down = prom
+        .query("pg_subscription_worker_running == 0 and on (instance, job, target, datname, subname) (pg_subscription_enabled == 1)")
+        .await;
+    assert!(down.is_empty(), "{down:?}");
+    sink.batch_execute("ALTER SUBSCRIPTION sub ENABLE")
+        .await
+        .unwrap();
+    agent
+        .wait_for(WAIT, "the apply worker back after ENABLE", |m| {
+            (m.get("pg_subscription_worker_running", &sub) == Some(1.0)).then_some(())
+        })
+        .await;
     sink.batch_execute("INSERT INTO items VALUES (1000)")
         .await
         .unwrap();
