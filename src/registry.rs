@@ -158,6 +158,15 @@ pub static COLLECTORS: &[Spec] = &[
         },
     },
     Spec {
+        name: "subscriptions",
+        metrics: collect::subscriptions::METRICS,
+        own_sql: &[collect::subscriptions::OWN_SQL],
+        run: Run::Session {
+            interval: |c, _| c.subscriptions,
+            build: |_| Box::new(collect::subscriptions::Subscriptions),
+        },
+    },
+    Spec {
         name: "wal",
         metrics: collect::wal::METRICS,
         own_sql: &[collect::wal::OWN_SQL],
@@ -173,6 +182,15 @@ pub static COLLECTORS: &[Spec] = &[
         run: Run::Session {
             interval: |c, _| c.checkpoints,
             build: |_| Box::new(collect::checkpoints::Checkpoints),
+        },
+    },
+    Spec {
+        name: "io",
+        metrics: collect::io::METRICS,
+        own_sql: &[collect::io::OWN_SQL],
+        run: Run::Session {
+            interval: |c, _| c.io,
+            build: |_| Box::new(collect::io::Io),
         },
     },
     Spec {

@@ -1,4 +1,5 @@
-//! Checkpoints and buffer writes, under the same names before and after
+//! Checkpoints, buffer writes and allocations, and the background
+//! writer's stops at bgwriter_lru_maxpages, under the same names before and after
 //! PostgreSQL 17 moved them from pg_stat_bgwriter to pg_stat_checkpointer
 //! (and backend writes to pg_stat_io). Which views exist is checked on the
 //! server, not inferred from its version.
@@ -24,8 +25,21 @@ static SYNC: Desc = desc!(Counter "pg_checkpoint_sync", unit = Seconds, [], "Tim
 static BUFFERS: Desc = desc!(Counter "pg_buffers_written", ["by"],
     "Shared buffers written, by who wrote them: checkpoint, bgwriter, backend (backends writing means the others fall behind).");
 
+static ALLOCATED: Desc = desc!(Counter "pg_buffers_allocated", [],
+    "Shared buffers allocated (pg_stat_bgwriter.buffers_alloc): rate() is how fast pages come into shared buffers.");
+static MAXWRITTEN: Desc = desc!(Counter "pg_bgwriter_maxwritten_clean", [],
+    "Times the background writer stopped a cleaning round because it had written bgwriter_lru_maxpages buffers; frequent stops with backends writing their own buffers mean it is held back.");
+
 /// This collector's metric families.
-pub static METRICS: &[&Desc] = &[&TIMED, &REQUESTED, &WRITE, &SYNC, &BUFFERS];
+pub static METRICS: &[&Desc] = &[
+    &TIMED,
+    &REQUESTED,
+    &WRITE,
+    &SYNC,
+    &BUFFERS,
+    &ALLOCATED,
+    &MAXWRITTEN,
+];
 
 /// The `checkpoints` collector.
 #[derive(Debug, Default)]
@@ -56,7 +70,12 @@ impl Collector for Checkpoints {
         ] {
             buffers.push(&[by], total(column)?);
         }
-        Ok(vec![timed, requested, write, sync, buffers].into())
+        let allocated = Family::single(&ALLOCATED, total("allocated")?);
+        let maxwritten = Family::single(&MAXWRITTEN, total("maxwritten_clean")?);
+        Ok(vec![
+            timed, requested, write, sync, buffers, allocated, maxwritten,
+        ]
+        .into())
     }
 }
 
@@ -67,7 +86,8 @@ const VIEWS_SQL: &str =
 const BGWRITER_SQL: &str = "
 SELECT checkpoints_timed::float8 AS timed, checkpoints_req::float8 AS requested,
        (checkpoint_write_time / 1000)::float8 AS write_seconds, (checkpoint_sync_time / 1000)::float8 AS sync_seconds,
-       buffers_checkpoint::float8 AS by_checkpoint, buffers_clean::float8 AS by_bgwriter, buffers_backend::float8 AS by_backend
+       buffers_checkpoint::float8 AS by_checkpoint, buffers_clean::float8 AS by_bgwriter, buffers_backend::float8 AS by_backend,
+       buffers_alloc::float8 AS allocated, maxwritten_clean::float8 AS maxwritten_clean
   FROM pg_catalog.pg_stat_bgwriter";
 
 /// 17+: checkpoints in pg_stat_checkpointer, backend writes in pg_stat_io.
@@ -77,7 +97,8 @@ SELECT (c.num_timed + c.restartpoints_timed)::float8 AS timed,
        (c.write_time / 1000)::float8 AS write_seconds, (c.sync_time / 1000)::float8 AS sync_seconds,
        c.buffers_written::float8 AS by_checkpoint, b.buffers_clean::float8 AS by_bgwriter,
        (SELECT coalesce(sum(writes), 0) FROM pg_catalog.pg_stat_io
-         WHERE object = 'relation' AND backend_type NOT IN ('checkpointer', 'background writer'))::float8 AS by_backend
+         WHERE object = 'relation' AND backend_type NOT IN ('checkpointer', 'background writer'))::float8 AS by_backend,
+       b.buffers_alloc::float8 AS allocated, b.maxwritten_clean::float8 AS maxwritten_clean
   FROM pg_catalog.pg_stat_checkpointer c, pg_catalog.pg_stat_bgwriter b";
 
 /// The SQL this module sends, for recognising it in pg_stat_statements.

@@ -1,4 +1,7 @@
-//! Server identity and role: version, recovery state, start time, limits.
+//! Server identity and role: version, recovery state, start time, limits,
+//! the timeline and the cluster's system identifier (what failover alerts
+//! read: a role that changed, a start time that changed, a cluster of
+//! targets without a primary).
 //!
 //! Privilege: none beyond LOGIN; every value here is readable by any role.
 
@@ -18,6 +21,12 @@ static START_TIME: Desc = desc!(Gauge "pg_postmaster_start_time", unit = Seconds
 pub static MAX_CONNECTIONS: Desc =
     desc!(Gauge "pg_settings_max_connections", [], "The max_connections setting.");
 
+/// Public: the outputs look it up by descriptor.
+pub static TIMELINE: Desc = desc!(Gauge "pg_timeline_id", [],
+    "The timeline of the server's latest checkpoint (restartpoint on a replica), pg_control_checkpoint().timeline_id: a promotion starts a new timeline, which shows here once the checkpoint that follows it completes (seconds, on a small server).");
+static SYSTEM: Desc = desc!(Info "pg_system_identifier", ["system_identifier"],
+    "The cluster's system identifier (pg_control_system()): the same on a primary and all its physical replicas, different for any other cluster; the alert rules group targets into clusters by it.");
+
 static DATA_CHECKSUMS: Desc = desc!(Gauge "pg_settings_data_checksums", [],
     "1 if data page checksums are on, 0 if off (then corruption is not detected and pg_database_checksum_failures_total is absent).");
 
@@ -28,6 +37,8 @@ pub static METRICS: &[&Desc] = &[
     &START_TIME,
     &MAX_CONNECTIONS,
     &DATA_CHECKSUMS,
+    &TIMELINE,
+    &SYSTEM,
 ];
 
 /// The `server` collector.
@@ -54,8 +65,12 @@ impl Collector for Server {
             .to_string();
         let mut info = Family::new(&INFO);
         info.push_info(&[short, num]);
+        let mut system = Family::new(&SYSTEM);
+        system.push_info(&[row.get::<i64>("system_identifier")?.to_string()]);
         Ok(vec![
             info,
+            system,
+            Family::single(&TIMELINE, row.get("timeline")?),
             Family::single(&IN_RECOVERY, if in_recovery { 1.0 } else { 0.0 }),
             Family::single(&START_TIME, row.get("start_time")?),
             Family::single(&MAX_CONNECTIONS, row.get("max_connections")?),
@@ -70,7 +85,9 @@ const SERVER_SQL: &str = "SELECT current_setting('server_version') AS version,
                         pg_catalog.pg_is_in_recovery() AS in_recovery,
                         extract(epoch FROM pg_catalog.pg_postmaster_start_time())::float8 AS start_time,
                         current_setting('max_connections')::float8 AS max_connections,
-                        (current_setting('data_checksums') = 'on')::int::float8 AS data_checksums";
+                        (current_setting('data_checksums') = 'on')::int::float8 AS data_checksums,
+                        (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint())::float8 AS timeline,
+                        (SELECT system_identifier FROM pg_catalog.pg_control_system()) AS system_identifier";
 
 /// The SQL this module sends, for recognising it in pg_stat_statements.
 pub const OWN_SQL: &[&str] = &[SERVER_SQL];

@@ -189,10 +189,14 @@ pub struct Collectors {
     pub replication: Option<Duration>,
     /// Interval of the slots collector.
     pub slots: Option<Duration>,
+    /// Interval of the subscriptions collector.
+    pub subscriptions: Option<Duration>,
     /// Interval of the wal collector.
     pub wal: Option<Duration>,
     /// Interval of the checkpoints collector.
     pub checkpoints: Option<Duration>,
+    /// Interval of the io collector.
+    pub io: Option<Duration>,
     /// Interval of the archiver collector.
     pub archiver: Option<Duration>,
     /// Interval of the filesystem collector.

@@ -215,12 +215,16 @@ pub struct RawCollectors {
     pub database_size: Setting<Every<300>>,
     /// Streaming replication: lag of each replica (on a primary), replay lag and receiver (on a replica).
     pub replication: Setting,
-    /// Replication slots: active, retained WAL, safe_wal_size, wal_status.
+    /// Replication slots: active, retained WAL, safe_wal_size, wal_status; logical slots' confirmed lag, decoding statistics and invalidation.
     pub slots: Setting,
+    /// Logical replication subscriptions (the subscriber side): worker, apply lag, errors, conflicts.
+    pub subscriptions: Setting,
     /// WAL position (as a byte counter) and the WAL directory's size.
     pub wal: Setting,
     /// Checkpoints and buffer writes (pg_stat_bgwriter / pg_stat_checkpointer).
     pub checkpoints: Setting,
+    /// I/O by process type and object (pg_stat_io, 16+) and the SLRU caches (pg_stat_slru).
+    pub io: Setting,
     /// WAL archiving: pg_stat_archiver, segments waiting, recovery point at risk.
     pub archiver: Setting,
     /// Free space of the filesystems holding the data directory, WAL and tablespaces (when on the database host).
@@ -255,8 +259,10 @@ impl Default for RawCollectors {
             database_size: Setting::default(),
             replication: Setting::default(),
             slots: Setting::default(),
+            subscriptions: Setting::default(),
             wal: Setting::default(),
             checkpoints: Setting::default(),
+            io: Setting::default(),
             archiver: Setting::default(),
             filesystem: Setting::default(),
             tables: Setting::default(),

@@ -41,6 +41,8 @@ mod http;
 mod load;
 // A table locked ACCESS EXCLUSIVE: its size carried over, the others published, nothing queued.
 mod locked_table;
+// I/O, WAL and session statistics: temp files, sessions, WAL records, pg_stat_io, SLRU caches, per version.
+mod io_stats;
 // The log tailer: formats, rotation, truncation, restarts, thresholds, the EXPLAIN feed.
 mod logs;
 // Desktop notifications over a private D-Bus.
@@ -61,7 +63,7 @@ mod queries;
 mod redis;
 // Reload without restart (SIGHUP, POST /-/reload): targets added, removed, rebuilt; certificates; broken files.
 mod reload;
-// Replication lag from both ends, slots, WAL and checkpoints, promotion.
+// Replication lag from both ends, slots, WAL and checkpoints, promotion; a switchover and its alerts; logical replication, both ends.
 mod replication;
 // Schema risks: sequences near their limit, invalid, unused and duplicate indexes, locks never waited for.
 mod schema;

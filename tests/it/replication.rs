@@ -3,7 +3,9 @@
 //! primary, a paused replica, a slow or silent link, a stopped primary, a
 //! replica fed from an archive) is in [`replica_lag`]; the primary's view
 //! of its walsenders (twins, logical consumers, base backups) in
-//! [`walsenders`]; here a stopped replica holding its slot, a promotion,
+//! [`walsenders`]; a switchover (timeline, role-change and restart rules on
+//! the recorded series) in [`failover`]; logical replication between two
+//! clusters, both ends, in [`logical`]; here a stopped replica holding its slot, a promotion,
 //! WAL and checkpoints.
 //!
 //! Ground truth comes from the servers' own views and the test's clock,
@@ -15,6 +17,8 @@ use std::time::Duration;
 use crate::harness::replica::{LOGICAL_SLOT, Replica, ReplicaOptions, replicated, write_wal};
 use crate::harness::{Fixture, Metrics, RunningAgent, outputs, pgvigil};
 
+mod failover;
+mod logical;
 mod replica_lag;
 mod walsenders;
 

@@ -1,7 +1,8 @@
 //! Streaming replication, from both ends: on a primary, per replica lag as
 //! its walsender measures it (pg_stat_replication, [`primary`]); on a
 //! replica, its own lag behind its primary, paused replay and WAL receiver
-//! (pg_stat_wal_receiver, [`standby`]).
+//! (pg_stat_wal_receiver, [`standby`]), and its recovery prefetching
+//! (pg_stat_recovery_prefetch, 15+, [`prefetch`]).
 //!
 //! Each side is published only where it applies, decided on every cycle,
 //! so a promotion shows within one interval without a restart.
@@ -16,10 +17,11 @@
 
 use async_trait::async_trait;
 
-use super::{CollectError, Collected, Collector, Context, query, query_one};
+use super::{CollectError, Collected, Collector, Context, query, query_one, query_opt};
 use crate::desc;
 use crate::metric::Desc;
 
+mod prefetch;
 mod primary;
 mod standby;
 
@@ -64,6 +66,9 @@ pub static METRICS: &[&Desc] = &[
     &PAUSED,
     &RECEIVER,
     &LAST_MESSAGE_AGE,
+    &prefetch::BLOCKS,
+    &prefetch::WAL_DISTANCE,
+    &prefetch::IO_DEPTH,
 ];
 
 /// The `replication` collector. Stateless: see the module header.
@@ -82,10 +87,15 @@ impl Collector for Replication {
         cx.caps.in_recovery = in_recovery;
         if in_recovery {
             families.extend(standby::Reading::from_row(&row)?.families());
+            if cx.caps.server_version_num >= 150000
+                && let Some(row) = query_opt(cx.client, prefetch::WHAT, prefetch::SQL, &[]).await?
+            {
+                families.extend(prefetch::families(&row)?);
+            }
         }
         Ok(families.into())
     }
 }
 
 /// The SQL this module sends, for recognising it in pg_stat_statements.
-pub const OWN_SQL: &[&str] = &[primary::SQL, standby::SQL];
+pub const OWN_SQL: &[&str] = &[primary::SQL, standby::SQL, prefetch::SQL];
