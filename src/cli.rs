@@ -64,9 +64,12 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = OnceFormat::Table)]
         format: OnceFormat,
-        /// Gap between the two samples of collectors that report changes.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
-        interval: Duration,
+        /// Show statements over this interval (two samples this far apart)
+        /// instead of since the last statistics reset. Without it,
+        /// collectors that report changes (load, logs) still take their
+        /// second sample 2 s after the first.
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        interval: Option<Duration>,
     },
     /// EXPLAIN one statement through the same guard as the daemon, and print
     /// the plan with its findings.

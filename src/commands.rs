@@ -159,10 +159,26 @@ impl Daemon<'_> {
     }
 }
 
+/// The gap between `once`'s two samples without `--interval`: enough for
+/// the load sampler and the log tailer to see something.
+pub const ONCE_DEFAULT_GAP: Duration = Duration::from_secs(2);
+
 /// `pgvigil once`: prints to stdout; errors when a target is unreachable.
-pub async fn once(config: Config, format: OnceFormat, interval: Duration) -> anyhow::Result<()> {
+/// Without `interval` the statements shown are those since the last
+/// statistics reset; with it, those of the interval.
+pub async fn once(
+    config: Config,
+    format: OnceFormat,
+    interval: Option<Duration>,
+) -> anyhow::Result<()> {
     let mut agent = Agent::new(&config);
-    agent.collect_once(interval).await?;
+    agent
+        .collect_once(interval.unwrap_or(ONCE_DEFAULT_GAP))
+        .await?;
+    let shown = match interval {
+        Some(_) => report::Shown::Interval,
+        None => report::Shown::SinceReset,
+    };
     let out = match format {
         OnceFormat::Prometheus => {
             String::from_utf8_lossy(&agent.metrics(Format::Prometheus)).into_owned()
@@ -172,7 +188,7 @@ pub async fn once(config: Config, format: OnceFormat, interval: Duration) -> any
             text.push('\n');
             text
         }
-        OnceFormat::Table => report::table(&agent.store.view(None)),
+        OnceFormat::Table => report::table(&agent.store.view(None), shown),
     };
     use std::io::Write as _;
     std::io::stdout()

@@ -63,6 +63,8 @@ mod reload;
 mod replication;
 // Schema risks: sequences near their limit, invalid, unused and duplicate indexes, locks never waited for.
 mod schema;
+// `once` without --interval: statements since the last reset against pg_stat_statements and pgbench.
+mod since_reset;
 // The statements collector: labels, counts, resets, cardinality, the JSON API.
 mod statements;
 // The shape of the source: no import cycle or import up the layers, short files, no outside references.
