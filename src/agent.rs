@@ -199,6 +199,12 @@ impl Agent {
         }
     }
 
+    /// pgvigil's own statements: SQL registered here is left out of the
+    /// statement metrics and counted as the cost of being monitored.
+    pub fn own_statements(&self) -> &OwnStatements {
+        &self.shared.own
+    }
+
     /// Hands over the targets built for the config the agent was made
     /// with, and what building more needs: the supervisor starts them.
     pub fn take_targets(&mut self) -> (Vec<Prepared>, Shared) {

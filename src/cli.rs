@@ -89,6 +89,30 @@ pub enum Command {
         /// The statement.
         sql: String,
     },
+    /// Live terminal view: load by wait event, top statements with p95/p99,
+    /// sessions and who blocks whom, lag, pools; `q` quits.
+    Top {
+        /// Targets (the first one is shown); ignored with --agent.
+        #[command(flatten)]
+        source: Source,
+        /// Read a running agent's JSON APIs (http://[user:password@]host:port)
+        /// instead of connecting to PostgreSQL.
+        #[arg(long, value_name = "URL")]
+        agent: Option<String>,
+        /// Refresh interval (also the statements interval against a server).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+        refresh: Duration,
+    },
+    /// A throwaway PostgreSQL (from the local binaries) with a built-in
+    /// workload and the agent on it; Ctrl-C removes everything.
+    Demo {
+        /// HTTP listen address of the demo's agent.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9932")]
+        listen: SocketAddr,
+        /// Without the streaming replica.
+        #[arg(long)]
+        no_replica: bool,
+    },
     /// Validate a config file and print every problem with its key path.
     CheckConfig {
         /// The config file.

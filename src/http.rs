@@ -168,6 +168,7 @@ pub fn route(agent: &Agent, req: &Request<Incoming>) -> Response<Body> {
             }
         },
         "/api/v1/statements" => json(&agent.statements_json()),
+        "/api/v1/overview" => json(&crate::report::json(&agent.store.view(None))),
         "/api/v1/saturation" => json(&crate::saturation::json(&agent.store.view(None))),
         "/api/v1/vacuum" => json(&crate::report::vacuum::vacuum_json(&agent.store.view(None))),
         "/api/v1/plans" => json(&crate::report::plans_json(&agent.store.view(None))),

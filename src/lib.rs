@@ -49,7 +49,9 @@
 //!   outputs; [`supervisor`]: the daemon's running targets, brought in
 //!   line with the config on reload.
 //! - [`http`]: the hyper server and its endpoints; [`commands`]: what each
-//!   subcommand does (`main.rs` only wires it to [`cli`]).
+//!   subcommand does (`main.rs` only wires it to [`cli`]); [`top`]: the
+//!   live terminal view, on its own collectors or a running agent's APIs;
+//!   [`demo`]: a throwaway server with a workload and the daemon on it.
 #![deny(missing_docs)]
 
 pub mod agent;
@@ -58,6 +60,7 @@ pub mod collect;
 pub mod commands;
 pub mod config;
 pub mod connection;
+pub mod demo;
 pub(crate) mod explain;
 pub mod exposition;
 pub mod http;
@@ -74,4 +77,5 @@ pub(crate) mod snapshot;
 pub mod sql;
 pub mod stats;
 pub mod supervisor;
+pub mod top;
 pub(crate) mod web;

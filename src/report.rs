@@ -94,6 +94,35 @@ pub fn version(view: &TargetView) -> String {
         .unwrap_or_else(|| "version unknown".into())
 }
 
+/// The largest replication lag a target reports, seconds: on a primary the
+/// slowest replica's replay lag, on a replica its own. Absent when not
+/// measured.
+pub fn replication_lag(view: &TargetView) -> Option<f64> {
+    use crate::collect::replication::{LAG_SECONDS, REPLAY_LAG};
+    let kind = LAG_SECONDS.labels.iter().position(|l| *l == "kind");
+    let primary = view.family(&LAG_SECONDS).and_then(|f| {
+        f.series
+            .iter()
+            .filter(|s| kind.is_some_and(|k| s.labels[k] == "replay"))
+            .filter_map(|s| match s.value {
+                Value::Number(v) => Some(v),
+                _ => None,
+            })
+            .reduce(f64::max)
+    });
+    primary.or_else(|| view.value(&REPLAY_LAG, &[]))
+}
+
+/// Who a target is: version, role, start time and replication lag.
+pub fn server_json(view: &TargetView) -> Json {
+    json!({
+        "version": version(view),
+        "role": Role::of(view).as_str(),
+        "started_at": view.value(&server::START_TIME, &[]),
+        "replication_lag_seconds": replication_lag(view),
+    })
+}
+
 /// The statements report of a target, if its collector has produced one.
 pub fn statements_of(view: &TargetView) -> Option<&StatementsReport> {
     view.collectors.iter().find_map(|(_, s)| match &s.detail {
@@ -211,6 +240,7 @@ pub fn json(views: &[TargetView]) -> Json {
             json!({
                 "name": &*view.name,
                 "up": view.up,
+                "server": server_json(view),
                 "collectors": collectors,
                 "statements": statements,
                 "statements_since_reset": since_reset,

@@ -71,6 +71,8 @@ mod statements;
 mod structure;
 // Filesystems, tables, WAL archiving and pgBackRest backups.
 mod storage;
+// `pgvigil top` in tmux: the statement and its p99, blockers, sort keys, EXPLAIN, `q` restores; via an agent; without pg_stat_statements.
+mod top;
 // TLS to PostgreSQL: verify-full with a test CA.
 mod tls;
 // Vacuum: xmin-horizon holders named (slot, prepared transaction, session, standby), wraparound, running vacuums.

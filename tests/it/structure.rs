@@ -53,6 +53,10 @@ const LAYERS: &[(&str, u8)] = &[
     ("supervisor", 8),
     ("http", 9),
     ("commands", 9),
+    // The terminal view runs an agent's supervisor (or reads an agent);
+    // the demo runs the daemon's command on a throwaway server.
+    ("top", 9),
+    ("demo", 10),
 ];
 
 fn layer(module: &str) -> u8 {
