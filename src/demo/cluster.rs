@@ -199,8 +199,11 @@ fn settings(port: u16, socket: &Path, major: u32) -> Vec<String> {
         format!("log_destination = '{destination}'"),
         "log_directory = 'log'".into(),
         "lc_messages = 'C'".into(),
-        "log_min_duration_statement = '100ms'".into(),
-        "auto_explain.log_min_duration = '250ms'".into(),
+        "log_min_duration_statement = '20ms'".into(),
+        // With ANALYZE (no timing: cheap), so plans carry the rows a filter threw away.
+        "auto_explain.log_min_duration = '10ms'".into(),
+        "auto_explain.log_analyze = on".into(),
+        "auto_explain.log_timing = off".into(),
         "auto_explain.log_format = 'json'".into(),
         "track_io_timing = on".into(),
         "hot_standby = on".into(),

@@ -16,10 +16,20 @@ pub fn base() -> PathBuf {
     std::env::temp_dir().join(format!("pgvigil-demo-{uid}"))
 }
 
-/// Whether process `pid` exists.
+/// Whether process `pid` runs: it exists and is not a zombie (a
+/// container's PID 1 may never reap the servers pg_ctl left to it).
 pub fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
-    pid > 0 && unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM }
+    let exists =
+        pid > 0 && unsafe { libc::kill(pid, 0) == 0 || *libc::__errno_location() == libc::EPERM };
+    exists
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+            .unwrap_or(false)
 }
 
 /// The postmaster pid recorded in a data directory, if it still runs.

@@ -4,7 +4,7 @@
 //!
 //! - a bimodal statement: 90% of calls take 2 ms, 10% take 150 ms, so the
 //!   mean hides what p99 shows;
-//! - a lookup on a column without an index: a sequential scan over 300,000
+//! - a lookup on a column without an index: a sequential scan over 600,000
 //!   rows, slow enough to be explained, with a finding;
 //! - a lock queue: a transaction holds a row for 3 s every 10 s while two
 //!   others wait for it;
@@ -31,7 +31,7 @@ pub async fn prepare(admin: &Client, monitor_password: &str) -> anyhow::Result<(
                                        total numeric NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
              INSERT INTO demo_orders (customer_id, total)
                   SELECT (random() * 50000)::int, round((random() * 500)::numeric, 2)
-                    FROM generate_series(1, 300000);
+                    FROM generate_series(1, 600000);
              CREATE TABLE demo_accounts (id int PRIMARY KEY, balance numeric NOT NULL);
              INSERT INTO demo_accounts SELECT g, 100 FROM generate_series(1, 10) g;
              GRANT SELECT, INSERT, UPDATE ON demo_orders, demo_accounts TO demo_app;

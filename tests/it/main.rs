@@ -23,6 +23,8 @@ mod compat;
 mod counters;
 // Every dashboard and rule expression parses and names only documented metrics.
 mod dashboards;
+// `pgvigil demo`: refuses without binaries; cleans up after a killed demo; findings, histograms, lag and log counters; nothing left after SIGTERM.
+mod demo;
 // docs/metrics.md against the code and a real run.
 mod docs;
 // The EXPLAIN guard, runner and worker against a real server.

@@ -23,7 +23,7 @@ struct Tmux {
 }
 
 impl Tmux {
-    /// A detached 200×50 session named `top` running `script`.
+    /// A detached 140×40 session named `top` running `script`.
     fn start(dir: &Path, name: &str, script: &str) -> Tmux {
         let socket = dir.join(format!("tmux-{name}.sock"));
         let file = dir.join(format!("{name}.sh"));
@@ -35,9 +35,9 @@ impl Tmux {
             "-s",
             "top",
             "-x",
-            "200",
+            "140",
             "-y",
-            "50",
+            "40",
             &format!("sh {}", file.display()),
         ]);
         tmux
