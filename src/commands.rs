@@ -57,6 +57,22 @@ pub async fn run(source: &Source, listen: Option<std::net::SocketAddr>) -> anyho
         token.clone(),
         SHUTDOWN_DEADLINE,
     )?);
+    // The page's charts: a sample of every target into the bounded ring.
+    {
+        let (agent, token) = (agent.clone(), token.clone());
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(crate::history::SAMPLE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tick.tick() => agent
+                        .history
+                        .sample(&agent.store.view(None), crate::snapshot::unix_now()),
+                }
+            }
+        });
+    }
     let mut daemon = Daemon {
         source,
         listen: config.listen,

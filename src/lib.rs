@@ -41,7 +41,8 @@
 //!
 //! Outputs:
 //! - [`exposition`]: families to Prometheus text and OpenMetrics;
-//!   [`report`]: to JSON and tables; `page`: the `/` HTML page.
+//!   [`report`]: to JSON and tables; `page`: the `/` HTML page, with the
+//!   last hour's charts from `history` (a bounded ring per target).
 //!
 //! Composition and entry points:
 //! - [`registry`]: every collector declared once (name, families, SQL,
@@ -63,6 +64,7 @@ pub mod connection;
 pub mod demo;
 pub(crate) mod explain;
 pub mod exposition;
+pub(crate) mod history;
 pub mod http;
 pub(crate) mod logs;
 pub mod metric;

@@ -173,7 +173,10 @@ impl Server {
         let data = self.data.to_string_lossy().into_owned();
         for mode in ["fast", "immediate"] {
             if bin
-                .run("pg_ctl", &["-D", &data, "-m", mode, "-w", "-t", "20", "stop"])
+                .run(
+                    "pg_ctl",
+                    &["-D", &data, "-m", mode, "-w", "-t", "20", "stop"],
+                )
                 .is_ok()
             {
                 return;

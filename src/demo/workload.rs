@@ -58,8 +58,12 @@ async fn app(port: u16, password: &str) -> Result<Client, tokio_postgres::Error>
 }
 
 /// Runs a loop body until cancelled, reconnecting after errors.
-fn spawn<F, Fut>(tasks: &tokio_util::task::TaskTracker, token: &CancellationToken, port: u16, body: F)
-where
+fn spawn<F, Fut>(
+    tasks: &tokio_util::task::TaskTracker,
+    token: &CancellationToken,
+    port: u16,
+    body: F,
+) where
     F: Fn(Client) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send,
 {
@@ -102,7 +106,10 @@ pub fn start(tasks: &tokio_util::task::TaskTracker, token: &CancellationToken, p
             .await?;
         let mut customer = 1i32;
         loop {
-            customer = customer.wrapping_mul(7919).wrapping_add(13).rem_euclid(50_000);
+            customer = customer
+                .wrapping_mul(7919)
+                .wrapping_add(13)
+                .rem_euclid(50_000);
             c.query(&stmt, &[&customer]).await?;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

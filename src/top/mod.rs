@@ -52,11 +52,7 @@ pub async fn run(origin: Origin, refresh: Duration) -> anyhow::Result<()> {
 fn restore() {
     let _ = terminal::disable_raw_mode();
     let mut out = std::io::stdout();
-    let _ = execute!(
-        out,
-        terminal::LeaveAlternateScreen,
-        crossterm::cursor::Show
-    );
+    let _ = execute!(out, terminal::LeaveAlternateScreen, crossterm::cursor::Show);
     let _ = out.flush();
 }
 

@@ -196,7 +196,8 @@ fn draw_statements(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 fn draw_sessions(frame: &mut Frame, app: &App, area: Rect) {
-    let block = Block::bordered().title(" sessions: active and idle in transaction, blockers first ");
+    let block =
+        Block::bordered().title(" sessions: active and idle in transaction, blockers first ");
     let Some(sessions) = app.sessions() else {
         frame.render_widget(
             Paragraph::new("sessions are read only against a server (pgvigil top --dsn …)")
@@ -278,9 +279,7 @@ fn draw_detail(frame: &mut Frame, app: &App, s: &Statement, area: Rect) {
                 Style::default().add_modifier(Modifier::BOLD),
             ));
             let found = crate::explain::findings::findings(&p.plan);
-            lines.extend(
-                Text::from(crate::explain::render::render_tree(&p.plan, &found)).lines,
-            );
+            lines.extend(Text::from(crate::explain::render::render_tree(&p.plan, &found)).lines);
         }
         None => lines.push(Line::from(
             "no automatic plan yet (statements slower than explain.slow_threshold are explained)",

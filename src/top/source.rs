@@ -24,7 +24,8 @@ use crate::supervisor::Supervisor;
 /// Active and idle-in-transaction client sessions, oldest first, with
 /// `pg_blocking_pids` asked only for those waiting on a lock (it takes
 /// the lock manager's partition locks). pgvigil's own are left out.
-pub const SESSIONS_SQL: &str = "SELECT pid, coalesce(datname, '') AS datname, coalesce(usename, '') AS usename, state,
+pub const SESSIONS_SQL: &str =
+    "SELECT pid, coalesce(datname, '') AS datname, coalesce(usename, '') AS usename, state,
         extract(epoch FROM clock_timestamp() - coalesce(xact_start, query_start))::float8 AS age,
         coalesce(wait_event_type || ':' || wait_event, '') AS wait,
         CASE WHEN wait_event_type = 'Lock' THEN pg_blocking_pids(pid) END AS blocked_by,
@@ -334,7 +335,10 @@ mod tests {
     #[test]
     fn agent_urls() {
         let r = Remote::parse("http://127.0.0.1:9932").unwrap();
-        assert_eq!((r.host.as_str(), r.path_prefix.as_str()), ("127.0.0.1:9932", ""));
+        assert_eq!(
+            (r.host.as_str(), r.path_prefix.as_str()),
+            ("127.0.0.1:9932", "")
+        );
         assert!(r.auth.is_none());
         let r = Remote::parse("http://me:s%40cret@db.local/pgvigil/").unwrap();
         assert_eq!(r.host, "db.local:80");

@@ -211,7 +211,10 @@ impl Snapshot {
                 .as_str()
                 .unwrap_or("version unknown")
                 .to_string(),
-            role: server["role"].as_str().unwrap_or("role unknown").to_string(),
+            role: server["role"]
+                .as_str()
+                .unwrap_or("role unknown")
+                .to_string(),
             up: t["up"].as_bool(),
             uptime_seconds: f(&server["started_at"]).map(|at| now - at),
             connections: f(&sat["postgres"]["used"]),
@@ -219,12 +222,8 @@ impl Snapshot {
             load: by_type,
             load_window_seconds: window,
             lag_seconds: f(&server["replication_lag_seconds"]),
-            pgbouncer_waiting: (!pools.is_empty()).then(|| {
-                pools
-                    .iter()
-                    .filter_map(|p| f(&p["clients_waiting"]))
-                    .sum()
-            }),
+            pgbouncer_waiting: (!pools.is_empty())
+                .then(|| pools.iter().filter_map(|p| f(&p["clients_waiting"])).sum()),
             interval_seconds: interval,
             statements,
             statements_note,

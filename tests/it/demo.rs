@@ -16,7 +16,10 @@ use crate::harness::{Client, Metrics, outputs, pgvigil};
 fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .is_some_and(|zombie| !zombie)
 }
 
@@ -43,7 +46,11 @@ fn demo(tmp: &Path, port: u16, log: &Path) -> Child {
 fn run_dir(tmp: &Path) -> Option<PathBuf> {
     // SAFETY: geteuid has no preconditions.
     let base = tmp.join(format!("pgvigil-demo-{}", unsafe { libc::geteuid() }));
-    std::fs::read_dir(base).ok()?.flatten().map(|e| e.path()).next()
+    std::fs::read_dir(base)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .next()
 }
 
 async fn scrape(port: u16) -> Option<Metrics> {
@@ -65,12 +72,16 @@ async fn demo_shows_everything_and_leaves_nothing_behind() {
     std::fs::create_dir(&empty).unwrap();
     let out = pgvigil(
         &["demo", "--listen", "127.0.0.1:1"],
-        &[("PGVIGIL_PG_BINDIR", empty.to_str().unwrap()), ("TMPDIR", tmp.path().to_str().unwrap())],
+        &[
+            ("PGVIGIL_PG_BINDIR", empty.to_str().unwrap()),
+            ("TMPDIR", tmp.path().to_str().unwrap()),
+        ],
     );
     let (_, stderr) = outputs(&out);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("no PostgreSQL server binaries") && stderr.contains("apt-get install postgresql"),
+        stderr.contains("no PostgreSQL server binaries")
+            && stderr.contains("apt-get install postgresql"),
         "{stderr}"
     );
 
@@ -79,14 +90,23 @@ async fn demo_shows_everything_and_leaves_nothing_behind() {
     let mut first = demo(tmp.path(), first_port, &tmp.path().join("first.log"));
     let deadline = Instant::now() + Duration::from_secs(60);
     while scrape(first_port).await.is_none() {
-        assert!(Instant::now() < deadline, "the first demo never served /metrics");
+        assert!(
+            Instant::now() < deadline,
+            "the first demo never served /metrics"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let old_run = run_dir(tmp.path()).expect("the first demo's directory");
-    let old_servers = [postmaster(&old_run.join("primary")), postmaster(&old_run.join("replica"))];
+    let old_servers = [
+        postmaster(&old_run.join("primary")),
+        postmaster(&old_run.join("replica")),
+    ];
     first.kill().unwrap();
     first.wait().unwrap();
-    assert!(old_servers.iter().all(|p| alive(*p)), "servers outlive a killed demo");
+    assert!(
+        old_servers.iter().all(|p| alive(*p)),
+        "servers outlive a killed demo"
+    );
 
     // The next demo removes them, then shows everything.
     let port = free_port();
@@ -104,24 +124,37 @@ async fn demo_shows_everything_and_leaves_nothing_behind() {
                 if m.find("pg_plan_findings", &demo).next().is_none() {
                     missing.push("plan findings");
                 }
-                if !m.sum("pg_stat_statements_latency_seconds_count", &demo).is_some_and(|n| n > 0.0)
-                    || !m.get("pg_statement_latency_seconds_count", &demo).is_some_and(|n| n > 0.0)
+                if !m
+                    .sum("pg_stat_statements_latency_seconds_count", &demo)
+                    .is_some_and(|n| n > 0.0)
+                    || !m
+                        .get("pg_statement_latency_seconds_count", &demo)
+                        .is_some_and(|n| n > 0.0)
                 {
                     missing.push("latency histograms with data");
                 }
                 if !m
-                    .find("pg_replication_lag_seconds", &[("target", "demo"), ("kind", "replay")])
+                    .find(
+                        "pg_replication_lag_seconds",
+                        &[("target", "demo"), ("kind", "replay")],
+                    )
                     .any(|s| s.value > 1.0)
                 {
                     missing.push("replication lag");
                 }
                 if !m
-                    .get("pg_log_auth_failures_total", &[("target", "demo"), ("usename", "demo_app")])
+                    .get(
+                        "pg_log_auth_failures_total",
+                        &[("target", "demo"), ("usename", "demo_app")],
+                    )
                     .is_some_and(|n| n > 0.0)
                 {
                     missing.push("failed logins");
                 }
-                if !m.sum("pg_log_slow_statements_total", &demo).is_some_and(|n| n > 0.0) {
+                if !m
+                    .sum("pg_log_slow_statements_total", &demo)
+                    .is_some_and(|n| n > 0.0)
+                {
                     missing.push("slow statements");
                 }
             }
@@ -136,17 +169,28 @@ async fn demo_shows_everything_and_leaves_nothing_behind() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    eprintln!("demo: everything on /metrics after {:.0?}", started.elapsed());
+    eprintln!(
+        "demo: everything on /metrics after {:.0?}",
+        started.elapsed()
+    );
     assert!(!old_run.exists(), "the killed demo's files are removed");
-    assert!(old_servers.iter().all(|p| !alive(*p)), "the killed demo's servers are stopped");
     assert!(
-        std::fs::read_to_string(&log).unwrap().contains("left behind"),
+        old_servers.iter().all(|p| !alive(*p)),
+        "the killed demo's servers are stopped"
+    );
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("left behind"),
         "it says so"
     );
 
     // SIGTERM: nothing left.
     let run = run_dir(tmp.path()).expect("the demo's directory");
-    let servers = [postmaster(&run.join("primary")), postmaster(&run.join("replica"))];
+    let servers = [
+        postmaster(&run.join("primary")),
+        postmaster(&run.join("replica")),
+    ];
     // SAFETY: signalling our own child.
     unsafe {
         libc::kill(second.id() as i32, libc::SIGTERM);
@@ -156,10 +200,20 @@ async fn demo_shows_everything_and_leaves_nothing_behind() {
         if let Some(status) = second.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "the demo did not stop on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not stop on SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(status.success(), "{status}: {}", std::fs::read_to_string(&log).unwrap());
+    assert!(
+        status.success(),
+        "{status}: {}",
+        std::fs::read_to_string(&log).unwrap()
+    );
     assert!(servers.iter().all(|p| !alive(*p)), "no server left");
-    assert!(run_dir(tmp.path()).is_none() && !run.exists(), "no directory left");
+    assert!(
+        run_dir(tmp.path()).is_none() && !run.exists(),
+        "no directory left"
+    );
 }

@@ -117,7 +117,10 @@ async fn once_shows_statements_since_the_last_reset() {
             Some(reset),
         )
     } else {
-        ("since the last statistics reset (time unknown".to_string(), None)
+        (
+            "since the last statistics reset (time unknown".to_string(),
+            None,
+        )
     };
     assert_eq!(since["stats_reset"].as_f64(), json_since, "{since}");
     assert!(
@@ -134,5 +137,8 @@ async fn once_shows_statements_since_the_last_reset() {
     // --interval keeps the interval view.
     let table = once(&fx, &["--format", "table", "--interval", "1s"]);
     assert!(table.contains("statements over the last 1."), "{table}");
-    assert!(!table.contains("since the last statistics reset"), "{table}");
+    assert!(
+        !table.contains("since the last statistics reset"),
+        "{table}"
+    );
 }

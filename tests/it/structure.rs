@@ -47,6 +47,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("exposition", 6),
     ("report", 6),
     ("page", 6),
+    ("history", 6),
     // Composition root, HTTP and the command line.
     ("registry", 7),
     ("agent", 8),

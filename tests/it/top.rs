@@ -171,18 +171,26 @@ async fn top_shows_statements_sessions_and_blockers_and_gives_the_terminal_back(
         let _ = waiter.simple_query("SELECT count(*) FROM top_locked").await;
     });
 
-    let tmux = Tmux::start(&dir, "direct", &script(&fx, &format!("--dsn '{}'", fx.dsn())));
-    let screen = tmux.wait_for("the slow statement with its p99", Duration::from_secs(30), |s| {
-        s.lines()
-            .any(|l| l.contains("pg_sleep") && p99_ms(l).is_some_and(|v| v > 0.0))
-    });
-    let row = screen
-        .lines()
-        .find(|l| l.contains("pg_sleep"))
-        .unwrap();
+    let tmux = Tmux::start(
+        &dir,
+        "direct",
+        &script(&fx, &format!("--dsn '{}'", fx.dsn())),
+    );
+    let screen = tmux.wait_for(
+        "the slow statement with its p99",
+        Duration::from_secs(30),
+        |s| {
+            s.lines()
+                .any(|l| l.contains("pg_sleep") && p99_ms(l).is_some_and(|v| v > 0.0))
+        },
+    );
+    let row = screen.lines().find(|l| l.contains("pg_sleep")).unwrap();
     let p99 = p99_ms(row).unwrap();
     eprintln!("top: p99 of the 50 ms statement {p99} ms\n{screen}");
-    assert!((49.0..=80.0).contains(&p99), "p99 {p99} ms for 50 ms sleeps: {row}");
+    assert!(
+        (49.0..=80.0).contains(&p99),
+        "p99 {p99} ms for 50 ms sleeps: {row}"
+    );
     assert!(screen.contains("sort: time"), "{screen}");
     assert!(
         first_statement(&screen).is_some_and(|l| l.contains("pg_sleep")),
@@ -209,14 +217,25 @@ async fn top_shows_statements_sessions_and_blockers_and_gives_the_terminal_back(
         .position(|l| l.contains(&format!("└ {waiter_pid}")))
         .unwrap();
     assert_eq!(waiter_line, holder_line + 1, "{screen}");
-    assert!(screen.lines().nth(holder_line).unwrap().contains("idle in transaction"));
-    assert!(screen.lines().nth(waiter_line).unwrap().contains("Lock:relation"));
+    assert!(
+        screen
+            .lines()
+            .nth(holder_line)
+            .unwrap()
+            .contains("idle in transaction")
+    );
+    assert!(
+        screen
+            .lines()
+            .nth(waiter_line)
+            .unwrap()
+            .contains("Lock:relation")
+    );
 
     // A key changes the sort: the fast statement has the most calls.
     tmux.keys("c");
     let screen = tmux.wait_for("sorted by calls", Duration::from_secs(10), |s| {
-        s.contains("sort: calls")
-            && first_statement(s).is_some_and(|l| l.contains("WHERE id ="))
+        s.contains("sort: calls") && first_statement(s).is_some_and(|l| l.contains("WHERE id ="))
     });
     assert!(
         !screen.contains("coalesce(datname"),
@@ -244,8 +263,14 @@ async fn top_shows_statements_sessions_and_blockers_and_gives_the_terminal_back(
     let screen = tmux.wait_for("the restored screen", Duration::from_secs(15), |s| {
         s.contains("TOP-EXIT=")
     });
-    assert!(screen.contains("BEFORE-TOP") && screen.contains("TOP-EXIT=0"), "{screen}");
-    assert!(!screen.contains("P99 MS"), "the alternate screen was left:\n{screen}");
+    assert!(
+        screen.contains("BEFORE-TOP") && screen.contains("TOP-EXIT=0"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("P99 MS"),
+        "the alternate screen was left:\n{screen}"
+    );
     drop(tmux);
 
     // The same statement through a running agent's APIs.
@@ -255,14 +280,26 @@ async fn top_shows_statements_sessions_and_blockers_and_gives_the_terminal_back(
         "agent",
         &script(&fx, &format!("--agent http://{}", agent.addr)),
     );
-    let screen = tmux.wait_for("the statement from the agent", Duration::from_secs(30), |s| {
-        s.lines()
-            .any(|l| l.contains("pg_sleep") && p99_ms(l).is_some_and(|v| v > 0.0))
-    });
-    assert!(screen.contains(&format!("agent {}", agent.addr)), "{screen}");
-    assert!(screen.contains("sessions are read only against a server"), "{screen}");
+    let screen = tmux.wait_for(
+        "the statement from the agent",
+        Duration::from_secs(30),
+        |s| {
+            s.lines()
+                .any(|l| l.contains("pg_sleep") && p99_ms(l).is_some_and(|v| v > 0.0))
+        },
+    );
+    assert!(
+        screen.contains(&format!("agent {}", agent.addr)),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("sessions are read only against a server"),
+        "{screen}"
+    );
     tmux.keys("q");
-    tmux.wait_for("top --agent quits", Duration::from_secs(15), |s| s.contains("TOP-EXIT=0"));
+    tmux.wait_for("top --agent quits", Duration::from_secs(15), |s| {
+        s.contains("TOP-EXIT=0")
+    });
     drop(tmux);
     drop(agent);
 
@@ -278,12 +315,24 @@ async fn top_shows_statements_sessions_and_blockers_and_gives_the_terminal_back(
         .batch_execute("DROP EXTENSION pg_stat_statements")
         .await
         .expect("drop extension");
-    let tmux = Tmux::start(&dir, "nopgss", &script(&fx, &format!("--dsn '{}'", fx.dsn())));
+    let tmux = Tmux::start(
+        &dir,
+        "nopgss",
+        &script(&fx, &format!("--dsn '{}'", fx.dsn())),
+    );
     let screen = tmux.wait_for("the advice", Duration::from_secs(20), |s| {
         s.contains("CREATE EXTENSION pg_stat_statements") && s.contains("shared_preload_libraries")
     });
-    assert!(screen.contains("PostgreSQL") && screen.contains("usable"), "{screen}");
-    assert!(!screen.contains("top_probe"), "no statements without the extension:\n{screen}");
+    assert!(
+        screen.contains("PostgreSQL") && screen.contains("usable"),
+        "{screen}"
+    );
+    assert!(
+        !screen.contains("top_probe"),
+        "no statements without the extension:\n{screen}"
+    );
     tmux.keys("q");
-    tmux.wait_for("quit", Duration::from_secs(15), |s| s.contains("TOP-EXIT=0"));
+    tmux.wait_for("quit", Duration::from_secs(15), |s| {
+        s.contains("TOP-EXIT=0")
+    });
 }

@@ -85,7 +85,11 @@ fn sorting_and_filters() {
         ..Statement::default()
     };
     let mut app = App::new("test".into(), false);
-    app.snapshot.statements = vec![st("a", 1.0, 9.0, 0.5), st("b", 50.0, 1.0, 0.1), st("a", 5.0, 3.0, 2.0)];
+    app.snapshot.statements = vec![
+        st("a", 1.0, 9.0, 0.5),
+        st("b", 50.0, 1.0, 0.1),
+        st("a", 5.0, 3.0, 2.0),
+    ];
     let order = |app: &App| app.statements().iter().map(|s| s.calls).collect::<Vec<_>>();
     assert_eq!(order(&app), vec![1.0, 5.0, 50.0]);
     app.sort = Sort::Calls;
