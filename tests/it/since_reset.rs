@@ -25,6 +25,8 @@ fn once(fx: &Fixture, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_shows_statements_since_the_last_reset() {
+    // pgbench's latencies are wall-clock: measured alone.
+    let _alone = crate::harness::pg::exclusive();
     let fx = Fixture::start().await;
     let admin = fx.pg.connect().await;
     let truth = Pgbench {
@@ -87,14 +89,20 @@ async fn once_shows_statements_since_the_last_reset() {
         "share {share} vs pg_stat_statements' {true_share}"
     );
     // Percentiles from the cumulative moments against pgbench's log (which
-    // adds the client's round trip, well under a millisecond here).
-    for (name, p) in [("p95", 0.95), ("p99", 0.99)] {
+    // adds the client's round trip, well under a millisecond here). One late
+    // wake-up on a busy machine sets the entry's max, and the fitted shape
+    // reaches towards it, so p99 gets more room than p95 (measured: p95
+    // 1-11% off, p99 1-30% off on 13, 15 and 18 on a shared machine). The
+    // wrong answers are further: the mean (11 ms) is 45% below p99, the max
+    // far above.
+    let mean = ours["mean_seconds"].as_f64().unwrap();
+    for (name, p, tolerance) in [("p95", 0.95, 0.2), ("p99", 0.99, 0.35)] {
         let got = ours["quantiles"][name].as_f64().unwrap();
         let want = truth.quantile(p);
         eprintln!("since reset {name}: pgvigil {got:.4} s, pgbench {want:.4} s");
         assert!(
-            (got - want).abs() <= 0.1 * want,
-            "{name}: pgvigil {got} against pgbench's {want}"
+            (got - want).abs() <= tolerance * want && got > mean,
+            "{name}: pgvigil {got} against pgbench's {want} (mean {mean})"
         );
     }
 
