@@ -153,6 +153,16 @@ pub async fn run(listen: SocketAddr, with_replica: bool) -> anyhow::Result<()> {
     };
     admin.batch_execute(read_all).await?;
 
+    let with_replica = with_replica && {
+        let found = bin.dir.join("pg_basebackup").exists();
+        if !found {
+            eprintln!(
+                "pgvigil demo: no pg_basebackup in {}: running without a replica",
+                bin.dir.display()
+            );
+        }
+        found
+    };
     let replica = if with_replica {
         let replica = cluster::replica(&bin, &primary, &run.join("replica"), &socket, major)?;
         replica.start(&bin, &run)?;
