@@ -1,8 +1,9 @@
 //! `pgvigil top` in a real terminal: tmux runs it against a server with a
 //! workload; the screen shows the statement with its p99 (against the
 //! sleep the statement takes), sessions with a blocker above the session it
-//! blocks (pids from the sessions themselves), a key press changes the
-//! sort, `q` gives the screen back; the same against a running agent; and
+//! blocks (pids from the sessions themselves), Enter shows the plan top's
+//! own EXPLAIN worker made and `e` runs the guarded EXPLAIN, a key press
+//! changes the sort, `q` gives the screen back; the same against a running agent; and
 //! without pg_stat_statements it says how to enable it.
 //!
 //! The last screen is written to `target/top-screen.txt` (the README's
@@ -131,12 +132,13 @@ async fn top_shows_statements_sessions_and_blockers_and_gives_the_terminal_back(
         )
         .await
         .expect("tables");
-    // The workload: a slow statement (50 ms sleeps, the most time) and a
+    // The workload: a slow statement (120 ms sleeps, the most time, past
+    // explain.slow_threshold so top's own EXPLAIN worker plans it) and a
     // fast one (the most calls), until the test ends.
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
     for (sql, pause) in [
-        ("SELECT pg_sleep(0.05), count(*) FROM top_probe", 0),
+        ("SELECT pg_sleep(0.12), count(*) FROM top_probe", 0),
         ("SELECT id FROM top_probe WHERE id = 7", 2),
     ] {
         let client = fx.pg.connect_as("top-workload", "postgres").await;
@@ -186,10 +188,10 @@ async fn top_shows_statements_sessions_and_blockers_and_gives_the_terminal_back(
     );
     let row = screen.lines().find(|l| l.contains("pg_sleep")).unwrap();
     let p99 = p99_ms(row).unwrap();
-    eprintln!("top: p99 of the 50 ms statement {p99} ms\n{screen}");
+    eprintln!("top: p99 of the 120 ms statement {p99} ms\n{screen}");
     assert!(
-        (49.0..=80.0).contains(&p99),
-        "p99 {p99} ms for 50 ms sleeps: {row}"
+        (119.0..=170.0).contains(&p99),
+        "p99 {p99} ms for 120 ms sleeps: {row}"
     );
     assert!(screen.contains("sort: time"), "{screen}");
     assert!(
@@ -231,6 +233,15 @@ async fn top_shows_statements_sessions_and_blockers_and_gives_the_terminal_back(
             .unwrap()
             .contains("Lock:relation")
     );
+
+    // Enter on the slow statement: its text and the plan top's worker made.
+    tmux.keys("Enter");
+    let screen = tmux.wait_for("the automatic plan", Duration::from_secs(30), |s| {
+        s.contains("last automatic plan") && s.contains("Seq Scan")
+    });
+    assert!(screen.contains("SELECT pg_sleep($1), count(*) FROM top_probe"), "{screen}");
+    tmux.keys("Escape");
+    tmux.wait_for("back to the list", Duration::from_secs(10), |s| s.contains("P99 MS"));
 
     // A key changes the sort: the fast statement has the most calls.
     tmux.keys("c");
