@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 # service, which the package may start: it is left alone).
 install_missing "${BUILD_PACKAGES[@]}" postgresql postgresql-contrib pgbouncer pgbackrest prometheus prometheus-postgres-exporter openssl chromium dbus redis-server
 ensure_rust
-install_missing systemd strace python3-yaml; command -v cargo-deb >/dev/null 2>&1 || cargo install --locked --version 3.8.0 cargo-deb >&2  # tests/it/packaging.rs
+install_missing systemd strace python3-yaml tmux; command -v cargo-deb >/dev/null 2>&1 || cargo install --locked --version 3.8.0 cargo-deb >&2  # tests/it/packaging.rs; tmux: tests/it/top.rs
 
 # Unit tests, and the integration suite against Debian's PostgreSQL.
 cargo test --locked "$@"
@@ -26,7 +26,7 @@ cargo test --locked "$@"
 # hostile requests, web security, the page, notifications, fleet wiring, the
 # command line, Redis targets) ran above and are not repeated.
 # PGVIGIL_MATRIX="" skips this; PGVIGIL_MATRIX="13 17" picks versions.
-version_independent=(alerts:: dashboards:: packaging:: load:: hostile:: web:: page:: notify:: fleet:: cli:: http:: redis::)
+version_independent=(alerts:: dashboards:: packaging:: load:: hostile:: web:: page:: notify:: fleet:: cli:: http:: redis:: top:: demo::)
 skips=()
 for module in "${version_independent[@]}"; do skips+=(--skip "$module"); done
 command -v npm >/dev/null 2>&1 || install_missing npm

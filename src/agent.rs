@@ -33,6 +33,8 @@ type EncodedKey = (Option<String>, Format);
 pub struct Agent {
     /// Everything collected so far.
     pub store: Arc<Store>,
+    /// The last hour of a few figures per target, for the page's charts.
+    pub history: Arc<crate::history::History>,
     process: ProcessSampler,
     /// Encoded snapshots by (target or all, format), with the store
     /// generation they were encoded at.
@@ -233,11 +235,18 @@ impl Agent {
         );
         Agent {
             store,
+            history: Arc::default(),
             process: ProcessSampler::default(),
             encoded: std::sync::Mutex::new(HashMap::new()),
             targets,
             shared,
         }
+    }
+
+    /// pgvigil's own statements: SQL registered here is left out of the
+    /// statement metrics and counted as the cost of being monitored.
+    pub fn own_statements(&self) -> &OwnStatements {
+        &self.shared.own
     }
 
     /// Hands over the targets built for the config the agent was made

@@ -64,9 +64,12 @@ pub enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = OnceFormat::Table)]
         format: OnceFormat,
-        /// Gap between the two samples of collectors that report changes.
-        #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
-        interval: Duration,
+        /// Show statements over this interval (two samples this far apart)
+        /// instead of since the last statistics reset. Without it,
+        /// collectors that report changes (load, logs) still take their
+        /// second sample 2 s after the first.
+        #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+        interval: Option<Duration>,
     },
     /// EXPLAIN one statement through the same guard as the daemon, and print
     /// the plan with its findings.
@@ -85,6 +88,30 @@ pub enum Command {
         timeout: Duration,
         /// The statement.
         sql: String,
+    },
+    /// Live terminal view: load by wait event, top statements with p95/p99,
+    /// sessions and who blocks whom, lag, pools; `q` quits.
+    Top {
+        /// Targets (the first one is shown); ignored with --agent.
+        #[command(flatten)]
+        source: Source,
+        /// Read a running agent's JSON APIs (http://[user:password@]host:port)
+        /// instead of connecting to PostgreSQL.
+        #[arg(long, value_name = "URL")]
+        agent: Option<String>,
+        /// Refresh interval (also the statements interval against a server).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+        refresh: Duration,
+    },
+    /// A throwaway PostgreSQL (from the local binaries) with a built-in
+    /// workload and the agent on it; Ctrl-C removes everything.
+    Demo {
+        /// HTTP listen address of the demo's agent.
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9932")]
+        listen: SocketAddr,
+        /// Without the streaming replica.
+        #[arg(long)]
+        no_replica: bool,
     },
     /// Validate a config file and print every problem with its key path.
     CheckConfig {

@@ -57,6 +57,22 @@ pub async fn run(source: &Source, listen: Option<std::net::SocketAddr>) -> anyho
         token.clone(),
         SHUTDOWN_DEADLINE,
     )?);
+    // The page's charts: a sample of every target into the bounded ring.
+    {
+        let (agent, token) = (agent.clone(), token.clone());
+        tracker.spawn(async move {
+            let mut tick = tokio::time::interval(crate::history::SAMPLE_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tick.tick() => agent
+                        .history
+                        .sample(&agent.store.view(None), crate::snapshot::unix_now()),
+                }
+            }
+        });
+    }
     let mut daemon = Daemon {
         source,
         listen: config.listen,
@@ -159,10 +175,26 @@ impl Daemon<'_> {
     }
 }
 
+/// The gap between `once`'s two samples without `--interval`: enough for
+/// the load sampler and the log tailer to see something.
+pub const ONCE_DEFAULT_GAP: Duration = Duration::from_secs(2);
+
 /// `pgvigil once`: prints to stdout; errors when a target is unreachable.
-pub async fn once(config: Config, format: OnceFormat, interval: Duration) -> anyhow::Result<()> {
+/// Without `interval` the statements shown are those since the last
+/// statistics reset; with it, those of the interval.
+pub async fn once(
+    config: Config,
+    format: OnceFormat,
+    interval: Option<Duration>,
+) -> anyhow::Result<()> {
     let mut agent = Agent::new(&config);
-    agent.collect_once(interval).await?;
+    agent
+        .collect_once(interval.unwrap_or(ONCE_DEFAULT_GAP))
+        .await?;
+    let shown = match interval {
+        Some(_) => report::Shown::Interval,
+        None => report::Shown::SinceReset,
+    };
     let out = match format {
         OnceFormat::Prometheus => {
             String::from_utf8_lossy(&agent.metrics(Format::Prometheus)).into_owned()
@@ -172,7 +204,7 @@ pub async fn once(config: Config, format: OnceFormat, interval: Duration) -> any
             text.push('\n');
             text
         }
-        OnceFormat::Table => report::table(&agent.store.view(None)),
+        OnceFormat::Table => report::table(&agent.store.view(None), shown),
     };
     use std::io::Write as _;
     std::io::stdout()

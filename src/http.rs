@@ -169,11 +169,12 @@ pub fn route(agent: &Agent, req: &Request<Incoming>) -> Response<Body> {
         },
         "/api/v1/statements" => json(&agent.statements_json()),
         "/api/v1/redis" => json(&crate::report::redis::redis_json(&agent.store.view(None))),
+        "/api/v1/overview" => json(&crate::report::json(&agent.store.view(None))),
         "/api/v1/saturation" => json(&crate::saturation::json(&agent.store.view(None))),
         "/api/v1/vacuum" => json(&crate::report::vacuum::vacuum_json(&agent.store.view(None))),
         "/api/v1/plans" => json(&crate::report::plans_json(&agent.store.view(None))),
         "/api/v1/schema" => json(&crate::report::schema::schema_json(&agent.store.view(None))),
-        "/" => html(crate::page::render(&agent.store.view(None))),
+        "/" => html(crate::page::render(&agent.store.view(None), &agent.history)),
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
             if agent.store.ready() {

@@ -43,7 +43,8 @@
 //!
 //! Outputs:
 //! - [`exposition`]: families to Prometheus text and OpenMetrics;
-//!   [`report`]: to JSON and tables; `page`: the `/` HTML page.
+//!   [`report`]: to JSON and tables; `page`: the `/` HTML page, with the
+//!   last hour's charts from `history` (a bounded ring per target).
 //!
 //! Composition and entry points:
 //! - [`registry`]: every collector declared once (name, families, SQL,
@@ -51,7 +52,9 @@
 //!   outputs; [`supervisor`]: the daemon's running targets, brought in
 //!   line with the config on reload.
 //! - [`http`]: the hyper server and its endpoints; [`commands`]: what each
-//!   subcommand does (`main.rs` only wires it to [`cli`]).
+//!   subcommand does (`main.rs` only wires it to [`cli`]); [`top`]: the
+//!   live terminal view, on its own collectors or a running agent's APIs;
+//!   [`demo`]: a throwaway server with a workload and the daemon on it.
 #![deny(missing_docs)]
 
 pub mod agent;
@@ -60,8 +63,10 @@ pub mod collect;
 pub mod commands;
 pub mod config;
 pub mod connection;
+pub mod demo;
 pub(crate) mod explain;
 pub mod exposition;
+pub(crate) mod history;
 pub mod http;
 pub(crate) mod logs;
 pub mod metric;
@@ -76,4 +81,5 @@ pub(crate) mod snapshot;
 pub mod sql;
 pub mod stats;
 pub mod supervisor;
+pub mod top;
 pub(crate) mod web;

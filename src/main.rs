@@ -15,6 +15,8 @@ fn init_logging(cli: &Cli) {
     // `once` prints its result on stdout; keep its stderr for problems.
     let default = match cli.command {
         Command::Once { .. } | Command::Explain { .. } => "warn",
+        // The screen is the output; log only when asked (and then redirect stderr).
+        Command::Top { .. } => "off",
         _ => "info",
     };
     let filter = cli
@@ -85,6 +87,18 @@ fn main() -> ExitCode {
                 timeout,
                 sql,
             } => commands::explain(dsn.as_deref(), analyze, json, timeout, &sql).await,
+            Command::Top {
+                source,
+                agent,
+                refresh,
+            } => {
+                let origin = match agent {
+                    Some(url) => pgvigil::top::Origin::Agent(url),
+                    None => pgvigil::top::Origin::Config(commands::load(&source)?),
+                };
+                pgvigil::top::run(origin, refresh).await
+            }
+            Command::Demo { listen, no_replica } => pgvigil::demo::run(listen, !no_replica).await,
             Command::CheckConfig { file } => {
                 if commands::check_config(&file) {
                     Ok(())

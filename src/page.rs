@@ -1,7 +1,9 @@
 //! The `/` page: one small, self-contained HTML view of the store
-//! for a person with a browser: each target's state and version, its
-//! collectors' health, the last interval's top statements with their
-//! percentiles, and recent plan findings with their plans.
+//! for a person with a browser: each target's state and version, charts
+//! of the last hour (`charts`, from [`History`]), what `once --format
+//! table` shows (`overview`: connections, pools, databases), its
+//! collectors' health, the top statements of the last interval and since
+//! the last reset, and recent plan findings with their plans.
 //!
 //! Pure: it renders [`TargetView`]s and does no I/O, like the JSON and table
 //! renderings in [`crate::report`], whose figures it shows. Not for
@@ -19,9 +21,12 @@ use crate::collect::Detail;
 use crate::collect::active_sessions::report::{LoadReport, label, summary};
 use crate::collect::statements::report::StatementsReport;
 use crate::explain::plan::PlanRecord;
-use crate::report::{Role, load_of, statements_of, version};
-use crate::snapshot::TargetView;
+use crate::history::History;
+use crate::report::{Role, load_of, since_reset_of, statements_of, version};
+use crate::snapshot::{TargetView, unix_now};
 
+mod charts;
+mod overview;
 mod redis;
 mod schema;
 mod vacuum;
@@ -40,7 +45,8 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f4f4f4}\
 code,pre{font:12px/1.35 ui-monospace,monospace}pre{background:#f8f8f8;padding:.5em;overflow:auto}\
 .up{color:#070;font-weight:bold}.down{color:#b00;font-weight:bold}.unknown{color:#777}\
 .ok{color:#070}.failed{color:#b00}.critical{color:#b00;font-weight:bold}.warning{color:#a60}\
-.info{color:#555}.muted{color:#777}.finding{border-left:3px solid #ccc;padding-left:.6em;margin:.8em 0}";
+.info{color:#555}.muted{color:#777}.finding{border-left:3px solid #ccc;padding-left:.6em;margin:.8em 0}\
+.charts{display:flex;flex-wrap:wrap;gap:1em}.chart{margin:0}figcaption{font-size:.9em}";
 
 /// Escapes text for HTML element content and quoted attribute values.
 pub fn escape(text: &str) -> String {
@@ -58,8 +64,8 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// The whole page.
-pub fn render(views: &[TargetView]) -> String {
+/// The whole page, with the last hour's charts from `history`.
+pub fn render(views: &[TargetView], history: &History) -> String {
     let mut out = String::with_capacity(16 * 1024);
     let _ = write!(
         out,
@@ -74,13 +80,13 @@ pub fn render(views: &[TargetView]) -> String {
         escape(&timestamp(SystemTime::now())),
     );
     for view in views {
-        target(view, &mut out);
+        target(view, history, &mut out);
     }
     out.push_str("</body></html>\n");
     out
 }
 
-fn target(view: &TargetView, out: &mut String) {
+fn target(view: &TargetView, history: &History, out: &mut String) {
     let (class, state) = match view.up {
         Some(true) => ("up", "up"),
         Some(false) => ("down", "DOWN"),
@@ -107,6 +113,8 @@ fn target(view: &TargetView, out: &mut String) {
         escape(&view.name),
         escape(&version),
     );
+    charts::section(&view.name, history, out);
+    overview::section(view, out);
     collectors(view, out);
     match statements_of(view) {
         Some(report) => statements(report, out),
@@ -114,6 +122,9 @@ fn target(view: &TargetView, out: &mut String) {
             "<h3>Top statements</h3><p class=\"muted\">no statements report yet \
              (the collector is off, failing, or waiting for its second sample)</p>\n",
         ),
+    }
+    if let Some(report) = since_reset_of(view) {
+        overview::since_reset(report, unix_now(), out);
     }
     if let Some(report) = crate::report::vacuum::vacuum_of(view) {
         vacuum::section(report, out);
@@ -172,27 +183,7 @@ fn statements(report: &StatementsReport, out: &mut String) {
         out.push_str("<p class=\"muted\">no statement ran in the interval</p>\n");
         return;
     }
-    out.push_str(
-        "<table class=\"statements\"><tr><th>calls</th><th>mean ms</th><th>p95 ms</th>\
-         <th>p99 ms</th><th>database</th><th>user</th><th>queryid</th><th>query</th></tr>\n",
-    );
-    for s in report.statements.iter().take(TOP_STATEMENTS) {
-        let _ = writeln!(
-            out,
-            "<tr><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-             <td class=\"n\">{}</td><td>{}</td><td>{}</td><td><code>{}</code></td>\
-             <td><code>{}</code></td></tr>",
-            s.calls,
-            millis(s.mean_seconds),
-            millis(s.quantiles.p95),
-            millis(s.quantiles.p99),
-            escape(&s.datname),
-            escape(&s.usename),
-            escape(&s.queryid),
-            escape(s.query.as_deref().unwrap_or("(text unavailable)")),
-        );
-    }
-    out.push_str("</table>\n");
+    overview::statements_table("statements", &report.statements, i, out);
 }
 
 /// Where time went: load by wait event, and per statement ("70% on
@@ -373,7 +364,7 @@ mod tests {
             "server",
             Outcome::plain(Err("<img src=x onerror=alert(1)>".into()), Duration::ZERO),
         );
-        let page = render(&store.view(None));
+        let page = render(&store.view(None), &History::default());
         assert!(!page.contains("<img"), "{page}");
         assert!(
             page.contains("error: &lt;img src=x onerror=alert(1)&gt;"),

@@ -9,14 +9,15 @@ use std::fmt::Write as _;
 use serde_json::{Value as Json, json};
 
 use crate::collect::active_sessions::report::{LoadReport, label, summary};
-use crate::collect::statements::report::StatementsReport;
+use crate::collect::statements::report::{SinceReset, StatementsReport};
 use crate::collect::{connections, database_size, databases, server};
 use crate::metric::{Desc, Family, Value};
 use crate::saturation::{Pool, Saturation};
-use crate::snapshot::{Detail, TargetView};
+use crate::snapshot::{Detail, TargetView, unix_now};
 
 pub mod redis;
 pub mod schema;
+pub mod statements;
 pub mod vacuum;
 pub mod vacuum_tables;
 
@@ -94,10 +95,47 @@ pub fn version(view: &TargetView) -> String {
         .unwrap_or_else(|| "version unknown".into())
 }
 
+/// The largest replication lag a target reports, seconds: on a primary the
+/// slowest replica's replay lag, on a replica its own. Absent when not
+/// measured.
+pub fn replication_lag(view: &TargetView) -> Option<f64> {
+    use crate::collect::replication::{LAG_SECONDS, REPLAY_LAG};
+    let kind = LAG_SECONDS.labels.iter().position(|l| *l == "kind");
+    let primary = view.family(&LAG_SECONDS).and_then(|f| {
+        f.series
+            .iter()
+            .filter(|s| kind.is_some_and(|k| s.labels[k] == "replay"))
+            .filter_map(|s| match s.value {
+                Value::Number(v) => Some(v),
+                _ => None,
+            })
+            .reduce(f64::max)
+    });
+    primary.or_else(|| view.value(&REPLAY_LAG, &[]))
+}
+
+/// Who a target is: version, role, start time and replication lag.
+pub fn server_json(view: &TargetView) -> Json {
+    json!({
+        "version": version(view),
+        "role": Role::of(view).as_str(),
+        "started_at": view.value(&server::START_TIME, &[]),
+        "replication_lag_seconds": replication_lag(view),
+    })
+}
+
 /// The statements report of a target, if its collector has produced one.
 pub fn statements_of(view: &TargetView) -> Option<&StatementsReport> {
     view.collectors.iter().find_map(|(_, s)| match &s.detail {
-        Some(Detail::Statements(r)) => Some(r.as_ref()),
+        Some(Detail::Statements(d)) => d.interval.as_deref(),
+        _ => None,
+    })
+}
+
+/// The statements since the last statistics reset, if collected.
+pub fn since_reset_of(view: &TargetView) -> Option<&SinceReset> {
+    view.collectors.iter().find_map(|(_, s)| match &s.detail {
+        Some(Detail::Statements(d)) => d.since_reset.as_deref(),
         _ => None,
     })
 }
@@ -160,7 +198,9 @@ pub fn statements_json(views: &[TargetView]) -> Json {
                 }
                 (_, e) => e,
             };
-            json!({ "target": &*view.name, "report": report, "error": error })
+            let since_reset =
+                since_reset_of(view).map(|r| serde_json::to_value(r).unwrap_or(Json::Null));
+            json!({ "target": &*view.name, "report": report, "since_reset": since_reset, "error": error })
         })
         .collect();
     json!({ "targets": targets })
@@ -196,11 +236,15 @@ pub fn json(views: &[TargetView]) -> Json {
                 .collect();
             let statements =
                 statements_of(view).map(|r| serde_json::to_value(r).unwrap_or(Json::Null));
+            let since_reset =
+                since_reset_of(view).map(|r| serde_json::to_value(r).unwrap_or(Json::Null));
             json!({
                 "name": &*view.name,
                 "up": view.up,
+                "server": server_json(view),
                 "collectors": collectors,
                 "statements": statements,
+                "statements_since_reset": since_reset,
                 "saturation": Saturation::of(view),
                 "vacuum": vacuum::report_json(view),
                 "schema": schema::schema_of(view),
@@ -251,8 +295,17 @@ pub fn columns(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// Which statements a table shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    /// The last interval's.
+    Interval,
+    /// Those since the last statistics reset (cumulative).
+    SinceReset,
+}
+
 /// A readable summary of each target.
-pub fn table(views: &[TargetView]) -> String {
+pub fn table(views: &[TargetView], shown: Shown) -> String {
     let mut out = String::new();
     for view in views {
         let version = version(view);
@@ -369,8 +422,17 @@ pub fn table(views: &[TargetView]) -> String {
         if let Some(report) = vacuum_tables::tables_of(view) {
             out.push_str(&vacuum_tables::table(report));
         }
-        if let Some(report) = statements_of(view) {
-            out.push_str(&statements_table(report));
+        match shown {
+            Shown::Interval => {
+                if let Some(report) = statements_of(view) {
+                    out.push_str(&statements::interval_table(report));
+                }
+            }
+            Shown::SinceReset => {
+                if let Some(report) = since_reset_of(view) {
+                    out.push_str(&statements::since_reset_table(report, unix_now()));
+                }
+            }
         }
         if let Some(report) = schema::schema_of(view) {
             out.push_str(&schema::table(report));
@@ -482,56 +544,6 @@ fn load_table(load: &LoadReport, statements: Option<&StatementsReport>) -> Strin
     out.push_str("\nload by statement:\n");
     out.push_str(&columns(
         &["QUERYID", "SESSIONS", "WAIT EVENTS", "QUERY"],
-        &rows,
-    ));
-    out
-}
-
-fn millis(seconds: f64) -> String {
-    format!("{:.2}", seconds * 1000.0)
-}
-
-/// The top statements of the last interval, for humans.
-fn statements_table(report: &StatementsReport) -> String {
-    let mut out = String::new();
-    let i = &report.instance;
-    let _ = write!(
-        out,
-        "\nstatements over the last {:.1}s: {} calls",
-        report.interval_seconds, i.calls
-    );
-    if let Some(q) = &i.quantiles {
-        let _ = write!(
-            out,
-            ", mean {} ms, p95 {} ms, p99 {} ms",
-            millis(i.mean_seconds),
-            millis(q.p95),
-            millis(q.p99)
-        );
-    }
-    out.push('\n');
-    let rows: Vec<Vec<String>> = report
-        .statements
-        .iter()
-        .take(20)
-        .map(|s| {
-            vec![
-                s.calls.to_string(),
-                millis(s.mean_seconds),
-                millis(s.quantiles.p95),
-                millis(s.quantiles.p99),
-                s.shared_hit_ratio
-                    .map(|r| format!("{:.1}%", r * 100.0))
-                    .unwrap_or_else(|| "-".into()),
-                s.datname.clone(),
-                crate::sql::shorten(s.query.as_deref().unwrap_or("(text unavailable)"), 70),
-            ]
-        })
-        .collect();
-    out.push_str(&columns(
-        &[
-            "CALLS", "MEAN MS", "P95 MS", "P99 MS", "HIT", "DATABASE", "QUERY",
-        ],
         &rows,
     ));
     out

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::collect::statements::report::StatementsReport;
+use crate::collect::statements::report::StatementsDetail;
 use crate::collect::vacuum::report::VacuumReport;
 use crate::collect::vacuum::report::tables::VacuumTablesReport;
 use crate::desc;
@@ -59,8 +59,8 @@ impl From<Vec<Family>> for Collected {
 /// Results beyond metrics, by kind.
 #[derive(Debug, Clone)]
 pub enum Detail {
-    /// The last interval's statement latencies.
-    Statements(Arc<StatementsReport>),
+    /// The last interval's statement latencies, and since the last reset.
+    Statements(StatementsDetail),
     /// Recent automatic plans, newest first.
     Plans(Arc<Vec<Arc<PlanRecord>>>),
     /// xmin-horizon holders, wraparound and running vacuums.

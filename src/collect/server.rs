@@ -16,7 +16,8 @@ pub static INFO: Desc =
     desc!(Info "pg_server", ["version", "server_version_num"], "The PostgreSQL server's version.");
 /// Public: the outputs (report, page, saturation) look it up by descriptor.
 pub static IN_RECOVERY: Desc = desc!(Gauge "pg_in_recovery", [], "1 if the server is a standby in recovery, 0 if it is a primary.");
-static START_TIME: Desc = desc!(Gauge "pg_postmaster_start_time", unit = Seconds, [], "When the server started, as a Unix time.");
+/// Public: the outputs (report, top) look it up by descriptor.
+pub static START_TIME: Desc = desc!(Gauge "pg_postmaster_start_time", unit = Seconds, [], "When the server started, as a Unix time.");
 /// Public: the outputs (report, page, saturation) look it up by descriptor.
 pub static MAX_CONNECTIONS: Desc =
     desc!(Gauge "pg_settings_max_connections", [], "The max_connections setting.");

@@ -23,6 +23,8 @@ mod compat;
 mod counters;
 // Every dashboard and rule expression parses and names only documented metrics.
 mod dashboards;
+// `pgvigil demo`: refuses without binaries; cleans up after a killed demo; findings, histograms, lag and log counters; nothing left after SIGTERM.
+mod demo;
 // docs/metrics.md against the code and a real run.
 mod docs;
 // The EXPLAIN guard, runner and worker against a real server.
@@ -67,12 +69,16 @@ mod reload;
 mod replication;
 // Schema risks: sequences near their limit, invalid, unused and duplicate indexes, locks never waited for.
 mod schema;
+// `once` without --interval: statements since the last reset against pg_stat_statements and pgbench.
+mod since_reset;
 // The statements collector: labels, counts, resets, cardinality, the JSON API.
 mod statements;
 // The shape of the source: no import cycle or import up the layers, short files, no outside references.
 mod structure;
 // Filesystems, tables, WAL archiving and pgBackRest backups.
 mod storage;
+// `pgvigil top` in tmux: the statement and its p99, blockers, sort keys, EXPLAIN, `q` restores; via an agent; without pg_stat_statements.
+mod top;
 // TLS to PostgreSQL: verify-full with a test CA.
 mod tls;
 // Vacuum: xmin-horizon holders named (slot, prepared transaction, session, standby), wraparound, running vacuums.

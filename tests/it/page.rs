@@ -230,3 +230,132 @@ async fn the_page_shows_targets_statements_and_findings_and_escapes_query_texts(
     assert!(details.contains("Filter: "), "{details}");
     assert!(!agent.log().contains(&fx.password));
 }
+
+/// Takes a screenshot of `url` in headless Chromium (PNG).
+async fn chromium_screenshot(url: &str, profile: &Path, file: &Path) {
+    let run = tokio::process::Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--window-size=1400,1200",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", file.display()))
+        .arg(url)
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("chromium did not finish within 90 s")
+        .expect("run chromium");
+    assert!(
+        out.status.success() && file.exists(),
+        "chromium screenshot failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Pixels of exactly the charts' colour (#1f5fbf) in a PNG.
+fn chart_pixels(file: &Path) -> usize {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(file).unwrap()));
+    let mut reader = decoder.read_info().expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size().expect("a size")];
+    let info = reader.next_frame(&mut buf).expect("a frame");
+    let channels = info.color_type.samples();
+    buf[..info.buffer_size()]
+        .chunks(channels)
+        .filter(|p| p.len() >= 3 && p[0] == 0x1f && p[1] == 0x5f && p[2] == 0xbf)
+        .count()
+}
+
+/// The data points of a chart in the DOM (its `<circle class="point">`s).
+fn chart_points(dom: &str, id: &str) -> usize {
+    let Some(at) = dom.find(&format!("id=\"chart-{id}\"")) else {
+        return 0;
+    };
+    let end = at + dom[at..].find("</figure>").unwrap_or(dom.len() - at);
+    dom[at..end].matches("class=\"point\"").count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_charts_the_last_hour_and_shows_every_once_section() {
+    let fx = Fixture::start().await;
+    let admin = fx.pg.connect().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE chart_t (id int); INSERT INTO chart_t SELECT generate_series(1, 100)",
+        )
+        .await
+        .unwrap();
+    let agent = RunningAgent::start(
+        &fx.pg.scratch(),
+        &fx.config("statements = { interval = \"1s\" }"),
+    )
+    .await;
+    // Transactions and statements for the charts, until the test ends.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let worker = {
+        let client = fx.pg.connect_as("chart-workload", "postgres").await;
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = client
+                    .simple_query("SELECT count(*) FROM chart_t, pg_sleep(0.002)")
+                    .await;
+            }
+        })
+    };
+    // Load, TPS and p99 need three samples of the ring (5 s apart).
+    let url = format!("http://{}/", agent.addr);
+    let dom = eventually(
+        Duration::from_secs(40),
+        "three samples in each chart",
+        || {
+            let agent = &agent;
+            async move {
+                let page = agent.get("/").await.body;
+                ["database-load", "transactions-per-second", "instance-p99"]
+                    .iter()
+                    .all(|id| chart_points(&page, id) >= 2)
+                    .then_some(page)
+            }
+        },
+    )
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    worker.await.unwrap();
+    // No replica: the lag chart says it has nothing rather than drawing 0.
+    assert_eq!(chart_points(&dom, "replication-lag"), 0);
+    assert!(dom.contains("no data yet"));
+    // The sections `once --format table` has.
+    for want in [
+        "<h3>Connections</h3>",
+        " usable (",
+        "<h3>Databases</h3>",
+        "cache hit",
+        "Top statements since the last reset",
+        "chart_t",
+    ] {
+        assert!(dom.contains(want), "{want} missing from the page");
+    }
+
+    // What a browser draws: the chart colour in the screenshot.
+    let dir = fx.pg.scratch();
+    let shot = dir.join("page.png");
+    chromium_screenshot(&url, &dir.join("chromium-shot"), &shot).await;
+    let pixels = chart_pixels(&shot);
+    eprintln!("page screenshot: {pixels} chart pixels");
+    assert!(
+        pixels > 200,
+        "the charts are drawn with their points: {pixels} pixels"
+    );
+    let rendered = chromium_dom(&url, &dir.join("chromium-dom")).await;
+    assert!(
+        chart_points(&rendered, "database-load") >= 2,
+        "Chromium's DOM keeps the SVG"
+    );
+}

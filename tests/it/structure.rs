@@ -48,12 +48,17 @@ const LAYERS: &[(&str, u8)] = &[
     ("exposition", 6),
     ("report", 6),
     ("page", 6),
+    ("history", 6),
     // Composition root, HTTP and the command line.
     ("registry", 7),
     ("agent", 8),
     ("supervisor", 8),
     ("http", 9),
     ("commands", 9),
+    // The terminal view runs an agent's supervisor (or reads an agent);
+    // the demo runs the daemon's command on a throwaway server.
+    ("top", 9),
+    ("demo", 10),
 ];
 
 fn layer(module: &str) -> u8 {

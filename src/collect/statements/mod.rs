@@ -21,6 +21,7 @@
 pub mod delta;
 pub mod query;
 pub mod report;
+mod since_reset;
 pub(crate) mod texts;
 
 use std::collections::{HashMap, HashSet};
@@ -33,7 +34,9 @@ use tokio::time::Instant;
 
 use self::delta::{COUNTER_FIELDS, Counters, Interval, interval};
 use self::query::{EntryKey, Extension, Reading};
-use self::report::{InstanceSummary, Method, Quantiles, StatementSummary, StatementsReport};
+use self::report::{
+    InstanceSummary, Method, Quantiles, StatementSummary, StatementsDetail, StatementsReport,
+};
 use self::texts::Texts;
 use super::{CollectError, Collected, Collector, Context, Detail};
 use crate::config::Statements as Settings;
@@ -192,6 +195,10 @@ struct Merged {
     toplevel: bool,
     /// Whether it is pgvigil's own.
     own: bool,
+    /// Everything since the entries' last reset (all levels merged).
+    since_reset: Option<Interval>,
+    /// The same for its top-level entry only (what the instance counts).
+    since_reset_toplevel: Option<Interval>,
 }
 
 fn quantiles(q: impl Fn(f64) -> f64) -> Quantiles {
@@ -239,6 +246,14 @@ impl Collector for Statements {
         let mut cycle = self.merge(&entries, reset_all);
         self.fetch_texts(cx, &ext, &mut cycle).await?;
         let (families, report) = self.publish(&cycle, &dbs, &roles, logged.as_ref());
+        let since_reset = Arc::new(since_reset::report(
+            &cycle,
+            |key| self.texts.get(key.2).cloned(),
+            &dbs,
+            &roles,
+            info.stats_reset,
+            &self.settings.buckets,
+        ));
 
         let mut families = families;
         families.push(Family::single(&OWN_TIME, self.own_seconds));
@@ -247,7 +262,7 @@ impl Collector for Statements {
         if let Some(dealloc) = info.dealloc {
             families.push(Family::single(&DEALLOC, dealloc));
         }
-        let detail = match (&self.previous, report) {
+        let interval = match (&self.previous, report) {
             (Some(p), Some((instance, statements))) => {
                 let report = Arc::new(StatementsReport {
                     interval_seconds: now.duration_since(p.at).as_secs_f64(),
@@ -258,10 +273,14 @@ impl Collector for Statements {
                 if let Some(reports) = &self.reports {
                     reports.send_replace(Some(report.clone()));
                 }
-                Some(Detail::Statements(report))
+                Some(report)
             }
             _ => None,
         };
+        let detail = Some(Detail::Statements(StatementsDetail {
+            interval,
+            since_reset: Some(since_reset),
+        }));
         tracing::debug!(
             entries = cycle.merged.len(),
             process_ms = now.elapsed().as_secs_f64() * 1e3,
@@ -286,6 +305,9 @@ struct Cycle {
     /// Top-level intervals of statements with more than one entry; the
     /// others' merged interval is their top-level one.
     multi_entry: Vec<Interval>,
+    /// The statements with most execution time since the last reset,
+    /// largest first (at most [`report::SINCE_RESET_TOP`]).
+    by_total: Vec<StmtKey>,
 }
 
 /// A distribution and its CDF at the histogram bounds, computed once.
@@ -304,6 +326,17 @@ impl Statements {
             let m = merged.entry(stmt(key)).or_default();
             m.entries += 1;
             m.cumulative.add(&Counters::from_reading(reading));
+            let whole = interval(None, reading, false);
+            let merge = |into: &mut Option<Interval>| {
+                *into = Some(match into.take() {
+                    Some(other) => other.merge(&whole),
+                    None => whole,
+                });
+            };
+            merge(&mut m.since_reset);
+            if key.toplevel {
+                merge(&mut m.since_reset_toplevel);
+            }
             match self.previous.as_ref().map(|p| p.readings.get(key)) {
                 None => m.growth.add(&Counters::from_reading(reading)),
                 Some(prev) => {
@@ -344,10 +377,12 @@ impl Statements {
         let mut by_score: Vec<(StmtKey, f64)> =
             merged.iter().map(|(k, m)| (*k, score(m))).collect();
         by_score.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let by_total = since_reset::leaders(&merged);
         Cycle {
             merged,
             by_score,
             multi_entry,
+            by_total,
         }
     }
 
@@ -374,9 +409,13 @@ impl Statements {
             .filter(|(_, s)| *s > 0.0)
             .take(self.settings.top + own_keys.len())
             .map(|(k, _)| k.2);
-        let wanted = self
-            .texts
-            .missing(own_keys.iter().map(|k| k.2).chain(candidates));
+        let wanted = self.texts.missing(
+            own_keys
+                .iter()
+                .map(|k| k.2)
+                .chain(candidates)
+                .chain(cycle.by_total.iter().map(|k| k.2)),
+        );
         if !wanted.is_empty() {
             // Reading texts costs a pass over the whole text file however
             // few are asked for, so take every missing one while at it:

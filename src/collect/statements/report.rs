@@ -1,5 +1,8 @@
 //! The last interval's statement latencies, for `/api/v1/statements`,
-//! `pgvigil once --format table` and the explain worker.
+//! `pgvigil once --format table` and the explain worker, and the same
+//! figures since the last statistics reset.
+
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -89,6 +92,39 @@ pub struct StatementsReport {
     /// Published (top) statements with calls in the interval, by execution time, largest first.
     pub statements: Vec<StatementSummary>,
 }
+
+/// The statements collector's detail: the last interval (absent until two
+/// cycles have run) and the cumulative view since the last reset.
+#[derive(Debug, Clone, Default)]
+pub struct StatementsDetail {
+    /// The last interval's report.
+    pub interval: Option<Arc<StatementsReport>>,
+    /// Everything pg_stat_statements counted since its last reset.
+    pub since_reset: Option<Arc<SinceReset>>,
+}
+
+/// Statements since the last statistics reset: cumulative counts and
+/// percentiles estimated from each entry's cumulative moments and its
+/// min/max (the same estimator as for an interval).
+#[derive(Debug, Clone, Serialize)]
+pub struct SinceReset {
+    /// When `pg_stat_statements_reset()` last reset everything, Unix
+    /// seconds; absent before pg_stat_statements 1.9 (PostgreSQL 14),
+    /// which does not record it. Entries created later count from their
+    /// creation, and entries evicted and re-created from then.
+    pub stats_reset: Option<f64>,
+    /// When it was read, Unix seconds.
+    pub collected_at: f64,
+    /// All top-level statements except pgvigil's own.
+    pub instance: InstanceSummary,
+    /// The statements with the most execution time since the reset,
+    /// largest first (at most [`SINCE_RESET_TOP`]); `calls`,
+    /// `total_seconds` and the quantiles are cumulative.
+    pub statements: Vec<StatementSummary>,
+}
+
+/// How many statements the since-reset view lists.
+pub const SINCE_RESET_TOP: usize = 20;
 
 /// Replaces the quantiles the slow-statement log knows exactly: `n` calls
 /// in the interval, `logged` the durations of those slower than the
