@@ -260,7 +260,16 @@ pub async fn explain(
     let server = runner::Server {
         version_num: live.caps.server_version_num,
     };
-    let explained = runner::explain(&live.client, server, sql, analyze, limits, &cancel).await;
+    let explained = runner::explain(
+        &live.client,
+        server,
+        sql,
+        analyze,
+        limits,
+        &cancel,
+        &crate::sql::OwnStatements::default(),
+    )
+    .await;
     let explained = match explained {
         Err(runner::ExplainError::Cancelled) => {
             // Stop the statement server-side before going.

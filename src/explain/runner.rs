@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::guard::{self, Uses, Verdict};
 use super::plan::Mode;
 use crate::connection::session::describe;
+use crate::sql::OwnStatements;
 
 /// Limits of one run.
 #[derive(Debug, Clone, Copy)]
@@ -80,13 +81,14 @@ pub async fn explain(
     analyze: bool,
     limits: Limits,
     cancel: &CancellationToken,
+    own: &OwnStatements,
 ) -> Result<Explained, ExplainError> {
     let verdict = guard::judge(sql);
     if let Verdict::Refuse { reason } = &verdict {
         return Err(ExplainError::Refused(reason.clone()));
     }
     if guard::param_count(sql) > 0 {
-        let plan = cancellable(cancel, generic(client, server, sql, limits)).await?;
+        let plan = cancellable(cancel, generic(client, server, sql, limits, own)).await?;
         return Ok(Explained {
             mode: Mode::Generic,
             plan,
@@ -98,7 +100,7 @@ pub async fn explain(
         match &verdict {
             Verdict::Analyze { uses } => {
                 match cancellable(cancel, catalog_check(client, uses)).await? {
-                    None => match cancellable(cancel, run(client, sql, true, limits)).await {
+                    None => match cancellable(cancel, run(client, sql, true, limits, own)).await {
                         Ok(plan) => {
                             return Ok(Explained {
                                 mode: Mode::Analyze,
@@ -121,7 +123,7 @@ pub async fn explain(
             Verdict::Refuse { .. } => {}
         }
     }
-    let plan = cancellable(cancel, run(client, sql, false, limits)).await?;
+    let plan = cancellable(cancel, run(client, sql, false, limits, own)).await?;
     Ok(Explained {
         mode: Mode::Plain,
         plan,
@@ -163,6 +165,7 @@ async fn run(
     sql: &str,
     analyze: bool,
     limits: Limits,
+    own: &OwnStatements,
 ) -> Result<Value, ExplainError> {
     client.batch_execute(&begin(limits)).await.map_err(failed)?;
     let options = if analyze {
@@ -170,7 +173,8 @@ async fn run(
     } else {
         "SETTINGS, FORMAT JSON"
     };
-    let result = explain_text(client, &format!("EXPLAIN ({options}) {sql}")).await;
+    let statement = format!("EXPLAIN ({options}) {sql}");
+    let result = explain_text(client, own.register(&statement)).await;
     let rollback = client.batch_execute("ROLLBACK").await;
     let plan = result?;
     rollback.map_err(failed)?;
@@ -184,29 +188,25 @@ async fn generic(
     server: Server,
     sql: &str,
     limits: Limits,
+    own: &OwnStatements,
 ) -> Result<Value, ExplainError> {
     client.batch_execute(&begin(limits)).await.map_err(failed)?;
     let result = if server.has_generic_plan() {
-        explain_text(
-            client,
-            &format!("EXPLAIN (GENERIC_PLAN, SETTINGS, FORMAT JSON) {sql}"),
-        )
-        .await
+        let statement = format!("EXPLAIN (GENERIC_PLAN, SETTINGS, FORMAT JSON) {sql}");
+        explain_text(client, own.register(&statement)).await
     } else {
         let nulls = vec!["NULL"; guard::param_count(sql)].join(", ");
         let prepared = client
-            .batch_execute(&format!(
+            .batch_execute(own.register(&format!(
                 "SET LOCAL plan_cache_mode = force_generic_plan; PREPARE pgvigil_generic AS {sql}"
-            ))
+            )))
             .await
             .map_err(failed);
         let plan = match prepared {
             Ok(()) => {
-                explain_text(
-                    client,
-                    &format!("EXPLAIN (SETTINGS, FORMAT JSON) EXECUTE pgvigil_generic({nulls})"),
-                )
-                .await
+                let statement =
+                    format!("EXPLAIN (SETTINGS, FORMAT JSON) EXECUTE pgvigil_generic({nulls})");
+                explain_text(client, own.register(&statement)).await
             }
             Err(e) => Err(e),
         };
@@ -318,5 +318,13 @@ async fn catalog_check(client: &Client, uses: &Uses) -> Result<Option<String>, E
     Ok(None)
 }
 
-/// The SQL this module sends on its own behalf.
-pub const OWN_SQL: &[&str] = &[CATALOG_CHECK];
+/// The SQL this module sends on its own behalf: the catalog check and the
+/// transaction around every EXPLAIN (its numbers vary; fingerprints ignore
+/// them). The EXPLAIN statements themselves, and PREPARE, embed the
+/// statement explained and are registered as they are built.
+pub const OWN_SQL: &[&str] = &[
+    CATALOG_CHECK,
+    "BEGIN READ ONLY; SET LOCAL statement_timeout = 1; SET LOCAL lock_timeout = 1; \
+     SET LOCAL idle_in_transaction_session_timeout = 1",
+    "ROLLBACK; DEALLOCATE ALL",
+];

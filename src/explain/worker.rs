@@ -376,12 +376,22 @@ impl Worker {
             lock_timeout: Duration::from_secs(1),
         };
         let analyze = self.settings.analyze;
+        let own = self.own.clone();
         let result = match self.explain_session(&statement.datname).await {
             Ok(live) => {
                 let server = Server {
                     version_num: live.caps.server_version_num,
                 };
-                runner::explain(&live.client, server, &sql, analyze, limits, cancel).await
+                runner::explain(
+                    &live.client,
+                    server,
+                    &sql,
+                    analyze,
+                    limits,
+                    cancel,
+                    &own,
+                )
+                .await
             }
             Err(e) => Err(ExplainError::Failed(e.to_string())),
         };

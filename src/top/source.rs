@@ -235,6 +235,7 @@ impl Direct {
 
     async fn explain(&mut self, sql: &str) -> anyhow::Result<String> {
         use crate::explain::{findings, render, runner};
+        let own = self.agent.own_statements().clone();
         let live = self.live().await?;
         let server = runner::Server {
             version_num: live.caps.server_version_num,
@@ -244,7 +245,8 @@ impl Direct {
             lock_timeout: Duration::from_secs(1),
         };
         let cancel = CancellationToken::new();
-        let explained = runner::explain(&live.client, server, sql, false, limits, &cancel).await?;
+        let explained =
+            runner::explain(&live.client, server, sql, false, limits, &cancel, &own).await?;
         let found = findings::findings(&explained.plan);
         let mut text = format!("{} plan", explained.mode.as_str());
         if let Some(note) = &explained.note {

@@ -390,6 +390,30 @@ async fn the_worker_explains_slow_statements_and_notices_plan_changes() {
         .unwrap();
     assert!(newest["previous"]["shape_hash"].is_string(), "{newest}");
     assert_ne!(newest["previous"]["shape_hash"], newest["shape_hash"]);
+    // The worker's EXPLAINs are in pg_stat_statements (a utility statement
+    // each), and are pgvigil's own: never published as workload.
+    let explains: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_statements WHERE query LIKE 'EXPLAIN (%FORMAT JSON)%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(explains >= 1, "the server recorded {explains} EXPLAINs");
+    let m = agent.metrics().await;
+    let texts: Vec<String> = m
+        .find("pg_stat_statements_query_info", &[])
+        .map(|s| s.labels["query"].clone())
+        .collect();
+    assert!(texts.iter().any(|q| q.contains("FROM orders")), "{texts:?}");
+    assert!(
+        !texts.iter().any(|q| q.to_uppercase().starts_with("EXPLAIN")
+            || q.to_uppercase().starts_with("BEGIN READ ONLY")),
+        "pgvigil's own EXPLAINs published as workload: {texts:?}"
+    );
+    let api = agent.get("/api/v1/statements").await.body;
+    assert!(!api.contains("FORMAT JSON"), "{api}");
     load.abort();
     assert!(!agent.log().contains(&fx.password));
 }

@@ -239,9 +239,14 @@ async fn top_shows_statements_sessions_and_blockers_and_gives_the_terminal_back(
     let screen = tmux.wait_for("the automatic plan", Duration::from_secs(30), |s| {
         s.contains("last automatic plan") && s.contains("Seq Scan")
     });
-    assert!(screen.contains("SELECT pg_sleep($1), count(*) FROM top_probe"), "{screen}");
+    assert!(
+        screen.contains("SELECT pg_sleep($1), count(*) FROM top_probe"),
+        "{screen}"
+    );
     tmux.keys("Escape");
-    tmux.wait_for("back to the list", Duration::from_secs(10), |s| s.contains("P99 MS"));
+    tmux.wait_for("back to the list", Duration::from_secs(10), |s| {
+        s.contains("P99 MS")
+    });
 
     // A key changes the sort: the fast statement has the most calls.
     tmux.keys("c");
