@@ -22,6 +22,7 @@ use crate::explain::plan::PlanRecord;
 use crate::report::{Role, load_of, statements_of, version};
 use crate::snapshot::TargetView;
 
+mod consistency;
 mod schema;
 mod vacuum;
 mod vacuum_tables;
@@ -68,7 +69,7 @@ pub fn render(views: &[TargetView]) -> String {
          <h1>pgvigil</h1><p class=\"muted\">version {} · rendered {} · \
          <a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/statements\">/api/v1/statements</a> · \
          <a href=\"/api/v1/plans\">/api/v1/plans</a> · <a href=\"/api/v1/vacuum\">/api/v1/vacuum</a> · \
-         <a href=\"/api/v1/schema\">/api/v1/schema</a></p>\n",
+         <a href=\"/api/v1/schema\">/api/v1/schema</a> · <a href=\"/api/v1/consistency\">/api/v1/consistency</a></p>\n",
         escape(crate::cli::VERSION),
         escape(&timestamp(SystemTime::now())),
     );
@@ -113,6 +114,7 @@ fn target(view: &TargetView, out: &mut String) {
     }
     findings(view, out);
     schema::section(view, out);
+    consistency::section(view, out);
     out.push_str("</section>\n");
 }
 

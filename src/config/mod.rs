@@ -202,6 +202,8 @@ pub struct Collectors {
     pub vacuum_tables: Option<Duration>,
     /// Interval of the active_sessions collector.
     pub active_sessions: Option<Duration>,
+    /// The amcheck collector.
+    pub amcheck: Amcheck,
     /// Interval of the PgBouncer collectors.
     pub pgbouncer: Option<Duration>,
     /// Interval of the logs collector.
@@ -217,6 +219,19 @@ pub struct Schema {
     pub interval: Option<Duration>,
     /// Size from which an index without scans is listed as unused.
     pub unused_index_min_bytes: u64,
+}
+
+/// The amcheck collector's validated settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Amcheck {
+    /// Interval; `None` means off.
+    pub interval: Option<Duration>,
+    /// Pages verified per hour at most (unless the pass would be late).
+    pub pages_per_hour: u64,
+    /// A full pass at least this often.
+    pub full_pass: Duration,
+    /// Where each target's state file goes.
+    pub state_directory: PathBuf,
 }
 
 /// The statements collector's validated settings.

@@ -143,6 +143,41 @@ impl HasInterval for SchemaSettings {
     }
 }
 
+/// `[collectors] amcheck = { … }` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmcheckSettings {
+    /// How often the amcheck collector takes its turn (checks up to one turn's share of the page budget); `"off"` disables it.
+    pub interval: Option<Interval>,
+    /// Pages (8 kB blocks) of indexes and tables verified per hour at most, unless a full pass would otherwise take longer than `full_pass`; 100,000 pages is about 800 MB an hour, 220 kB/s.
+    pub pages_per_hour: u64,
+    /// Every relation of every watched database with the extension is checked at least this often: the budget rises when the pass would not finish in time.
+    #[serde(with = "humantime_serde")]
+    pub full_pass: Duration,
+    /// Directory of the state file (`amcheck-<target>.json`: position in the pass, findings) that lets a restarted agent resume; $STATE_DIRECTORY (systemd) or /var/lib/pgvigil when unset.
+    pub state_directory: Option<PathBuf>,
+}
+
+impl Default for AmcheckSettings {
+    fn default() -> Self {
+        AmcheckSettings {
+            interval: Some(Interval::Every(Duration::from_secs(60))),
+            pages_per_hour: 100_000,
+            full_pass: Duration::from_secs(7 * 86_400),
+            state_directory: None,
+        }
+    }
+}
+
+impl HasInterval for AmcheckSettings {
+    fn with_interval(interval: Interval) -> Self {
+        AmcheckSettings {
+            interval: Some(interval),
+            ..AmcheckSettings::default()
+        }
+    }
+}
+
 /// A collector's settings: a table, or an interval string as shorthand.
 trait HasInterval: Default {
     fn with_interval(interval: Interval) -> Self;
@@ -235,6 +270,8 @@ pub struct RawCollectors {
     pub vacuum_tables: Setting<Every<300>>,
     /// pg_stat_activity sampled for database load by wait event and the longest running statement; every second unless set.
     pub active_sessions: Setting<Every<1>>,
+    /// Consistency checks with the amcheck extension, where it is installed: B-tree indexes (bt_index_check) and, on 14+, tables (verify_heapam), one relation at a time on a page budget; every minute unless set.
+    pub amcheck: Setting<AmcheckSettings>,
     /// PgBouncer admin consoles configured under [target.pgbouncer]: pools, databases, totals.
     pub pgbouncer: Setting,
     /// The server's log directory configured under [target.logs]: slow statements, auth failures, errors; every 5 seconds unless set.
@@ -264,6 +301,7 @@ impl Default for RawCollectors {
             schema: Setting::default(),
             vacuum_tables: Setting::default(),
             active_sessions: Setting::default(),
+            amcheck: Setting::default(),
             pgbouncer: Setting::default(),
             logs: Setting::default(),
             statements: Setting::default(),
