@@ -163,6 +163,10 @@ pub struct Backup {
     pub full_max_age: Duration,
     /// Any-backup schedule.
     pub max_age: Duration,
+    /// How often `pgbackrest verify` runs; `None`: never.
+    pub verify: Option<Duration>,
+    /// How long one verify may take.
+    pub verify_timeout: Duration,
 }
 
 /// Collector intervals after validation; `None` means off.

@@ -477,6 +477,11 @@ pub struct RawBackup {
     /// Any backup (full, differential or incremental) older than this is overdue.
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
+    /// How often to run `pgbackrest verify` (reads every backup file and archived WAL segment of the stanza and checks their checksums); "off" disables it. Skipped where the installed pgBackRest has no verify command.
+    pub verify: Interval,
+    /// How long one `pgbackrest verify` may take before it is stopped and counted as failed.
+    #[serde(with = "humantime_serde")]
+    pub verify_timeout: Duration,
 }
 
 impl Default for RawBackup {
@@ -489,6 +494,8 @@ impl Default for RawBackup {
             timeout: Duration::from_secs(60),
             full_max_age: Duration::from_secs(7 * 86400 + 3600),
             max_age: Duration::from_secs(86400 + 3600),
+            verify: Interval::Every(Duration::from_secs(7 * 86400)),
+            verify_timeout: Duration::from_secs(6 * 3600),
         }
     }
 }

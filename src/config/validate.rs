@@ -211,6 +211,11 @@ fn validate_backup(b: &RawBackup, path: &str, problems: &mut Vec<Problem>) -> Op
         timeout: b.timeout,
         full_max_age: b.full_max_age,
         max_age: b.max_age,
+        verify: match b.verify {
+            Interval::Off => None,
+            Interval::Every(d) => Some(d),
+        },
+        verify_timeout: b.verify_timeout,
     })
 }
 

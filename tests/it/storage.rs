@@ -464,3 +464,86 @@ async fn a_missing_pgbackrest_fails_only_the_backup_collector() {
         agent.log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbackrest_verify_passes_then_names_a_deleted_backup_file() {
+    let repo = Repo::new();
+    let fx = Fixture::start_with(PgOptions {
+        conf: vec![
+            "archive_mode = on".into(),
+            format!("archive_command = '{}'", repo.archive_command()),
+        ],
+    })
+    .await;
+    repo.write_config(&fx.pg.data_dir(), &fx.pg.socket_dir(), fx.pg.port);
+    match repo.try_run(&["stanza-create"]) {
+        Ok(()) => {}
+        Err(e) if e.contains("VersionNotSupportedError") => {
+            eprintln!(
+                "pgBackRest does not support PostgreSQL {}: nothing to verify",
+                major_version()
+            );
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    }
+    repo.run(&["--type=full", "backup"]);
+    // Ground truth first: pgBackRest itself finds nothing wrong.
+    repo.run(&["--output=text", "verify"]);
+
+    let backup = format!(
+        "[target.backup]\npgbackrest_stanza = \"main\"\npgbackrest_config = \"{}\"\ninterval = \"1s\"\nverify = \"2s\"",
+        repo.config().display()
+    );
+    let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config_with(&backup, "")).await;
+    let stanza = [("stanza", "main")];
+    let m = agent
+        .wait_for(WAIT, "a finished verify", |m| {
+            m.get("pg_backup_verify_success", &stanza)
+                .map(|_| m.clone())
+        })
+        .await;
+    assert_eq!(m.get("pg_backup_verify_success", &stanza), Some(1.0));
+    assert_eq!(m.get("pg_backup_verify_errors", &stanza), Some(0.0));
+    let seconds = m.get("pg_backup_verify_duration_seconds", &stanza).unwrap();
+    assert!(seconds > 0.0 && seconds < 60.0, "{seconds}");
+    let finished = m
+        .get("pg_backup_verify_timestamp_seconds", &stanza)
+        .unwrap();
+    assert!((unix_now() - finished).abs() < 30.0, "{finished}");
+    println!("verify of a fresh full backup: ok in {seconds:.2}s");
+
+    // One file of the backup deleted from the repository.
+    let label = std::fs::read_dir(repo.dir.path().join("repo/backup/main"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .find(|n| n.ends_with('F'))
+        .unwrap();
+    let base = repo
+        .dir
+        .path()
+        .join(format!("repo/backup/main/{label}/pg_data/base"));
+    let db = std::fs::read_dir(&base)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let victim = std::fs::read_dir(&db)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_file())
+        .unwrap();
+    std::fs::remove_file(&victim).unwrap();
+    let m = agent
+        .wait_for(WAIT, "verify to find the missing file", |m| {
+            (m.get("pg_backup_verify_success", &stanza) == Some(0.0)).then(|| m.clone())
+        })
+        .await;
+    assert_eq!(m.get("pg_backup_verify_errors", &stanza), Some(1.0));
+    let log = agent.log();
+    let reason = format!("backup {label}: missing 1");
+    assert!(log.contains(&reason), "{reason} in the log: {log}");
+    println!("deleted {}: {reason}", victim.display());
+    agent.terminate();
+}

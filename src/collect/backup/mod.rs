@@ -13,6 +13,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{CollectError, Collected, Standalone};
+
+pub(crate) mod verify;
 use crate::config::Backup as Settings;
 use crate::desc;
 use crate::metric::{Desc, Family};
@@ -34,18 +36,33 @@ static MAX_AGE: Desc = desc!(Gauge "pg_backup_max_age", unit = Seconds, ["type",
     only_when = "a [target.backup] is configured");
 
 /// This collector's metric families.
-pub static METRICS: &[&Desc] = &[&COMPLETED, &DURATION, &SIZE, &REPO_SIZE, &SUCCESS, &MAX_AGE];
+pub static METRICS: &[&Desc] = &[
+    &COMPLETED,
+    &DURATION,
+    &SIZE,
+    &REPO_SIZE,
+    &SUCCESS,
+    &MAX_AGE,
+    &verify::SUCCESS,
+    &verify::ERRORS,
+    &verify::DURATION,
+    &verify::FINISHED,
+];
 
 /// The `backup` collector.
 #[derive(Debug)]
 pub struct Backup {
     settings: Settings,
+    verifier: verify::Verifier,
 }
 
 impl Backup {
     /// A collector for one stanza.
     pub fn new(settings: Settings) -> Backup {
-        Backup { settings }
+        Backup {
+            settings,
+            verifier: verify::Verifier::default(),
+        }
     }
 
     async fn info(&self) -> Result<Value, CollectError> {
@@ -103,8 +120,12 @@ impl Backup {
 #[async_trait]
 impl Standalone for Backup {
     async fn collect(&mut self) -> Result<Collected, CollectError> {
+        // Verify runs beside info, on its own schedule, whatever info says.
+        let verified = self.verifier.tick(&self.settings);
         let info = self.info().await?;
-        Ok(families(&info, &self.settings).into())
+        let mut families = families(&info, &self.settings);
+        families.extend(verified);
+        Ok(families.into())
     }
 }
 
@@ -187,6 +208,8 @@ mod tests {
             timeout: Duration::from_secs(30),
             full_max_age: Duration::from_secs(7 * 86400),
             max_age: Duration::from_secs(86400),
+            verify: None,
+            verify_timeout: Duration::from_secs(60),
         }
     }
 
