@@ -140,6 +140,8 @@ async fn a_corrupt_index_is_found_named_and_alerted_a_healthy_cluster_shows_zero
              INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 20000) g;
              CREATE INDEX t_v ON t (v);
              CREATE TABLE locked (id int PRIMARY KEY);
+             CREATE TABLE h (id int, v text) WITH (autovacuum_enabled = off);
+             INSERT INTO h SELECT g, md5(g::text) FROM generate_series(1, 20000) g;
              ANALYZE;",
         )
         .await
@@ -219,17 +221,29 @@ async fn a_corrupt_index_is_found_named_and_alerted_a_healthy_cluster_shows_zero
     let (filepath, blocks): (String, i64) = (row.get(0), row.get(1));
     assert!(blocks >= 20, "{blocks}");
     let middle = (blocks / 2) as u64;
+    // And the middle block of table h (found on 14+ only).
+    let row = admin
+        .query_one(
+            "SELECT pg_relation_filepath('h'), (pg_relation_size('h') / 8192)::int8",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (heap_path, heap_blocks): (String, i64) = (row.get(0), row.get(1));
+    let heap_middle = (heap_blocks / 2) as u64;
     drop(admin);
     fx.pg.stop();
     overwrite_block(&fx.pg.data_dir(), &filepath, middle);
+    overwrite_block(&fx.pg.data_dir(), &heap_path, heap_middle);
     fx.pg.restart_stopped();
+    let corrupt = if heap { 2.0 } else { 1.0 };
 
     let agent = RunningAgent::start(&fx.pg.scratch(), &config).await;
     let found = Instant::now();
     let m = agent
-        .wait_for(WAIT, "the corrupt index", |m| {
+        .wait_for(WAIT, "the corrupt index (and table on 14+)", |m| {
             m.get("pg_amcheck_corrupt_relations", &[("datname", "postgres")])
-                .filter(|n| *n == 1.0)
+                .filter(|n| *n == corrupt)
                 .map(|_| m.clone())
         })
         .await;
@@ -245,14 +259,20 @@ async fn a_corrupt_index_is_found_named_and_alerted_a_healthy_cluster_shows_zero
         .as_array()
         .unwrap()
         .clone();
-    assert_eq!(findings.len(), 1, "{findings:?}");
-    let f = &findings[0];
+    assert_eq!(findings.len() as f64, corrupt, "{findings:?}");
+    let f = findings.iter().find(|f| f["kind"] == "btree").unwrap();
     assert_eq!(f["relname"], "t_v");
     assert_eq!(f["kind"], "btree");
     assert_eq!(f["table"], "t");
     assert_eq!(f["datname"], "postgres");
     assert_eq!(f["block"], middle, "{f}");
     println!("finding: {f}");
+    if heap {
+        let h = findings.iter().find(|f| f["kind"] == "heap").unwrap();
+        assert_eq!(h["relname"], "h");
+        assert_eq!(h["block"], heap_middle, "{h}");
+        println!("finding: {h}");
+    }
 
     // The alert's own expression, evaluated by Prometheus on the scrape.
     let expr = alert_expr("PostgresCorruptionFound");
@@ -263,6 +283,7 @@ async fn a_corrupt_index_is_found_named_and_alerted_a_healthy_cluster_shows_zero
     })
     .await;
     assert_eq!(firing.len(), 1);
+    assert_eq!(firing[0].value, corrupt);
     assert_eq!(firing[0].label("datname"), Some("postgres"));
     let page = agent.get("/").await.body;
     assert!(
@@ -277,7 +298,7 @@ async fn a_corrupt_index_is_found_named_and_alerted_a_healthy_cluster_shows_zero
     assert!(table.contains("CORRUPT RELATIONS"), "{table}");
     assert!(table.contains("public.t_v"), "{table}");
 
-    // REINDEX rebuilds it: the next check finds it clean and the count is 0.
+    // REINDEX rebuilds it: the next check finds it clean (the table stays).
     fx.pg
         .connect()
         .await
@@ -288,7 +309,7 @@ async fn a_corrupt_index_is_found_named_and_alerted_a_healthy_cluster_shows_zero
     agent
         .wait_for(WAIT, "the rebuilt index clean", |m| {
             m.get("pg_amcheck_corrupt_relations", &[("datname", "postgres")])
-                .filter(|n| *n == 0.0)
+                .filter(|n| *n == corrupt - 1.0)
         })
         .await;
     agent.terminate();
@@ -381,5 +402,56 @@ async fn the_page_budget_holds_per_interval_and_a_restart_resumes_the_pass() {
         resumed["oid"].as_u64() >= position["oid"].as_u64(),
         "{position} then {resumed}"
     );
+    agent.terminate();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_pause_while_connections_are_near_the_limit() {
+    let fx = Fixture::start().await;
+    let admin = fx.pg.connect().await;
+    install(&admin).await;
+    let state = fx.pg.scratch().join("state");
+    let config = amcheck(&fx, &state, "pages_per_hour = 18000");
+    let agent = RunningAgent::start(&fx.pg.scratch(), &config).await;
+    let pages = |m: &Metrics| m.sum("pg_amcheck_pages_checked_total", &[]);
+    agent
+        .wait_for(WAIT, "checks under way", |m| {
+            (m.get("pgvigil_amcheck_paused", &[]) == Some(0.0))
+                .then(|| pages(m))
+                .flatten()
+        })
+        .await;
+    // 32 more sessions: with the test's and the agent's, over 90 % of the
+    // 37 usable slots (max_connections 40, 3 reserved).
+    let mut held = Vec::new();
+    for _ in 0..32 {
+        held.push(fx.pg.connect().await);
+    }
+    let paused_at = agent
+        .wait_for(WAIT, "checks paused", |m| {
+            (m.get("pgvigil_amcheck_paused", &[]) == Some(1.0))
+                .then(|| pages(m))
+                .flatten()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let m = agent.metrics().await;
+    assert_eq!(m.get("pgvigil_amcheck_paused", &[]), Some(1.0));
+    assert_eq!(pages(&m), Some(paused_at), "no page read while paused");
+    let api: serde_json::Value =
+        serde_json::from_str(&agent.get("/api/v1/consistency").await.body).unwrap();
+    let reason = api["targets"][0]["report"]["paused"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("usable connections in use"), "{reason}");
+    println!("paused: {reason}");
+    drop(held);
+    agent
+        .wait_for(WAIT, "checks resumed", |m| {
+            (m.get("pgvigil_amcheck_paused", &[]) == Some(0.0) && pages(m) > Some(paused_at))
+                .then_some(())
+        })
+        .await;
     agent.terminate();
 }
