@@ -85,6 +85,9 @@ fn main() -> ExitCode {
                 timeout,
                 sql,
             } => commands::explain(dsn.as_deref(), analyze, json, timeout, &sql).await,
+            Command::RestoreTest { config, target } => {
+                pgvigil::restore_test::command(&config, &target).await
+            }
             Command::CheckConfig { file } => {
                 if commands::check_config(&file) {
                     Ok(())

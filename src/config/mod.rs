@@ -167,6 +167,14 @@ pub struct Backup {
     pub verify: Option<Duration>,
     /// How long one verify may take.
     pub verify_timeout: Duration,
+    /// Where `restore-test` restores.
+    pub restore_dir: Option<PathBuf>,
+    /// The restored instance's port (0: a free one).
+    pub restore_port: u16,
+    /// Time limit of restore, start and recovery.
+    pub restore_timeout: Duration,
+    /// Read-only query run on the restored copy.
+    pub restore_smoke_query: Option<String>,
 }
 
 /// Collector intervals after validation; `None` means off.

@@ -482,6 +482,15 @@ pub struct RawBackup {
     /// How long one `pgbackrest verify` may take before it is stopped and counted as failed.
     #[serde(with = "humantime_serde")]
     pub verify_timeout: Duration,
+    /// Scratch directory `pgvigil restore-test` restores the newest backup into (empty, or holding only an interrupted test's leftovers; owned by the agent's user); required by the command.
+    pub restore_dir: Option<PathBuf>,
+    /// Port of the private restored instance (it listens on its own Unix socket only); 0 picks a free one.
+    pub restore_port: u16,
+    /// How long restoring, starting and recovering may take before the test fails.
+    #[serde(with = "humantime_serde")]
+    pub restore_timeout: Duration,
+    /// An optional read-only query run on the restored copy (inside BEGIN READ ONLY); an error fails the test.
+    pub restore_smoke_query: Option<String>,
 }
 
 impl Default for RawBackup {
@@ -496,6 +505,10 @@ impl Default for RawBackup {
             max_age: Duration::from_secs(86400 + 3600),
             verify: Interval::Every(Duration::from_secs(7 * 86400)),
             verify_timeout: Duration::from_secs(6 * 3600),
+            restore_dir: None,
+            restore_port: 0,
+            restore_timeout: Duration::from_secs(3600),
+            restore_smoke_query: None,
         }
     }
 }

@@ -216,6 +216,10 @@ fn validate_backup(b: &RawBackup, path: &str, problems: &mut Vec<Problem>) -> Op
             Interval::Every(d) => Some(d),
         },
         verify_timeout: b.verify_timeout,
+        restore_dir: b.restore_dir.clone(),
+        restore_port: b.restore_port,
+        restore_timeout: b.restore_timeout,
+        restore_smoke_query: b.restore_smoke_query.clone(),
     })
 }
 

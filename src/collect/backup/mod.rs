@@ -210,6 +210,10 @@ mod tests {
             max_age: Duration::from_secs(86400),
             verify: None,
             verify_timeout: Duration::from_secs(60),
+            restore_dir: None,
+            restore_port: 0,
+            restore_timeout: Duration::from_secs(60),
+            restore_smoke_query: None,
         }
     }
 
