@@ -49,9 +49,7 @@
 //!   outputs; [`supervisor`]: the daemon's running targets, brought in
 //!   line with the config on reload.
 //! - [`http`]: the hyper server and its endpoints; [`commands`]: what each
-//!   subcommand does (`main.rs` only wires it to [`cli`]);
-//!   [`restore_test`]: `pgvigil restore-test`, a backup restored, started
-//!   privately, checked and deleted.
+//!   subcommand does (`main.rs` only wires it to [`cli`]).
 #![deny(missing_docs)]
 
 pub mod agent;
@@ -69,7 +67,6 @@ pub(crate) mod notify;
 pub(crate) mod page;
 pub mod registry;
 pub mod report;
-pub mod restore_test;
 pub(crate) mod saturation;
 pub(crate) mod schedule;
 pub(crate) mod shutdown;

@@ -86,7 +86,7 @@ fn main() -> ExitCode {
                 sql,
             } => commands::explain(dsn.as_deref(), analyze, json, timeout, &sql).await,
             Command::RestoreTest { config, target } => {
-                pgvigil::restore_test::command(&config, &target).await
+                commands::restore_test(&config, &target).await
             }
             Command::CheckConfig { file } => {
                 if commands::check_config(&file) {

@@ -175,6 +175,12 @@ pub struct Backup {
     pub restore_timeout: Duration,
     /// Read-only query run on the restored copy.
     pub restore_smoke_query: Option<String>,
+    /// How often the daemon runs the restore test; `None`: never.
+    pub restore_test: Option<Duration>,
+    /// Recovery time objective.
+    pub restore_rto_objective: Duration,
+    /// Recovery point objective.
+    pub restore_rpo_objective: Duration,
 }
 
 /// Collector intervals after validation; `None` means off.

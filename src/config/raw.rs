@@ -491,6 +491,14 @@ pub struct RawBackup {
     pub restore_timeout: Duration,
     /// An optional read-only query run on the restored copy (inside BEGIN READ ONLY); an error fails the test.
     pub restore_smoke_query: Option<String>,
+    /// How often the daemon runs the restore test itself (first at start), publishing pg_backup_restore_test_*; "off" (the default) leaves it to `pgvigil restore-test`. Needs restore_dir.
+    pub restore_test: Interval,
+    /// The recovery time objective: a restore test that took longer fires PostgresRestoreObjectivesMissed.
+    #[serde(with = "humantime_serde")]
+    pub restore_rto_objective: Duration,
+    /// The recovery point objective: a restored copy further behind its source than this fires PostgresRestoreObjectivesMissed.
+    #[serde(with = "humantime_serde")]
+    pub restore_rpo_objective: Duration,
 }
 
 impl Default for RawBackup {
@@ -509,6 +517,9 @@ impl Default for RawBackup {
             restore_port: 0,
             restore_timeout: Duration::from_secs(3600),
             restore_smoke_query: None,
+            restore_test: Interval::Off,
+            restore_rto_objective: Duration::from_secs(3600),
+            restore_rpo_objective: Duration::from_secs(900),
         }
     }
 }

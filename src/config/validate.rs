@@ -203,6 +203,12 @@ fn validate_backup(b: &RawBackup, path: &str, problems: &mut Vec<Problem>) -> Op
         );
         return None;
     }
+    if b.restore_test != Interval::Off && b.restore_dir.is_none() {
+        problems.report(
+            format!("{path}.restore_dir"),
+            "required with restore_test: the scratch directory to restore into",
+        );
+    }
     Some(Backup {
         stanza: b.pgbackrest_stanza.clone(),
         command: b.pgbackrest_command.clone(),
@@ -220,6 +226,12 @@ fn validate_backup(b: &RawBackup, path: &str, problems: &mut Vec<Problem>) -> Op
         restore_port: b.restore_port,
         restore_timeout: b.restore_timeout,
         restore_smoke_query: b.restore_smoke_query.clone(),
+        restore_test: match b.restore_test {
+            Interval::Off => None,
+            Interval::Every(d) => Some(d),
+        },
+        restore_rto_objective: b.restore_rto_objective,
+        restore_rpo_objective: b.restore_rpo_objective,
     })
 }
 

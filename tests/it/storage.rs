@@ -749,17 +749,48 @@ async fn restore_test_restores_recovers_and_checks_the_newest_backup() {
         println!("no tmpfs could be mounted here: the space check is not exercised");
     }
 
-    // A smoke query that fails fails the test, with the reason.
-    let bad = fx.config_with(&backup.replace("FROM orders", "FROM no_such_table"), "");
-    let bad_config = fx.pg.scratch().join("bad.toml");
-    std::fs::write(&bad_config, bad).unwrap();
-    let (ok, _, stderr) = restore_test(&bad_config);
-    assert!(!ok);
+    // The daemon's scheduled test: the same, published.
+    let daemon = format!("{backup}\ninterval = \"1s\"\nverify = \"off\"\nrestore_test = \"1h\"");
+    let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config_with(&daemon, "")).await;
+    let stanza = [("stanza", "main")];
+    let m = agent
+        .wait_for(WAIT, "the daemon's restore test", |m| {
+            m.get("pg_backup_restore_test_success", &stanza)
+                .map(|_| m.clone())
+        })
+        .await;
+    assert_eq!(
+        m.get("pg_backup_restore_test_success", &stanza),
+        Some(1.0),
+        "{}",
+        agent.log()
+    );
+    let rto = m
+        .get("pg_backup_restore_test_duration_seconds", &stanza)
+        .unwrap();
+    let rpo = m
+        .get("pg_backup_restore_test_recovery_point_age_seconds", &stanza)
+        .unwrap();
+    assert!(rto > 0.0 && rto < 60.0, "{rto}");
+    assert!(rpo >= 0.0 && rpo <= unix_now() - last_row, "{rpo}");
+    assert_eq!(
+        m.get("pg_backup_restore_test_rpo_objective_seconds", &stanza),
+        Some(900.0)
+    );
+    assert_eq!(
+        m.get("pg_backup_restore_test_period_seconds", &stanza),
+        Some(3600.0)
+    );
     assert!(
-        stderr.contains("smoke query") && stderr.contains("no_such_table"),
-        "{stderr}"
+        m.get(
+            "pg_backup_restore_test_last_success_timestamp_seconds",
+            &stanza
+        )
+        .is_some()
     );
     assert_eq!(std::fs::read_dir(&restore_dir).unwrap().count(), 0);
+    println!("daemon: recovered in {rto:.1}s, recovery point {rpo:.1}s behind");
+    agent.terminate();
 
     // A backup file deleted from the repository fails the restore, named.
     let label = std::fs::read_dir(repo.dir.path().join("repo/backup/main"))
@@ -796,4 +827,18 @@ async fn restore_test_restores_recovers_and_checks_the_newest_backup() {
     println!("after deleting {}: {}", victim.display(), stderr.trim());
     assert!(stderr.contains("pgbackrest restore"), "{stderr}");
     assert_eq!(std::fs::read_dir(&restore_dir).unwrap().count(), 0);
+
+    // And the daemon's: success 0, the reason in its log.
+    let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config_with(&daemon, "")).await;
+    agent
+        .wait_for(WAIT, "the daemon's failed restore test", |m| {
+            (m.get("pg_backup_restore_test_success", &stanza) == Some(0.0)).then_some(())
+        })
+        .await;
+    assert!(
+        agent.log().contains("unable to open missing file"),
+        "{}",
+        agent.log()
+    );
+    agent.terminate();
 }

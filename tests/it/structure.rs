@@ -54,7 +54,6 @@ const LAYERS: &[(&str, u8)] = &[
     ("supervisor", 8),
     ("http", 9),
     ("commands", 9),
-    ("restore_test", 9),
 ];
 
 fn layer(module: &str) -> u8 {

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::{CollectError, Collected, Standalone};
 
+pub mod restore;
 pub(crate) mod verify;
 use crate::config::Backup as Settings;
 use crate::desc;
@@ -47,6 +48,14 @@ pub static METRICS: &[&Desc] = &[
     &verify::ERRORS,
     &verify::DURATION,
     &verify::FINISHED,
+    &restore::SUCCESS,
+    &restore::TIMESTAMP,
+    &restore::LAST_SUCCESS,
+    &restore::DURATION,
+    &restore::RECOVERY_POINT_AGE,
+    &restore::PERIOD,
+    &restore::RTO_OBJECTIVE,
+    &restore::RPO_OBJECTIVE,
 ];
 
 /// The `backup` collector.
@@ -54,6 +63,7 @@ pub static METRICS: &[&Desc] = &[
 pub struct Backup {
     settings: Settings,
     verifier: verify::Verifier,
+    restorer: restore::Scheduled,
 }
 
 impl Backup {
@@ -62,6 +72,7 @@ impl Backup {
         Backup {
             settings,
             verifier: verify::Verifier::default(),
+            restorer: restore::Scheduled::default(),
         }
     }
 
@@ -121,7 +132,8 @@ impl Backup {
 impl Standalone for Backup {
     async fn collect(&mut self) -> Result<Collected, CollectError> {
         // Verify runs beside info, on its own schedule, whatever info says.
-        let verified = self.verifier.tick(&self.settings);
+        let mut verified = self.verifier.tick(&self.settings);
+        verified.extend(self.restorer.tick(&self.settings));
         let info = self.info().await?;
         let mut families = families(&info, &self.settings);
         families.extend(verified);
@@ -214,6 +226,9 @@ mod tests {
             restore_port: 0,
             restore_timeout: Duration::from_secs(60),
             restore_smoke_query: None,
+            restore_test: None,
+            restore_rto_objective: Duration::from_secs(3600),
+            restore_rpo_objective: Duration::from_secs(900),
         }
     }
 

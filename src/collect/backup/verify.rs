@@ -8,7 +8,8 @@
 //! of its own, and each run of the backup collector only starts one when
 //! due and publishes the newest finished result. pgBackRest before 2.30
 //! has no verify command; then nothing is published and the log says so
-//! once. Only the daemon runs it (a `pgvigil once` would exit first).
+//! once. Only the daemon runs it: it starts at the collector's second run,
+//! which a one-shot `pgvigil once` never has.
 
 use std::process::Stdio;
 use std::time::Instant;
@@ -54,6 +55,7 @@ pub struct Verified {
 /// The schedule and the latest result.
 #[derive(Debug, Default)]
 pub struct Verifier {
+    ticks: u64,
     started: Option<Instant>,
     running: Option<JoinHandle<Option<Verified>>>,
     last: Option<Verified>,
@@ -68,7 +70,7 @@ impl Verifier {
             && let Some(handle) = self.running.take()
         {
             // A finished task's result is ready: no await needed.
-            match futures_now(handle) {
+            match finished(handle) {
                 Some(Some(v)) => {
                     if let Some(why) = &v.reason {
                         tracing::warn!(stanza = %settings.stanza, errors = v.errors, reason = %why, "pgbackrest verify found problems");
@@ -79,7 +81,11 @@ impl Verifier {
                 None => {}
             }
         }
+        // Not on the collector's first run: a one-shot `pgvigil once` runs
+        // it once and must not start a verify it would abandon.
+        self.ticks += 1;
         if let Some(every) = settings.verify
+            && self.ticks >= 2
             && !self.unsupported
             && self.running.is_none()
             && self.started.is_none_or(|s| s.elapsed() >= every)
@@ -110,8 +116,8 @@ impl Verifier {
     }
 }
 
-/// The output of a finished task.
-fn futures_now<T>(handle: JoinHandle<T>) -> Option<T> {
+/// The output of a finished task, without waiting.
+pub(crate) fn finished<T>(handle: JoinHandle<T>) -> Option<T> {
     use std::future::Future;
     use std::task::{Context, Poll, Waker};
     let mut handle = std::pin::pin!(handle);
@@ -256,7 +262,7 @@ mod tests {
             while !handle.is_finished() {
                 tokio::task::yield_now().await;
             }
-            assert_eq!(futures_now(handle), Some(7));
+            assert_eq!(finished(handle), Some(7));
         });
     }
 }

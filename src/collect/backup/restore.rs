@@ -1,5 +1,6 @@
-//! `pgvigil restore-test --config FILE --target NAME`: proves the newest
-//! pgBackRest backup restores. It restores into `[target.backup]
+//! The restore test (`pgvigil restore-test`, and the backup collector on
+//! `[target.backup] restore_test`): proves the newest pgBackRest backup
+//! restores. It restores into `[target.backup]
 //! restore_dir`, starts the copy as a private instance (no TCP, its own
 //! port and socket directory, archiving off, no replication), lets it
 //! recover to the end of the archived WAL, runs amcheck on a sample of
@@ -22,7 +23,118 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 
-use crate::config::{Backup, Config, Environment};
+use tokio::task::JoinHandle;
+
+use crate::config::Backup;
+use crate::desc;
+use crate::metric::{Desc, Family};
+
+/// `pg_backup_restore_test_success`.
+pub static SUCCESS: Desc = desc!(Gauge "pg_backup_restore_test_success", ["stanza"],
+    "1 if the daemon's last restore test restored the newest backup, started it, recovered to the end of the archive and passed amcheck and the smoke query, else 0.",
+    only_when = "[target.backup] restore_test is set and a test has finished");
+/// `pg_backup_restore_test_timestamp_seconds`.
+pub static TIMESTAMP: Desc = desc!(Gauge "pg_backup_restore_test_timestamp", unit = Seconds, ["stanza"],
+    "When the daemon's last restore test finished, as a Unix time.",
+    only_when = "[target.backup] restore_test is set and a test has finished");
+/// `pg_backup_restore_test_last_success_timestamp_seconds`.
+pub static LAST_SUCCESS: Desc = desc!(Gauge "pg_backup_restore_test_last_success_timestamp", unit = Seconds, ["stanza"],
+    "When a restore test of the daemon last succeeded, as a Unix time (since the agent started).",
+    only_when = "a restore test succeeded since the agent started");
+/// `pg_backup_restore_test_duration_seconds`.
+pub static DURATION: Desc = desc!(Gauge "pg_backup_restore_test_duration", unit = Seconds, ["stanza"],
+    "The last successful restore test's recovery time: from the start of the restore to the end of recovery, the RTO a restore would take today.",
+    only_when = "a restore test succeeded since the agent started");
+/// `pg_backup_restore_test_recovery_point_age_seconds`.
+pub static RECOVERY_POINT_AGE: Desc = desc!(Gauge "pg_backup_restore_test_recovery_point_age", unit = Seconds, ["stanza"],
+    "How far behind its source the last successfully restored copy was: the test's start minus the last transaction it replayed (the achieved RPO; on an idle source it overstates).",
+    only_when = "a restore test succeeded since the agent started and replayed a transaction");
+/// `pg_backup_restore_test_period_seconds`.
+pub static PERIOD: Desc = desc!(Gauge "pg_backup_restore_test_period", unit = Seconds, ["stanza"],
+    "[target.backup] restore_test: how often the daemon runs a restore test.",
+    only_when = "[target.backup] restore_test is set");
+/// `pg_backup_restore_test_rto_objective_seconds`.
+pub static RTO_OBJECTIVE: Desc = desc!(Gauge "pg_backup_restore_test_rto_objective", unit = Seconds, ["stanza"],
+    "[target.backup] restore_rto_objective: the recovery time a restore test may take.",
+    only_when = "[target.backup] restore_test is set");
+/// `pg_backup_restore_test_rpo_objective_seconds`.
+pub static RPO_OBJECTIVE: Desc = desc!(Gauge "pg_backup_restore_test_rpo_objective", unit = Seconds, ["stanza"],
+    "[target.backup] restore_rpo_objective: how far behind its source a restored copy may be (15 minutes by default).",
+    only_when = "[target.backup] restore_test is set");
+
+/// The daemon's restore tests: one at a time in a task of its own, the
+/// first at the backup collector's second run after the agent starts,
+/// then every `restore_test`.
+#[derive(Debug, Default)]
+pub struct Scheduled {
+    ticks: u64,
+    started: Option<Instant>,
+    running: Option<JoinHandle<Result<Outcome, String>>>,
+    last: Option<(f64, bool)>,
+    last_success: Option<(f64, Outcome)>,
+}
+
+impl Scheduled {
+    /// Takes a finished test's result, starts one when due, and returns
+    /// the families.
+    pub fn tick(&mut self, b: &Backup) -> Vec<Family> {
+        let Some(every) = b.restore_test else {
+            return Vec::new();
+        };
+        if self.running.as_ref().is_some_and(|h| h.is_finished())
+            && let Some(handle) = self.running.take()
+            && let Some(result) = super::verify::finished(handle)
+        {
+            let now = crate::snapshot::unix_now();
+            match result {
+                Ok(o) => {
+                    tracing::info!(stanza = %b.stanza, "{}", o.line(&b.stanza));
+                    self.last = Some((now, true));
+                    self.last_success = Some((now, o));
+                }
+                Err(why) => {
+                    tracing::warn!(stanza = %b.stanza, reason = %why, "restore test failed");
+                    self.last = Some((now, false));
+                }
+            }
+        }
+        // Not on the collector's first run: a one-shot `pgvigil once` runs
+        // it once and must not start a test it would abandon.
+        self.ticks += 1;
+        if self.ticks >= 2
+            && self.running.is_none()
+            && self.started.is_none_or(|s| s.elapsed() >= every)
+        {
+            self.started = Some(Instant::now());
+            let b = b.clone();
+            self.running = Some(tokio::spawn(async move {
+                run(&b).await.map_err(|e| format!("{e:#}"))
+            }));
+        }
+        let stanza = [b.stanza.as_str()];
+        let mut out = Vec::new();
+        let mut push = |desc: &'static Desc, value: f64| {
+            let mut f = Family::new(desc);
+            f.push(&stanza, value);
+            out.push(f);
+        };
+        push(&PERIOD, every.as_secs_f64());
+        push(&RTO_OBJECTIVE, b.restore_rto_objective.as_secs_f64());
+        push(&RPO_OBJECTIVE, b.restore_rpo_objective.as_secs_f64());
+        if let Some((at, ok)) = self.last {
+            push(&SUCCESS, f64::from(u8::from(ok)));
+            push(&TIMESTAMP, at);
+        }
+        if let Some((at, o)) = &self.last_success {
+            push(&LAST_SUCCESS, *at);
+            push(&DURATION, o.recovery_seconds);
+            if let Some(age) = o.recovery_point_age_seconds {
+                push(&RECOVERY_POINT_AGE, age);
+            }
+        }
+        out
+    }
+}
 
 /// The file that marks a directory as a restore test's, so a test
 /// interrupted by a crash is cleaned up by the next.
@@ -41,29 +153,18 @@ pub struct Outcome {
     pub indexes_checked: i64,
 }
 
-/// The command: one line on stdout and exit 0, or an error (one line).
-pub async fn command(config: &Path, target: &str) -> anyhow::Result<()> {
-    let config = Config::load_with(config, &Environment::process(), &crate::registry::publishes)?;
-    let t = config
-        .targets
-        .iter()
-        .find(|t| t.name == target)
-        .ok_or_else(|| anyhow!("no [[target]] named {target:?} in the config"))?;
-    let backup = t
-        .backup
-        .as_ref()
-        .ok_or_else(|| anyhow!("target {target:?} has no [target.backup]"))?;
-    let o = run(backup).await?;
-    println!(
-        "restore test of stanza {} ok: backup {} restored and recovered in {:.1}s, recovery point {}, amcheck clean on {} indexes",
-        backup.stanza,
-        o.label,
-        o.recovery_seconds,
-        o.recovery_point_age_seconds
-            .map_or("unknown".to_string(), |a| format!("{a:.1}s behind")),
-        o.indexes_checked
-    );
-    Ok(())
+impl Outcome {
+    /// The one line the command prints.
+    pub fn line(&self, stanza: &str) -> String {
+        format!(
+            "restore test of stanza {stanza} ok: backup {} restored and recovered in {:.1}s, recovery point {}, amcheck clean on {} indexes",
+            self.label,
+            self.recovery_seconds,
+            self.recovery_point_age_seconds
+                .map_or("unknown".to_string(), |a| format!("{a:.1}s behind")),
+            self.indexes_checked
+        )
+    }
 }
 
 /// Runs one restore test.
