@@ -9,6 +9,8 @@ mod harness;
 mod active_sessions;
 // amcheck: a corrupt index found and named, a healthy cluster clean, the page budget, resuming.
 mod amcheck;
+// pgBackRest verify and restore tests (the command and the daemon's) against a real repository.
+mod backups;
 // The alert rules and alerts/compat: promtool unit tests, a case per severity, runbook sections.
 mod alerts;
 // WAL archiving after a statistics reset; status files that are not segments.
