@@ -266,12 +266,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = path(dir.path(), "main/../x");
         assert_eq!(p.file_name().unwrap(), "amcheck-main____x.json");
-        let mut s = State::default();
-        s.position = Some(Position {
-            datname: "db".into(),
-            oid: 16384,
-            block: 7,
-        });
+        let mut s = State {
+            position: Some(Position {
+                datname: "db".into(),
+                oid: 16384,
+                block: 7,
+            }),
+            ..State::default()
+        };
         s.totals.btree_pages = 12;
         s.save(&p);
         assert_eq!(State::load(&p), s);
