@@ -118,6 +118,18 @@ pub enum Command {
         /// The config file.
         file: PathBuf,
     },
+    /// Restore the newest pgBackRest backup of a target into its
+    /// `[target.backup] restore_dir`, start it privately, let it recover to
+    /// the end of the archive, check it, stop and delete it; exit 0 only
+    /// when all of that succeeded.
+    RestoreTest {
+        /// The config file.
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The `[[target]]` whose backups to test.
+        #[arg(long, value_name = "NAME")]
+        target: String,
+    },
 }
 
 /// Output formats of `pgvigil once`.

@@ -311,3 +311,21 @@ pub async fn explain(
         .context("could not write to stdout")?;
     Ok(())
 }
+
+/// `pgvigil restore-test`: one line on stdout and exit 0, or an error
+/// (one line).
+pub async fn restore_test(config: &Path, target: &str) -> anyhow::Result<()> {
+    let config = Config::load_with(config, &Environment::process(), &crate::registry::publishes)?;
+    let t = config
+        .targets
+        .iter()
+        .find(|t| t.name == target)
+        .ok_or_else(|| anyhow::anyhow!("no [[target]] named {target:?} in the config"))?;
+    let backup = t
+        .backup
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("target {target:?} has no [target.backup]"))?;
+    let outcome = crate::collect::backup::restore::run(backup).await?;
+    println!("{}", outcome.line(&backup.stanza));
+    Ok(())
+}

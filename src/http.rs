@@ -174,6 +174,9 @@ pub fn route(agent: &Agent, req: &Request<Incoming>) -> Response<Body> {
         "/api/v1/vacuum" => json(&crate::report::vacuum::vacuum_json(&agent.store.view(None))),
         "/api/v1/plans" => json(&crate::report::plans_json(&agent.store.view(None))),
         "/api/v1/schema" => json(&crate::report::schema::schema_json(&agent.store.view(None))),
+        "/api/v1/consistency" => json(&crate::report::consistency::consistency_json(
+            &agent.store.view(None),
+        )),
         "/" => html(crate::page::render(&agent.store.view(None), &agent.history)),
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {

@@ -99,6 +99,9 @@ fn main() -> ExitCode {
                 pgvigil::top::run(origin, refresh).await
             }
             Command::Demo { listen, no_replica } => pgvigil::demo::run(listen, !no_replica).await,
+            Command::RestoreTest { config, target } => {
+                commands::restore_test(&config, &target).await
+            }
             Command::CheckConfig { file } => {
                 if commands::check_config(&file) {
                     Ok(())

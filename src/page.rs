@@ -26,6 +26,7 @@ use crate::report::{Role, load_of, since_reset_of, statements_of, version};
 use crate::snapshot::{TargetView, unix_now};
 
 mod charts;
+mod consistency;
 mod overview;
 mod redis;
 mod schema;
@@ -75,7 +76,7 @@ pub fn render(views: &[TargetView], history: &History) -> String {
          <h1>pgvigil</h1><p class=\"muted\">version {} · rendered {} · \
          <a href=\"/metrics\">/metrics</a> · <a href=\"/api/v1/statements\">/api/v1/statements</a> · \
          <a href=\"/api/v1/plans\">/api/v1/plans</a> · <a href=\"/api/v1/vacuum\">/api/v1/vacuum</a> · \
-         <a href=\"/api/v1/schema\">/api/v1/schema</a> · <a href=\"/api/v1/redis\">/api/v1/redis</a></p>\n",
+         <a href=\"/api/v1/schema\">/api/v1/schema</a> · <a href=\"/api/v1/redis\">/api/v1/redis</a> · <a href=\"/api/v1/consistency\">/api/v1/consistency</a></p>\n",
         escape(crate::cli::VERSION),
         escape(&timestamp(SystemTime::now())),
     );
@@ -137,6 +138,7 @@ fn target(view: &TargetView, history: &History, out: &mut String) {
     }
     findings(view, out);
     schema::section(view, out);
+    consistency::section(view, out);
     out.push_str("</section>\n");
 }
 

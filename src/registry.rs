@@ -37,6 +37,10 @@ pub struct Parts {
     unused_index_min_bytes: u64,
     /// The active_sessions collector's interval: what one sample stands for.
     active_sessions: Duration,
+    /// The amcheck collector's settings.
+    amcheck: crate::config::Amcheck,
+    /// The target's name (names the amcheck state file).
+    target: String,
 }
 
 /// How a collector runs.
@@ -256,6 +260,21 @@ pub static COLLECTORS: &[Spec] = &[
             build: |parts| {
                 Box::new(collect::active_sessions::ActiveSessions::new(
                     parts.active_sessions,
+                ))
+            },
+        },
+    },
+    Spec {
+        name: "amcheck",
+        metrics: collect::amcheck::METRICS,
+        own_sql: &[collect::amcheck::OWN_SQL],
+        run: Run::Session {
+            interval: |c, _| c.amcheck.interval,
+            build: |parts| {
+                Box::new(collect::amcheck::Amcheck::new(
+                    parts.amcheck.clone(),
+                    parts.amcheck.interval.unwrap_or(Duration::from_secs(60)),
+                    &parts.target,
                 ))
             },
         },
@@ -492,6 +511,8 @@ pub fn jobs(
         reports,
         unused_index_min_bytes: c.schema.unused_index_min_bytes,
         active_sessions: c.active_sessions.unwrap_or(Duration::from_secs(1)),
+        amcheck: c.amcheck.clone(),
+        target: target.name.to_string(),
     });
     let mut jobs = Vec::new();
     for spec in COLLECTORS {

@@ -15,6 +15,7 @@ use crate::metric::{Desc, Family, Value};
 use crate::saturation::{Pool, Saturation};
 use crate::snapshot::{Detail, TargetView, unix_now};
 
+pub mod consistency;
 pub mod redis;
 pub mod schema;
 pub mod statements;
@@ -248,6 +249,7 @@ pub fn json(views: &[TargetView]) -> Json {
                 "saturation": Saturation::of(view),
                 "vacuum": vacuum::report_json(view),
                 "schema": schema::schema_of(view),
+                "consistency": consistency::consistency_of(view),
                 "load": load_of(view),
                 "metrics": metrics,
             })
@@ -436,6 +438,9 @@ pub fn table(views: &[TargetView], shown: Shown) -> String {
         }
         if let Some(report) = schema::schema_of(view) {
             out.push_str(&schema::table(report));
+        }
+        if let Some(report) = consistency::consistency_of(view) {
+            out.push_str(&consistency::table(report));
         }
         if let Some(load) = load_of(view) {
             out.push_str(&load_table(load, statements_of(view)));

@@ -13,6 +13,40 @@ use crate::collect::{connections, pgbouncer, server};
 use crate::metric::Desc;
 use crate::snapshot::TargetView;
 
+/// Used connections at or over this share of the usable ones are pressure.
+pub const PRESSURE_CONNECTIONS: f64 = 0.9;
+/// Replication lag over this many seconds is pressure.
+pub const PRESSURE_LAG_SECONDS: f64 = 30.0;
+
+/// Why the server is under pressure, if it is (the EXPLAIN worker and the
+/// amcheck collector leave it alone then): connections near the
+/// usable limit, or replication behind (this replica's replay lag, or on a
+/// primary the worst replica's).
+pub fn pressure(view: &crate::snapshot::TargetView) -> Option<String> {
+    if let Some(pg) = Saturation::of(view).postgres
+        && let (Some(usable), Some(ratio)) = (pg.usable, pg.ratio)
+        && ratio >= PRESSURE_CONNECTIONS
+    {
+        return Some(format!("{} of {usable} usable connections in use", pg.used));
+    }
+    let replica = view.value(&crate::collect::replication::REPLAY_LAG, &[]);
+    let replicas = view
+        .family(&crate::collect::replication::LAG_SECONDS)
+        .and_then(|f| {
+            f.series
+                .iter()
+                .filter(|s| s.labels.last().is_some_and(|k| k == "replay"))
+                .filter_map(|s| s.value.number())
+                .reduce(f64::max)
+        });
+    replica
+        .into_iter()
+        .chain(replicas)
+        .reduce(f64::max)
+        .filter(|l| *l > PRESSURE_LAG_SECONDS)
+        .map(|l| format!("replication is {l:.0}s behind"))
+}
+
 /// PostgreSQL's own connection slots.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Postgres {

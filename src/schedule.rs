@@ -248,6 +248,8 @@ async fn collect_within_budget(
         limits,
         databases: &target.databases,
         own: &target.own,
+        store: &target.store,
+        target: &target.name,
     };
     match tokio::time::timeout(budget, collector.collect(&mut cx)).await {
         Ok(result) => result,

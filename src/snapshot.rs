@@ -69,6 +69,8 @@ pub enum Detail {
     Schema(Arc<crate::collect::schema::report::SchemaReport>),
     /// The tables closest to wraparound and their vacuum history.
     VacuumTables(Arc<VacuumTablesReport>),
+    /// amcheck progress and findings.
+    Consistency(Arc<crate::collect::amcheck::report::ConsistencyReport>),
     /// The last minutes' load by wait event, per server and statement.
     ActiveSessions(Arc<crate::collect::active_sessions::report::LoadReport>),
     /// A Redis target's top commands with their latency percentiles.

@@ -46,6 +46,17 @@ GRANT pg_monitor TO pgvigil;
 --   GRANT SELECT ON pg_catalog.pg_file_settings TO pgvigil;
 --   GRANT EXECUTE ON FUNCTION pg_catalog.pg_show_all_file_settings() TO pgvigil;
 
+-- Consistency checks (the amcheck collector, docs/reliability.md): in each
+-- database to check, as a superuser, install the extension and let pgvigil
+-- run its two read-only checks. bt_index_check takes ACCESS SHARE only;
+-- pgvigil never calls bt_index_parent_check (it blocks writes), so no grant
+-- is given for it. verify_heapam exists on 14+. If the extension lives in
+-- another schema than public, name that schema instead. Without these the
+-- collector reports the missing extension, or fails with "permission denied".
+--   CREATE EXTENSION IF NOT EXISTS amcheck;
+--   GRANT EXECUTE ON FUNCTION public.bt_index_check(regclass, boolean) TO pgvigil;
+--   GRANT EXECUTE ON FUNCTION public.verify_heapam(regclass, boolean, boolean, text, bigint, bigint) TO pgvigil;
+
 -- Every pgvigil session starts with these limits; the agent also sets them
 -- itself, so this is a second line of defence.
 ALTER ROLE pgvigil SET statement_timeout = '10s';

@@ -20,6 +20,7 @@ pub use crate::snapshot::{Collected, Detail};
 use crate::sql::OwnStatements;
 
 pub mod active_sessions;
+pub mod amcheck;
 pub(crate) mod archiver;
 pub(crate) mod backup;
 pub(crate) mod checkpoints;
@@ -59,6 +60,11 @@ pub struct Context<'a> {
     /// pgvigil's own statements: SQL built at run time is registered here
     /// before it is sent, so the statements collector can leave it out.
     pub own: &'a OwnStatements,
+    /// What the target's collectors last stored, for a collector that
+    /// holds back while the server is under pressure.
+    pub store: &'a crate::snapshot::Store,
+    /// The target's name in the store.
+    pub target: &'a str,
 }
 
 impl Context<'_> {

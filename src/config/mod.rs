@@ -168,6 +168,24 @@ pub struct Backup {
     pub full_max_age: Duration,
     /// Any-backup schedule.
     pub max_age: Duration,
+    /// How often `pgbackrest verify` runs; `None`: never.
+    pub verify: Option<Duration>,
+    /// How long one verify may take.
+    pub verify_timeout: Duration,
+    /// Where `restore-test` restores.
+    pub restore_dir: Option<PathBuf>,
+    /// The restored instance's port (0: a free one).
+    pub restore_port: u16,
+    /// Time limit of restore, start and recovery.
+    pub restore_timeout: Duration,
+    /// Read-only query run on the restored copy.
+    pub restore_smoke_query: Option<String>,
+    /// How often the daemon runs the restore test; `None`: never.
+    pub restore_test: Option<Duration>,
+    /// Recovery time objective.
+    pub restore_rto_objective: Duration,
+    /// Recovery point objective.
+    pub restore_rpo_objective: Duration,
 }
 
 /// Collector intervals after validation; `None` means off.
@@ -211,6 +229,8 @@ pub struct Collectors {
     pub vacuum_tables: Option<Duration>,
     /// Interval of the active_sessions collector.
     pub active_sessions: Option<Duration>,
+    /// The amcheck collector.
+    pub amcheck: Amcheck,
     /// Interval of the PgBouncer collectors.
     pub pgbouncer: Option<Duration>,
     /// Interval of the logs collector.
@@ -226,6 +246,19 @@ pub struct Schema {
     pub interval: Option<Duration>,
     /// Size from which an index without scans is listed as unused.
     pub unused_index_min_bytes: u64,
+}
+
+/// The amcheck collector's validated settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Amcheck {
+    /// Interval; `None` means off.
+    pub interval: Option<Duration>,
+    /// Pages verified per hour at most (unless the pass would be late).
+    pub pages_per_hour: u64,
+    /// A full pass at least this often.
+    pub full_pass: Duration,
+    /// Where each target's state file goes.
+    pub state_directory: PathBuf,
 }
 
 /// The statements collector's validated settings.

@@ -143,6 +143,41 @@ impl HasInterval for SchemaSettings {
     }
 }
 
+/// `[collectors] amcheck = { … }` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AmcheckSettings {
+    /// How often the amcheck collector takes its turn (checks up to one turn's share of the page budget); `"off"` disables it.
+    pub interval: Option<Interval>,
+    /// Pages (8 kB blocks) of indexes and tables verified per hour at most, unless a full pass would otherwise take longer than `full_pass`; 100,000 pages is about 800 MB an hour, 220 kB/s.
+    pub pages_per_hour: u64,
+    /// Every relation of every watched database with the extension is checked at least this often: the budget rises when the pass would not finish in time.
+    #[serde(with = "humantime_serde")]
+    pub full_pass: Duration,
+    /// Directory of the state file (`amcheck-<target>.json`: position in the pass, findings) that lets a restarted agent resume; $STATE_DIRECTORY (systemd) or /var/lib/pgvigil when unset.
+    pub state_directory: Option<PathBuf>,
+}
+
+impl Default for AmcheckSettings {
+    fn default() -> Self {
+        AmcheckSettings {
+            interval: Some(Interval::Every(Duration::from_secs(60))),
+            pages_per_hour: 100_000,
+            full_pass: Duration::from_secs(7 * 86_400),
+            state_directory: None,
+        }
+    }
+}
+
+impl HasInterval for AmcheckSettings {
+    fn with_interval(interval: Interval) -> Self {
+        AmcheckSettings {
+            interval: Some(interval),
+            ..AmcheckSettings::default()
+        }
+    }
+}
+
 /// A collector's settings: a table, or an interval string as shorthand.
 trait HasInterval: Default {
     fn with_interval(interval: Interval) -> Self;
@@ -239,6 +274,8 @@ pub struct RawCollectors {
     pub vacuum_tables: Setting<Every<300>>,
     /// pg_stat_activity sampled for database load by wait event and the longest running statement; every second unless set.
     pub active_sessions: Setting<Every<1>>,
+    /// Consistency checks with the amcheck extension, where it is installed: B-tree indexes (bt_index_check) and, on 14+, tables (verify_heapam), one relation at a time on a page budget; every minute unless set.
+    pub amcheck: Setting<AmcheckSettings>,
     /// PgBouncer admin consoles configured under [target.pgbouncer]: pools, databases, totals.
     pub pgbouncer: Setting,
     /// The server's log directory configured under [target.logs]: slow statements, auth failures, errors; every 5 seconds unless set.
@@ -270,6 +307,7 @@ impl Default for RawCollectors {
             schema: Setting::default(),
             vacuum_tables: Setting::default(),
             active_sessions: Setting::default(),
+            amcheck: Setting::default(),
             pgbouncer: Setting::default(),
             logs: Setting::default(),
             statements: Setting::default(),
@@ -445,6 +483,28 @@ pub struct RawBackup {
     /// Any backup (full, differential or incremental) older than this is overdue.
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
+    /// How often to run `pgbackrest verify` (reads every backup file and archived WAL segment of the stanza and checks their checksums); "off" disables it. Skipped where the installed pgBackRest has no verify command.
+    pub verify: Interval,
+    /// How long one `pgbackrest verify` may take before it is stopped and counted as failed.
+    #[serde(with = "humantime_serde")]
+    pub verify_timeout: Duration,
+    /// Scratch directory `pgvigil restore-test` restores the newest backup into (empty, or holding only an interrupted test's leftovers; owned by the agent's user); required by the command.
+    pub restore_dir: Option<PathBuf>,
+    /// Port of the private restored instance (it listens on its own Unix socket only); 0 picks a free one.
+    pub restore_port: u16,
+    /// How long restoring, starting and recovering may take before the test fails.
+    #[serde(with = "humantime_serde")]
+    pub restore_timeout: Duration,
+    /// An optional read-only query run on the restored copy (inside BEGIN READ ONLY); an error fails the test.
+    pub restore_smoke_query: Option<String>,
+    /// How often the daemon runs the restore test itself (first at start), publishing pg_backup_restore_test_*; "off" (the default) leaves it to `pgvigil restore-test`. Needs restore_dir.
+    pub restore_test: Interval,
+    /// The recovery time objective: a restore test that took longer fires PostgresRestoreObjectivesMissed.
+    #[serde(with = "humantime_serde")]
+    pub restore_rto_objective: Duration,
+    /// The recovery point objective: a restored copy further behind its source than this fires PostgresRestoreObjectivesMissed.
+    #[serde(with = "humantime_serde")]
+    pub restore_rpo_objective: Duration,
 }
 
 impl Default for RawBackup {
@@ -457,6 +517,15 @@ impl Default for RawBackup {
             timeout: Duration::from_secs(60),
             full_max_age: Duration::from_secs(7 * 86400 + 3600),
             max_age: Duration::from_secs(86400 + 3600),
+            verify: Interval::Every(Duration::from_secs(7 * 86400)),
+            verify_timeout: Duration::from_secs(6 * 3600),
+            restore_dir: None,
+            restore_port: 0,
+            restore_timeout: Duration::from_secs(3600),
+            restore_smoke_query: None,
+            restore_test: Interval::Off,
+            restore_rto_objective: Duration::from_secs(3600),
+            restore_rpo_objective: Duration::from_secs(900),
         }
     }
 }

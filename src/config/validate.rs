@@ -18,8 +18,8 @@ use super::raw::{
 };
 use super::secrets::{Secrets, apply_password};
 use super::{
-    Backup, Catalogue, Collectors, Config, Environment, Explain, Logs, Notify, Pgbouncer, Problem,
-    Query, Report, Schema, Statements, Target, Web,
+    Amcheck, Backup, Catalogue, Collectors, Config, Environment, Explain, Logs, Notify, Pgbouncer,
+    Problem, Query, Report, Schema, Statements, Target, Web,
 };
 use crate::connection::dsn::ConnParams;
 
@@ -73,7 +73,7 @@ pub(super) fn validate(
             )
         })
         .collect();
-    let collectors = validate_collectors(&raw.collectors, problems);
+    let collectors = validate_collectors(&raw.collectors, env, problems);
     let explain = validate_explain(&raw.explain, problems);
     let web = validate_web(&raw.web, problems);
     let notify = validate_notify(&raw.notify);
@@ -230,6 +230,12 @@ fn validate_backup(b: &RawBackup, path: &str, problems: &mut Vec<Problem>) -> Op
         );
         return None;
     }
+    if b.restore_test != Interval::Off && b.restore_dir.is_none() {
+        problems.report(
+            format!("{path}.restore_dir"),
+            "required with restore_test: the scratch directory to restore into",
+        );
+    }
     Some(Backup {
         stanza: b.pgbackrest_stanza.clone(),
         command: b.pgbackrest_command.clone(),
@@ -238,6 +244,21 @@ fn validate_backup(b: &RawBackup, path: &str, problems: &mut Vec<Problem>) -> Op
         timeout: b.timeout,
         full_max_age: b.full_max_age,
         max_age: b.max_age,
+        verify: match b.verify {
+            Interval::Off => None,
+            Interval::Every(d) => Some(d),
+        },
+        verify_timeout: b.verify_timeout,
+        restore_dir: b.restore_dir.clone(),
+        restore_port: b.restore_port,
+        restore_timeout: b.restore_timeout,
+        restore_smoke_query: b.restore_smoke_query.clone(),
+        restore_test: match b.restore_test {
+            Interval::Off => None,
+            Interval::Every(d) => Some(d),
+        },
+        restore_rto_objective: b.restore_rto_objective,
+        restore_rpo_objective: b.restore_rpo_objective,
     })
 }
 
@@ -322,12 +343,10 @@ fn validate_logs(
             return None;
         }
     };
-    let state_file = l.state_file.clone().unwrap_or_else(|| {
-        let dir = (env.var)("STATE_DIRECTORY")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/var/lib/pgvigil"));
-        dir.join(format!("logs-{target}.json"))
-    });
+    let state_file = l
+        .state_file
+        .clone()
+        .unwrap_or_else(|| default_state_directory(env).join(format!("logs-{target}.json")));
     Some(Logs {
         directory: l.directory.clone(),
         format,
@@ -335,9 +354,21 @@ fn validate_logs(
     })
 }
 
+/// Where state files go unless configured: systemd's $STATE_DIRECTORY, else
+/// /var/lib/pgvigil.
+fn default_state_directory(env: &Environment) -> PathBuf {
+    (env.var)("STATE_DIRECTORY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/pgvigil"))
+}
+
 /// `[collectors]`: each interval resolved (its own, else the default, or
 /// off), the statements settings checked.
-fn validate_collectors(c: &RawCollectors, problems: &mut Vec<Problem>) -> Collectors {
+fn validate_collectors(
+    c: &RawCollectors,
+    env: &Environment,
+    problems: &mut Vec<Problem>,
+) -> Collectors {
     for (key, value) in [
         ("default_interval", c.default_interval),
         ("timeout", c.timeout),
@@ -369,6 +400,13 @@ fn validate_collectors(c: &RawCollectors, problems: &mut Vec<Problem>) -> Collec
     }
     check_server_timeout("collectors.timeout", c.timeout, problems);
     check_server_timeout("collectors.lock_timeout", c.lock_timeout, problems);
+    let am = &c.amcheck.0;
+    if am.pages_per_hour == 0 {
+        problems.report("collectors.amcheck.pages_per_hour", "must be at least 1");
+    }
+    if am.full_pass < Duration::from_secs(3600) {
+        problems.report("collectors.amcheck.full_pass", "must be at least an hour");
+    }
     Collectors {
         timeout: c.timeout,
         lock_timeout: c.lock_timeout,
@@ -392,6 +430,15 @@ fn validate_collectors(c: &RawCollectors, problems: &mut Vec<Problem>) -> Collec
         },
         vacuum_tables: resolve(c.vacuum_tables.0.interval),
         active_sessions: resolve(c.active_sessions.0.interval),
+        amcheck: Amcheck {
+            interval: resolve(am.interval),
+            pages_per_hour: am.pages_per_hour,
+            full_pass: am.full_pass,
+            state_directory: am
+                .state_directory
+                .clone()
+                .unwrap_or_else(|| default_state_directory(env)),
+        },
         pgbouncer: interval(&c.pgbouncer),
         logs: resolve(c.logs.0.interval),
         statements: Statements {

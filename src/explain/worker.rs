@@ -26,7 +26,6 @@ use super::findings;
 use super::plan::{Mode, PlanRecord, PreviousPlan};
 use super::redact;
 use super::runner::{self, ExplainError, Explained, Limits, Server};
-use crate::collect::replication;
 use crate::collect::statements::query as pgss;
 use crate::collect::statements::report::{StatementSummary, StatementsReport};
 use crate::config::Explain as Settings;
@@ -73,37 +72,6 @@ pub const RECENT_PLANS: usize = 50;
 pub const SAMPLE_FOR: Duration = Duration::from_secs(2);
 
 type Key = (String, String);
-
-/// Used connections at or over this share of the usable ones are pressure.
-const PRESSURE_CONNECTIONS: f64 = 0.9;
-/// Replication lag over this many seconds is pressure.
-const PRESSURE_LAG_SECONDS: f64 = 30.0;
-
-/// Why the server is under pressure, if it is: connections near the
-/// usable limit, or replication behind (this replica's replay lag, or on a
-/// primary the worst replica's).
-fn pressure(view: &crate::snapshot::TargetView) -> Option<String> {
-    if let Some(pg) = crate::saturation::Saturation::of(view).postgres
-        && let (Some(usable), Some(ratio)) = (pg.usable, pg.ratio)
-        && ratio >= PRESSURE_CONNECTIONS
-    {
-        return Some(format!("{} of {usable} usable connections in use", pg.used));
-    }
-    let replica = view.value(&replication::REPLAY_LAG, &[]);
-    let replicas = view.family(&replication::LAG_SECONDS).and_then(|f| {
-        f.series
-            .iter()
-            .filter(|s| s.labels.last().is_some_and(|k| k == "replay"))
-            .filter_map(|s| s.value.number())
-            .reduce(f64::max)
-    });
-    replica
-        .into_iter()
-        .chain(replicas)
-        .reduce(f64::max)
-        .filter(|l| *l > PRESSURE_LAG_SECONDS)
-        .map(|l| format!("replication is {l:.0}s behind"))
-}
 
 /// Per-target worker state.
 pub struct Worker {
@@ -337,7 +305,7 @@ impl Worker {
     /// server nothing for it.
     fn under_pressure(&self) -> Option<String> {
         let view = self.store.view(Some(&self.target)).into_iter().next()?;
-        pressure(&view)
+        crate::saturation::pressure(&view)
     }
 
     async fn explain_one(
@@ -630,7 +598,7 @@ pub const OWN_SQL: &[&str] = &[SAMPLE];
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::{connections, server};
+    use crate::collect::{connections, replication, server};
     use crate::metric::Family;
     use crate::snapshot::Store;
 
@@ -683,7 +651,7 @@ mod tests {
         ];
         for (used, replica, replicas, want) in cases {
             assert_eq!(
-                pressure(&view(used, replica, replicas)).as_deref(),
+                crate::saturation::pressure(&view(used, replica, replicas)).as_deref(),
                 want,
                 "{used} {replica:?} {replicas:?}"
             );

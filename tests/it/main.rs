@@ -7,6 +7,10 @@ mod harness;
 
 // Active sessions by wait event: a lock queue as Lock seconds, per statement, in `once` and the page.
 mod active_sessions;
+// amcheck: a corrupt index found and named, a healthy cluster clean, the page budget, resuming.
+mod amcheck;
+// pgBackRest verify and restore tests (the command and the daemon's) against a real repository.
+mod backups;
 // The alert rules and alerts/compat: promtool unit tests, a case per severity, runbook sections.
 mod alerts;
 // WAL archiving after a statistics reset; status files that are not segments.

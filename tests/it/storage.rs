@@ -2,11 +2,10 @@
 //! a real pgBackRest repository in a temp dir with archive_command pointing
 //! at it, a full backup, then a broken archive_command.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use crate::harness::pg::{chown_to_postgres, flush_stats, is_root, major_version, open_up};
+use crate::harness::pg::{chown_to_postgres, flush_stats, major_version, open_up};
+use crate::harness::pgbackrest::Repo;
 use crate::harness::unix_now;
 use crate::harness::{Fixture, PgOptions, RunningAgent};
 
@@ -176,103 +175,6 @@ async fn the_filesystems_of_data_and_tablespaces_are_measured() {
         .unwrap()
         .labels["mountpoint"];
     assert!(fx.pg.data_dir().starts_with(mount), "{mount}");
-}
-
-/// A pgBackRest configuration with its repository in a temp dir.
-struct Repo {
-    dir: tempfile::TempDir,
-}
-
-impl Repo {
-    fn new() -> Repo {
-        let dir = tempfile::Builder::new()
-            .prefix("pgvigil-pgbr-")
-            .tempdir()
-            .unwrap();
-        open_up(dir.path());
-        for sub in ["repo", "log", "lock"] {
-            std::fs::create_dir_all(dir.path().join(sub)).unwrap();
-        }
-        Repo { dir }
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.path().join("pgbackrest.conf")
-    }
-
-    fn write_config(&self, data: &Path, socket: &Path, port: u16) {
-        let d = self.dir.path();
-        let text = format!(
-            "[global]\nrepo1-path={}\nlog-path={}\nlock-path={}\nstart-fast=y\narchive-async=n\ncompress-type=none\n\n[main]\npg1-path={}\npg1-socket-path={}\npg1-port={port}\n",
-            d.join("repo").display(),
-            d.join("log").display(),
-            d.join("lock").display(),
-            data.display(),
-            socket.display(),
-        );
-        std::fs::write(self.config(), text).unwrap();
-        chown_to_postgres(d);
-    }
-
-    /// `archive_command`: a script that pushes to the repository with
-    /// pgBackRest, or copies to a directory when pgBackRest does not
-    /// support the server (see [`Repo::use_copy`]).
-    fn archive_command(&self) -> String {
-        let script = self.dir.path().join("pgbackrest-archive-push.sh");
-        self.write_script(&format!(
-            "exec pgbackrest --config={} --stanza=main archive-push \"$1\"",
-            self.config().display()
-        ));
-        format!("{} %p", script.display())
-    }
-
-    fn write_script(&self, body: &str) {
-        use std::os::unix::fs::PermissionsExt;
-        let script = self.dir.path().join("pgbackrest-archive-push.sh");
-        std::fs::write(&script, format!("#!/bin/sh\n{body}\n")).unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-
-    /// Archives with cp instead (before any segment is complete).
-    fn use_copy(&self) {
-        let wal = self.dir.path().join("wal");
-        std::fs::create_dir_all(&wal).unwrap();
-        chown_to_postgres(&wal);
-        self.write_script(&format!("exec cp \"$1\" {}/", wal.display()));
-    }
-
-    /// Runs pgbackrest as postgres.
-    fn run(&self, args: &[&str]) {
-        if let Err(e) = self.try_run(args) {
-            panic!("{e}");
-        }
-    }
-
-    fn try_run(&self, args: &[&str]) -> Result<(), String> {
-        let config = format!("--config={}", self.config().display());
-        let mut cmd = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--", "pgbackrest"]);
-            c
-        } else {
-            Command::new("pgbackrest")
-        };
-        let out = cmd
-            .arg(&config)
-            .arg("--stanza=main")
-            .args(args)
-            .output()
-            .expect("pgbackrest is required");
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "pgbackrest {args:?}: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

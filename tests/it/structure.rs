@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("collect::vacuum::report", 0),
     ("collect::schema::report", 0),
     ("collect::active_sessions::report", 0),
+    ("collect::amcheck::report", 0),
     ("collect::redis::report", 0),
     // Reaching a server.
     ("connection", 1),

@@ -169,12 +169,14 @@ pub async fn agent_sessions(admin: &Client) -> i64 {
 
 /// How many collectors a default config runs against a plain cluster
 /// (server, connections, active_sessions, databases, database_size,
-/// replication, slots, wal, checkpoints, archiver, filesystem, tables,
-/// vacuum, vacuum_tables, schema, statements).
-pub const COLLECTORS: usize = 16;
+/// replication, slots, subscriptions, wal, checkpoints, io, archiver,
+/// filesystem, tables, vacuum, vacuum_tables, schema, statements, amcheck:
+/// on by default, it succeeds and publishes nothing where the extension is
+/// missing).
+pub const COLLECTORS: usize = 19;
 
 /// `[collectors]` lines putting the collectors with longer default
 /// intervals on 1 s too, so that every collector's success says something
 /// about the last second.
 pub const EVERY_SECOND: &str = "tables = \"1s\"\ndatabase_size = \"1s\"\nstatements = \"1s\"\n\
-     vacuum_tables = \"1s\"\nschema = \"1s\"\n";
+     vacuum_tables = \"1s\"\nschema = \"1s\"\namcheck = \"1s\"\n";

@@ -8,6 +8,7 @@ pub mod data;
 pub mod health;
 pub mod metrics;
 pub mod pg;
+pub mod pgbackrest;
 pub mod pgbench;
 pub mod postgres_exporter;
 pub mod prometheus;

@@ -13,6 +13,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{CollectError, Collected, Standalone};
+
+pub mod restore;
+pub(crate) mod verify;
 use crate::config::Backup as Settings;
 use crate::desc;
 use crate::metric::{Desc, Family};
@@ -34,18 +37,43 @@ static MAX_AGE: Desc = desc!(Gauge "pg_backup_max_age", unit = Seconds, ["type",
     only_when = "a [target.backup] is configured");
 
 /// This collector's metric families.
-pub static METRICS: &[&Desc] = &[&COMPLETED, &DURATION, &SIZE, &REPO_SIZE, &SUCCESS, &MAX_AGE];
+pub static METRICS: &[&Desc] = &[
+    &COMPLETED,
+    &DURATION,
+    &SIZE,
+    &REPO_SIZE,
+    &SUCCESS,
+    &MAX_AGE,
+    &verify::SUCCESS,
+    &verify::ERRORS,
+    &verify::DURATION,
+    &verify::FINISHED,
+    &restore::SUCCESS,
+    &restore::TIMESTAMP,
+    &restore::LAST_SUCCESS,
+    &restore::DURATION,
+    &restore::RECOVERY_POINT_AGE,
+    &restore::PERIOD,
+    &restore::RTO_OBJECTIVE,
+    &restore::RPO_OBJECTIVE,
+];
 
 /// The `backup` collector.
 #[derive(Debug)]
 pub struct Backup {
     settings: Settings,
+    verifier: verify::Verifier,
+    restorer: restore::Scheduled,
 }
 
 impl Backup {
     /// A collector for one stanza.
     pub fn new(settings: Settings) -> Backup {
-        Backup { settings }
+        Backup {
+            settings,
+            verifier: verify::Verifier::default(),
+            restorer: restore::Scheduled::default(),
+        }
     }
 
     async fn info(&self) -> Result<Value, CollectError> {
@@ -103,8 +131,13 @@ impl Backup {
 #[async_trait]
 impl Standalone for Backup {
     async fn collect(&mut self) -> Result<Collected, CollectError> {
+        // Verify runs beside info, on its own schedule, whatever info says.
+        let mut verified = self.verifier.tick(&self.settings);
+        verified.extend(self.restorer.tick(&self.settings));
         let info = self.info().await?;
-        Ok(families(&info, &self.settings).into())
+        let mut families = families(&info, &self.settings);
+        families.extend(verified);
+        Ok(families.into())
     }
 }
 
@@ -187,6 +220,15 @@ mod tests {
             timeout: Duration::from_secs(30),
             full_max_age: Duration::from_secs(7 * 86400),
             max_age: Duration::from_secs(86400),
+            verify: None,
+            verify_timeout: Duration::from_secs(60),
+            restore_dir: None,
+            restore_port: 0,
+            restore_timeout: Duration::from_secs(60),
+            restore_smoke_query: None,
+            restore_test: None,
+            restore_rto_objective: Duration::from_secs(3600),
+            restore_rpo_objective: Duration::from_secs(900),
         }
     }
 
