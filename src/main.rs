@@ -94,7 +94,7 @@ fn main() -> ExitCode {
             } => {
                 let origin = match agent {
                     Some(url) => pgvigil::top::Origin::Agent(url),
-                    None => pgvigil::top::Origin::Config(commands::load(&source)?),
+                    None => pgvigil::top::Origin::Config(Box::new(commands::load(&source)?)),
                 };
                 pgvigil::top::run(origin, refresh).await
             }

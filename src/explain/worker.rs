@@ -350,16 +350,7 @@ impl Worker {
                 let server = Server {
                     version_num: live.caps.server_version_num,
                 };
-                runner::explain(
-                    &live.client,
-                    server,
-                    &sql,
-                    analyze,
-                    limits,
-                    cancel,
-                    &own,
-                )
-                .await
+                runner::explain(&live.client, server, &sql, analyze, limits, cancel, &own).await
             }
             Err(e) => Err(ExplainError::Failed(e.to_string())),
         };

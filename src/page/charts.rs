@@ -11,11 +11,14 @@ const WIDTH: f64 = 320.0;
 const HEIGHT: f64 = 90.0;
 const PAD: f64 = 4.0;
 
+/// A chart's title, unit, the value it plots and the scale to that unit.
+type Series = (&'static str, &'static str, fn(&Point) -> Option<f64>, f64);
+
 /// The four charts of one target.
 pub fn section(target: &str, history: &History, out: &mut String) {
     let points = history.points(target);
     out.push_str("<h3>The last hour</h3><div class=\"charts\">\n");
-    let series: [(&str, &str, fn(&Point) -> Option<f64>, f64); 4] = [
+    let series: [Series; 4] = [
         ("database load", "sessions", |p| p.load, 1.0),
         ("transactions per second", "tx/s", |p| p.tps, 1.0),
         ("instance p99", "ms", |p| p.p99, 1000.0),

@@ -29,7 +29,7 @@ use crate::config::Config;
 /// Where `top` reads from.
 pub enum Origin {
     /// Run the collectors against this config's first target.
-    Config(Config),
+    Config(Box<Config>),
     /// A running agent's base URL.
     Agent(String),
 }
@@ -37,7 +37,7 @@ pub enum Origin {
 /// Runs the view until `q`.
 pub async fn run(origin: Origin, refresh: Duration) -> anyhow::Result<()> {
     let mut source = match origin {
-        Origin::Config(config) => Source::direct(config, refresh).await?,
+        Origin::Config(config) => Source::direct(*config, refresh).await?,
         Origin::Agent(url) => Source::remote(&url).await?,
     };
     let mut app = App::new(source.describe(), source.can_explain());
