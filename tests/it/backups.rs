@@ -16,8 +16,9 @@ use crate::harness::{Fixture, PgOptions, RunningAgent};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pgbackrest_verify_passes_then_names_a_deleted_backup_file() {
+/// A cluster archiving into a fresh pgBackRest repository with its stanza
+/// created, or None (said) where pgBackRest does not support the server.
+async fn archived_cluster(what: &str) -> Option<(Repo, Fixture)> {
     let repo = Repo::new();
     let fx = Fixture::start_with(PgOptions {
         conf: vec![
@@ -28,16 +29,23 @@ async fn pgbackrest_verify_passes_then_names_a_deleted_backup_file() {
     .await;
     repo.write_config(&fx.pg.data_dir(), &fx.pg.socket_dir(), fx.pg.port);
     match repo.try_run(&["stanza-create"]) {
-        Ok(()) => {}
+        Ok(()) => Some((repo, fx)),
         Err(e) if e.contains("VersionNotSupportedError") => {
             eprintln!(
-                "pgBackRest does not support PostgreSQL {}: nothing to verify",
+                "pgBackRest does not support PostgreSQL {}: nothing to {what}",
                 major_version()
             );
-            return;
+            None
         }
         Err(e) => panic!("{e}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbackrest_verify_passes_then_names_a_deleted_backup_file() {
+    let Some((repo, fx)) = archived_cluster("verify").await else {
+        return;
+    };
     repo.run(&["--type=full", "backup"]);
     // Ground truth first: pgBackRest itself finds nothing wrong.
     repo.run(&["--output=text", "verify"]);
@@ -119,26 +127,9 @@ fn restore_test(config: &Path) -> (bool, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restore_test_restores_recovers_and_checks_the_newest_backup() {
-    let repo = Repo::new();
-    let fx = Fixture::start_with(PgOptions {
-        conf: vec![
-            "archive_mode = on".into(),
-            format!("archive_command = '{}'", repo.archive_command()),
-        ],
-    })
-    .await;
-    repo.write_config(&fx.pg.data_dir(), &fx.pg.socket_dir(), fx.pg.port);
-    match repo.try_run(&["stanza-create"]) {
-        Ok(()) => {}
-        Err(e) if e.contains("VersionNotSupportedError") => {
-            eprintln!(
-                "pgBackRest does not support PostgreSQL {}: nothing to restore",
-                major_version()
-            );
-            return;
-        }
-        Err(e) => panic!("{e}"),
-    }
+    let Some((repo, fx)) = archived_cluster("restore").await else {
+        return;
+    };
     let admin = fx.pg.connect().await;
     admin
         .batch_execute(
