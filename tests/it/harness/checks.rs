@@ -2,7 +2,7 @@
 //! ground-truth arithmetic they compare it with.
 
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::outputs;
 
@@ -12,6 +12,36 @@ pub fn unix_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs_f64()
+}
+
+/// How far the wall clock moved against the monotonic one since `start`.
+///
+/// PostgreSQL times a statement with the wall clock (`gettimeofday`); the
+/// clients the tests compare it with (this process, pgbench) time it with
+/// the monotonic clock. Both run at the same rate, but the wall clock can
+/// be stepped (a virtual machine paused and resumed, the host setting the
+/// time), and a step during a call moves the server's duration against the
+/// client's by as much. A comparison of the two allows for what this
+/// measured, and says so when it was not zero.
+pub struct ClockWatch {
+    wall: f64,
+    mono: Instant,
+}
+
+impl ClockWatch {
+    /// Starts watching.
+    pub fn start() -> ClockWatch {
+        ClockWatch {
+            wall: unix_now(),
+            mono: Instant::now(),
+        }
+    }
+
+    /// Seconds the wall clock gained or lost against the monotonic clock
+    /// since [`ClockWatch::start`], as an absolute value.
+    pub fn stepped(&self) -> f64 {
+        ((unix_now() - self.wall) - self.mono.elapsed().as_secs_f64()).abs()
+    }
 }
 
 /// Nearest-rank quantile, as the agent defines it: the smallest value with

@@ -19,7 +19,7 @@ pub mod replica;
 use std::path::PathBuf;
 
 pub use agent::{Client, RunningAgent, http, outputs, pgvigil};
-pub use checks::{promtool_check, true_quantile, unix_now};
+pub use checks::{ClockWatch, promtool_check, true_quantile, unix_now};
 pub use metrics::Metrics;
 pub use pg::{PgOptions, PgServer, eventually};
 pub use postgres_exporter::PostgresExporter;

@@ -55,6 +55,9 @@ pub struct Pgbench<'a> {
 pub struct Latencies {
     /// Every transaction's latency from pgbench's own log, seconds, sorted.
     pub sorted: Vec<f64>,
+    /// How far the wall clock (the server's) moved against the monotonic
+    /// one (pgbench's) during the run, seconds: see [`super::ClockWatch`].
+    pub wall_clock_step: f64,
 }
 
 impl Latencies {
@@ -79,6 +82,7 @@ impl Pgbench<'_> {
         let script = work.path().join("script.sql");
         std::fs::write(&script, self.script).expect("write script");
         let prefix = work.path().join("txn");
+        let clock = super::ClockWatch::start();
         let out = Command::new(binary())
             .args(["-n", "-M", self.mode, "--log", "--log-prefix"])
             .arg(&prefix)
@@ -101,6 +105,7 @@ impl Pgbench<'_> {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        let wall_clock_step = clock.stepped();
         // One file per thread: txn.<pid>, txn.<pid>.1, …; each line is
         // `client_id transaction_no time script_no time_epoch time_us`,
         // `time` the latency in microseconds.
@@ -131,6 +136,9 @@ impl Pgbench<'_> {
             (self.clients * self.transactions) as usize,
             "every transaction in pgbench's log"
         );
-        Latencies { sorted }
+        Latencies {
+            sorted,
+            wall_clock_step,
+        }
     }
 }
