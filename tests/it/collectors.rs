@@ -273,10 +273,19 @@ async fn a_session_waiting_on_a_row_lock_is_blocked() {
 async fn pg_up_follows_the_server_going_away_and_coming_back() {
     let fx = Fixture::start().await;
     let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config("")).await;
+    // pg_up is 1 from the first collector that ran; the server collector's
+    // own first success may come a run later, and the test needs it.
     agent
-        .wait_for(WAIT, "pg_up 1", |m| {
-            m.get("pg_up", &[]).filter(|v| *v == 1.0)
-        })
+        .wait_for(
+            WAIT,
+            "pg_up 1 and the server collector's first success",
+            |m| {
+                m.get("pg_up", &[]).filter(|v| *v == 1.0).and(m.get(
+                    "pgvigil_collector_last_success_timestamp_seconds",
+                    &[("collector", "server")],
+                ))
+            },
+        )
         .await;
     fx.pg.stop();
     let m = agent
