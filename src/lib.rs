@@ -18,6 +18,8 @@
 //!   tailing with rotation; the reader collectors share sits with them.
 //! - `explain`: the EXPLAIN guard, plan findings, redaction, rendering and
 //!   plan records (pure); the runner and the worker sit higher.
+//! - `state_file`: the JSON files collectors keep across restarts,
+//!   written atomically.
 //! - [`cli`]: the command line definitions (clap); `shutdown`: signals;
 //!   `web`: who may reach the HTTP server (basic auth, TLS, the
 //!   connection cap).
@@ -79,6 +81,7 @@ pub(crate) mod schedule;
 pub(crate) mod shutdown;
 pub(crate) mod snapshot;
 pub mod sql;
+pub(crate) mod state_file;
 pub mod stats;
 pub mod supervisor;
 pub mod top;

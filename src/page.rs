@@ -139,6 +139,7 @@ fn target(view: &TargetView, history: &History, out: &mut String) {
     findings(view, out);
     schema::section(view, out);
     consistency::section(view, out);
+    consistency::backup_section(view, out);
     out.push_str("</section>\n");
 }
 

@@ -250,6 +250,7 @@ pub fn json(views: &[TargetView]) -> Json {
                 "vacuum": vacuum::report_json(view),
                 "schema": schema::schema_of(view),
                 "consistency": consistency::consistency_of(view),
+                "backup": consistency::backup_of(view),
                 "load": load_of(view),
                 "metrics": metrics,
             })
@@ -441,6 +442,9 @@ pub fn table(views: &[TargetView], shown: Shown) -> String {
         }
         if let Some(report) = consistency::consistency_of(view) {
             out.push_str(&consistency::table(report));
+        }
+        if let Some(report) = consistency::backup_of(view) {
+            out.push_str(&consistency::backup_table(report, unix_now()));
         }
         if let Some(load) = load_of(view) {
             out.push_str(&load_table(load, statements_of(view)));

@@ -71,6 +71,8 @@ pub enum Detail {
     VacuumTables(Arc<VacuumTablesReport>),
     /// amcheck progress and findings.
     Consistency(Arc<crate::collect::amcheck::report::ConsistencyReport>),
+    /// The last pgbackrest verify and restore tests.
+    Backup(Arc<crate::collect::backup::report::BackupReport>),
     /// The last minutes' load by wait event, per server and statement.
     ActiveSessions(Arc<crate::collect::active_sessions::report::LoadReport>),
     /// A Redis target's top commands with their latency percentiles.

@@ -186,6 +186,8 @@ pub struct Backup {
     pub restore_rto_objective: Duration,
     /// Recovery point objective.
     pub restore_rpo_objective: Duration,
+    /// The last verify and restore tests, kept across restarts.
+    pub state_file: PathBuf,
 }
 
 /// Collector intervals after validation; `None` means off.

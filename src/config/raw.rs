@@ -497,7 +497,7 @@ pub struct RawBackup {
     pub restore_timeout: Duration,
     /// An optional read-only query run on the restored copy (inside BEGIN READ ONLY); an error fails the test.
     pub restore_smoke_query: Option<String>,
-    /// How often the daemon runs the restore test itself (first at start), publishing pg_backup_restore_test_*; "off" (the default) leaves it to `pgvigil restore-test`. Needs restore_dir.
+    /// How often the daemon runs the restore test itself (from the start of the last one, kept in state_file; the first at start when none is on record), publishing pg_backup_restore_test_*; "off" (the default) leaves it to `pgvigil restore-test`. Needs restore_dir.
     pub restore_test: Interval,
     /// The recovery time objective: a restore test that took longer fires PostgresRestoreObjectivesMissed.
     #[serde(with = "humantime_serde")]
@@ -505,6 +505,8 @@ pub struct RawBackup {
     /// The recovery point objective: a restored copy further behind its source than this fires PostgresRestoreObjectivesMissed.
     #[serde(with = "humantime_serde")]
     pub restore_rpo_objective: Duration,
+    /// Where the last verify and restore test (and the last successful one) are kept across restarts, so a restarted agent publishes them at once and does not verify or test again before their period has passed; $STATE_DIRECTORY (systemd) or /var/lib/pgvigil, file backup-<target>.json, when unset.
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for RawBackup {
@@ -526,6 +528,7 @@ impl Default for RawBackup {
             restore_test: Interval::Off,
             restore_rto_objective: Duration::from_secs(3600),
             restore_rpo_objective: Duration::from_secs(900),
+            state_file: None,
         }
     }
 }

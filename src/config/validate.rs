@@ -193,7 +193,7 @@ fn validate_target(
     let backup = t
         .backup
         .as_ref()
-        .and_then(|b| validate_backup(b, &path("backup"), problems));
+        .and_then(|b| validate_backup(b, &name, &path("backup"), env, problems));
     let pgbouncers = validate_pgbouncers(&t.pgbouncer.0, i, env, problems);
     let logs = t
         .logs
@@ -221,8 +221,14 @@ fn parse_dsn(dsn: &str, path: String, problems: &mut Vec<Problem>) -> Option<Con
     }
 }
 
-/// `[target.backup]` at `path`.
-fn validate_backup(b: &RawBackup, path: &str, problems: &mut Vec<Problem>) -> Option<Backup> {
+/// `[target.backup]` of target `target` at `path`.
+fn validate_backup(
+    b: &RawBackup,
+    target: &str,
+    path: &str,
+    env: &Environment,
+    problems: &mut Vec<Problem>,
+) -> Option<Backup> {
     if b.pgbackrest_stanza.is_empty() {
         problems.report(
             format!("{path}.pgbackrest_stanza"),
@@ -259,6 +265,10 @@ fn validate_backup(b: &RawBackup, path: &str, problems: &mut Vec<Problem>) -> Op
         },
         restore_rto_objective: b.restore_rto_objective,
         restore_rpo_objective: b.restore_rpo_objective,
+        state_file: b
+            .state_file
+            .clone()
+            .unwrap_or_else(|| default_state_directory(env).join(format!("backup-{target}.json"))),
     })
 }
 

@@ -8,7 +8,7 @@
 //! Prometheus counters do), nor following the files ([`super::tail`]).
 
 use std::collections::{HashSet, VecDeque};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -75,24 +75,17 @@ impl StateFile {
     /// reading starts at the end of the log, as on a first start).
     pub fn load(&mut self, seen: &mut Seen) -> Option<Cursor> {
         let path = &self.path;
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "log state file unreadable; starting at the end of the log");
-                return None;
-            }
-        };
-        match serde_json::from_str::<State>(&text) {
-            Ok(state) => {
+        match crate::state_file::read::<State>(path) {
+            Ok(Some(state)) => {
                 for key in state.seen {
                     seen.remember(key);
                 }
                 self.saved_cursor = state.cursor.clone();
                 state.cursor
             }
+            Ok(None) => None,
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "log state file invalid; starting at the end of the log");
+                tracing::warn!(path = %path.display(), error = %e, "log state file unreadable or invalid; starting at the end of the log");
                 None
             }
         }
@@ -108,7 +101,10 @@ impl StateFile {
             seen: seen.order.iter().cloned().collect(),
         };
         let path = &self.path;
-        match write_atomically(path, &serde_json::to_vec(&state).unwrap_or_default()) {
+        match crate::state_file::write_atomically(
+            path,
+            &serde_json::to_vec(&state).unwrap_or_default(),
+        ) {
             Ok(()) => {
                 self.saved_cursor = state.cursor;
                 seen.dirty = false;
@@ -119,15 +115,6 @@ impl StateFile {
             }
         }
     }
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

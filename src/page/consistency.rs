@@ -1,11 +1,36 @@
-//! The consistency section of the `/` page: amcheck's progress and every
-//! corrupt relation it found.
+//! The consistency sections of the `/` page: amcheck's progress and every
+//! corrupt relation it found; the last pgbackrest verify and restore tests.
 
 use std::fmt::Write as _;
 
 use super::escape;
-use crate::report::consistency::{consistency_of, progress};
-use crate::snapshot::TargetView;
+use crate::report::consistency::{backup_of, backup_table, consistency_of, progress};
+use crate::snapshot::{TargetView, unix_now};
+
+/// Appends the backup checks for `view`: the lines of `pgvigil once`,
+/// failures marked critical (nothing before a verify or test finished).
+pub fn backup_section(view: &TargetView, out: &mut String) {
+    let Some(report) = backup_of(view) else {
+        return;
+    };
+    let text = backup_table(report, unix_now());
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    if let Some(title) = lines.next() {
+        let _ = writeln!(
+            out,
+            "<h3>{}</h3>",
+            escape(title.trim().trim_end_matches(':'))
+        );
+    }
+    for line in lines {
+        let class = if line.contains("FAILED") {
+            " class=\"critical\""
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "<p{class}>{}</p>", escape(line.trim()));
+    }
+}
 
 /// Appends the section for `view` (nothing when the collector is off).
 pub fn section(view: &TargetView, out: &mut String) {

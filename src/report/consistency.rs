@@ -1,5 +1,6 @@
-//! amcheck progress and findings (the amcheck collector's report) as JSON
-//! for `/api/v1/consistency` and as a table for `pgvigil once --format
+//! amcheck progress and findings (the amcheck collector's report), and the
+//! last pgbackrest verify and restore tests (the backup collector's), as
+//! JSON for `/api/v1/consistency` and as tables for `pgvigil once --format
 //! table`.
 
 use std::fmt::Write as _;
@@ -8,6 +9,7 @@ use serde_json::{Value as Json, json};
 
 use super::columns;
 use crate::collect::amcheck::report::ConsistencyReport;
+use crate::collect::backup::report::{BackupReport, Tested};
 use crate::snapshot::{Detail, TargetView};
 
 /// The consistency report of a target, if its collector has produced one.
@@ -18,8 +20,18 @@ pub fn consistency_of(view: &TargetView) -> Option<&ConsistencyReport> {
     })
 }
 
-/// `/api/v1/consistency`: per target, the last run's report, or why there
-/// is none.
+/// The backup collector's verify and restore-test results of a target, if
+/// it has any.
+pub fn backup_of(view: &TargetView) -> Option<&BackupReport> {
+    view.collectors.iter().find_map(|(_, s)| match &s.detail {
+        Some(Detail::Backup(r)) => Some(r.as_ref()),
+        _ => None,
+    })
+}
+
+/// `/api/v1/consistency`: per target, the amcheck collector's last report
+/// (or why there is none) and the backup collector's verify and restore
+/// tests (`backup`, null until one finished).
 pub fn consistency_json(views: &[TargetView]) -> Json {
     let targets: Vec<Json> = views
         .iter()
@@ -31,7 +43,12 @@ pub fn consistency_json(views: &[TargetView]) -> Json {
                 (None, None) => Some("not collected yet".to_string()),
                 (_, e) => e,
             };
-            json!({ "target": &*view.name, "report": report, "error": error })
+            json!({
+                "target": &*view.name,
+                "report": report,
+                "error": error,
+                "backup": backup_of(view),
+            })
         })
         .collect();
     json!({ "targets": targets })
@@ -112,4 +129,104 @@ pub fn table(r: &ConsistencyReport) -> String {
         &rows,
     ));
     out
+}
+
+/// The backup checks section of `pgvigil once --format table`: the last
+/// verify, the last restore test and, when that one failed, the last
+/// successful one.
+pub fn backup_table(r: &BackupReport, now: f64) -> String {
+    let mut out = format!("\nbackup checks (stanza {}):\n", r.stanza);
+    if let Some(v) = &r.verify {
+        let _ = writeln!(
+            out,
+            "  pgbackrest verify {} {} ({:.1}s, {} errors){}",
+            if v.success { "ok" } else { "FAILED" },
+            ago(now, v.finished_at),
+            v.seconds,
+            v.errors,
+            v.reason
+                .as_deref()
+                .map_or(String::new(), |why| format!(": {why}"))
+        );
+    }
+    let tested = |t: &Tested| match (&t.outcome, &t.reason) {
+        (Some(o), _) => format!(
+            "ok {}: backup {} recovered in {:.1}s, recovery point {}",
+            ago(now, t.finished_at),
+            o.label,
+            o.recovery_seconds,
+            o.recovery_point_age_seconds
+                .map_or("unknown".to_string(), |a| format!("{a:.1}s behind"))
+        ),
+        (None, why) => format!(
+            "FAILED {}: {}",
+            ago(now, t.finished_at),
+            crate::sql::shorten(why.as_deref().unwrap_or("no reason recorded"), 200)
+        ),
+    };
+    if let Some(t) = &r.restore_test {
+        let _ = writeln!(out, "  restore test {}", tested(t));
+        if !t.success()
+            && let Some(ok) = &r.restore_success
+        {
+            let _ = writeln!(out, "  last successful restore test {}", tested(ok));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::backup::report::{Outcome, Verified};
+
+    #[test]
+    fn the_backup_section_names_a_failure_and_the_last_success() {
+        let now = 1_000_000.0;
+        let ok = Tested {
+            started_at: now - 86_400.0 - 5.0,
+            finished_at: now - 86_400.0,
+            outcome: Some(Outcome {
+                label: "20261203-221357F".into(),
+                recovery_seconds: 4.2,
+                recovery_point_age_seconds: Some(0.3),
+                indexes_checked: 50,
+            }),
+            reason: None,
+        };
+        let failed = Tested {
+            started_at: now - 65.0,
+            finished_at: now - 60.0,
+            outcome: None,
+            reason: Some("pgbackrest restore: unable to open missing file".into()),
+        };
+        let r = BackupReport {
+            stanza: "main".into(),
+            verify: Some(Verified {
+                success: false,
+                errors: 1,
+                seconds: 0.14,
+                finished_at: now - 7200.0,
+                reason: Some("backup 20261203-221357F: missing 1".into()),
+            }),
+            restore_test: Some(failed),
+            restore_success: Some(ok),
+        };
+        let text = backup_table(&r, now);
+        assert!(text.contains("backup checks (stanza main)"), "{text}");
+        assert!(
+            text.contains("pgbackrest verify FAILED 2h ago (0.1s, 1 errors): backup 20261203-221357F: missing 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "restore test FAILED 60s ago: pgbackrest restore: unable to open missing file"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("last successful restore test ok 24h ago: backup 20261203-221357F recovered in 4.2s, recovery point 0.3s behind"),
+            "{text}"
+        );
+    }
 }

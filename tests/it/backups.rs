@@ -104,7 +104,73 @@ async fn pgbackrest_verify_passes_then_names_a_deleted_backup_file() {
     let reason = format!("backup {label}: missing 1");
     assert!(log.contains(&reason), "{reason} in the log: {log}");
     println!("deleted {}: {reason}", victim.display());
+    let failed_at = m
+        .get("pg_backup_verify_timestamp_seconds", &stanza)
+        .unwrap();
     agent.terminate();
+
+    // A restarted agent publishes the last result from its state file at
+    // once, with the reason in the API, and does not verify again before
+    // the period has passed since that verify started.
+    let hourly = backup.replace("verify = \"2s\"", "verify = \"1h\"");
+    let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config_with(&hourly, "")).await;
+    let m = agent
+        .wait_for(WAIT, "the kept verify result", |m| {
+            m.get("pg_backup_verify_success", &stanza)
+                .map(|_| m.clone())
+        })
+        .await;
+    assert_eq!(m.get("pg_backup_verify_success", &stanza), Some(0.0));
+    assert_eq!(m.get("pg_backup_verify_errors", &stanza), Some(1.0));
+    // The one seen failing, or a later one that finished before the stop.
+    let kept_at = m
+        .get("pg_backup_verify_timestamp_seconds", &stanza)
+        .unwrap();
+    assert!(kept_at >= failed_at, "{kept_at} < {failed_at}");
+    let api = consistency(&agent).await;
+    assert_eq!(api["backup"]["verify"]["reason"], reason.as_str(), "{api}");
+    assert_eq!(api["backup"]["verify"]["errors"], 1, "{api}");
+    let runs = collector_runs_after(&agent, 3).await;
+    assert_eq!(
+        runs.get("pg_backup_verify_timestamp_seconds", &stanza),
+        Some(kept_at)
+    );
+    assert!(
+        !agent.log().contains("pgbackrest verify started"),
+        "a verify started after the restart: {}",
+        agent.log()
+    );
+    println!(
+        "after a restart: the failed verify of {kept_at:.0} kept, no verify started in 3 runs"
+    );
+    agent.terminate();
+}
+
+/// `/api/v1/consistency`'s entry of target main.
+async fn consistency(agent: &RunningAgent) -> serde_json::Value {
+    let response = agent.get("/api/v1/consistency").await;
+    assert_eq!(response.status, 200, "{}", response.body);
+    let doc: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    doc["targets"][0].clone()
+}
+
+/// The metrics once the backup collector has run `n` more times (it runs
+/// every second in these tests).
+async fn collector_runs_after(agent: &RunningAgent, n: u32) -> crate::harness::Metrics {
+    let labels = [("target", "main"), ("collector", "backup")];
+    let last = |m: &crate::harness::Metrics| {
+        m.get("pgvigil_collector_last_success_timestamp_seconds", &labels)
+    };
+    let first = agent
+        .wait_for(WAIT, "a backup collector run", |m| last(m))
+        .await;
+    agent
+        .wait_for(WAIT, "more backup collector runs", |m| {
+            last(m)
+                .filter(|t| *t >= first + f64::from(n) - 0.5)
+                .map(|_| m.clone())
+        })
+        .await
 }
 
 /// `pgvigil restore-test --config FILE --target main`.
@@ -333,6 +399,42 @@ async fn restore_test_restores_recovers_and_checks_the_newest_backup() {
     );
     assert_eq!(std::fs::read_dir(&restore_dir).unwrap().count(), 0);
     println!("daemon: recovered in {rto:.1}s, recovery point {rpo:.1}s behind");
+    let succeeded_at = m
+        .get(
+            "pg_backup_restore_test_last_success_timestamp_seconds",
+            &stanza,
+        )
+        .unwrap();
+    agent.terminate();
+
+    // Restarted, the daemon publishes that test from its state file and
+    // does not restore again within the hour.
+    let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config_with(&daemon, "")).await;
+    let m = collector_runs_after(&agent, 3).await;
+    assert_eq!(m.get("pg_backup_restore_test_success", &stanza), Some(1.0));
+    assert_eq!(
+        m.get(
+            "pg_backup_restore_test_last_success_timestamp_seconds",
+            &stanza
+        ),
+        Some(succeeded_at)
+    );
+    assert_eq!(
+        m.get("pg_backup_restore_test_duration_seconds", &stanza),
+        Some(rto)
+    );
+    assert!(
+        !agent.log().contains("restore test started"),
+        "a restore test started after the restart: {}",
+        agent.log()
+    );
+    assert_eq!(std::fs::read_dir(&restore_dir).unwrap().count(), 0);
+    let api = consistency(&agent).await;
+    assert!(
+        api["backup"]["restore_test"]["outcome"]["label"].is_string(),
+        "{api}"
+    );
+    println!("after a restart: the test of {succeeded_at:.0} kept, none started in 3 runs");
     agent.terminate();
 
     // A backup file deleted from the repository fails the restore, named.
@@ -371,11 +473,13 @@ async fn restore_test_restores_recovers_and_checks_the_newest_backup() {
     assert!(stderr.contains("pgbackrest restore"), "{stderr}");
     assert_eq!(std::fs::read_dir(&restore_dir).unwrap().count(), 0);
 
-    // And the daemon's: success 0, the reason in its log.
-    let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config_with(&daemon, "")).await;
-    agent
+    // And the daemon's, due 5 s after the last one started: success 0, the
+    // reason in its log and the API, the last success still published.
+    let soon = daemon.replace("restore_test = \"1h\"", "restore_test = \"5s\"");
+    let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config_with(&soon, "")).await;
+    let m = agent
         .wait_for(WAIT, "the daemon's failed restore test", |m| {
-            (m.get("pg_backup_restore_test_success", &stanza) == Some(0.0)).then_some(())
+            (m.get("pg_backup_restore_test_success", &stanza) == Some(0.0)).then(|| m.clone())
         })
         .await;
     assert!(
@@ -383,5 +487,53 @@ async fn restore_test_restores_recovers_and_checks_the_newest_backup() {
         "{}",
         agent.log()
     );
+    assert_eq!(
+        m.get(
+            "pg_backup_restore_test_last_success_timestamp_seconds",
+            &stanza
+        ),
+        Some(succeeded_at)
+    );
+    let api = consistency(&agent).await;
+    let why = api["backup"]["restore_test"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(why.contains("unable to open missing file"), "{api}");
+    assert!(
+        api["backup"]["restore_success"]["outcome"]["label"].is_string(),
+        "{api}"
+    );
     agent.terminate();
+    // A fresh `pgvigil once` reads the same state file.
+    let file = fx.pg.scratch().join("once-backup.toml");
+    std::fs::write(&file, fx.config_with(&daemon, "")).unwrap();
+    let scratch = fx.pg.scratch();
+    let out = crate::harness::pgvigil(
+        &[
+            "once",
+            "--format",
+            "table",
+            "--config",
+            file.to_str().unwrap(),
+        ],
+        &[("STATE_DIRECTORY", scratch.to_str().unwrap())],
+    );
+    let (stdout, stderr) = crate::harness::outputs(&out);
+    assert!(
+        stdout.contains("restore test FAILED") && stdout.contains("unable to open missing file"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("last successful restore test ok"),
+        "{stdout}"
+    );
+    println!(
+        "{}",
+        stdout
+            .lines()
+            .skip_while(|l| !l.starts_with("backup checks"))
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

@@ -18,6 +18,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("metric", 0),
     ("stats", 0),
     ("sql", 0),
+    ("state_file", 0),
     ("cli", 0),
     ("shutdown", 0),
     ("logs", 0),
@@ -28,6 +29,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("collect::schema::report", 0),
     ("collect::active_sessions::report", 0),
     ("collect::amcheck::report", 0),
+    ("collect::backup::report", 0),
     ("collect::redis::report", 0),
     // Reaching a server.
     ("connection", 1),

@@ -73,31 +73,19 @@ impl State {
     /// Reads `path`; a missing or unreadable file starts afresh (said in
     /// the log when it exists but cannot be used).
     pub fn load(path: &Path) -> State {
-        match std::fs::read_to_string(path) {
-            Ok(text) => serde_json::from_str(&text).unwrap_or_else(|e| {
-                tracing::warn!(path = %path.display(), error = %e, "amcheck state file invalid; starting a new pass");
-                State::default()
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "amcheck state file unreadable; starting a new pass");
-                State::default()
-            }
-        }
+        crate::state_file::read(path)
+            .unwrap_or_else(|e| {
+                tracing::warn!(path = %path.display(), error = %e, "amcheck state file unreadable or invalid; starting a new pass");
+                None
+            })
+            .unwrap_or_default()
     }
 
     /// Writes the state to `path` atomically; a failure is logged (checks
     /// go on; only a restart would repeat work).
     pub fn save(&self, path: &Path) {
-        let result = (|| {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, serde_json::to_vec(self).unwrap_or_default())?;
-            std::fs::rename(&tmp, path)
-        })();
-        if let Err(e) = result {
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        if let Err(e) = crate::state_file::write_atomically(path, &bytes) {
             tracing::warn!(path = %path.display(), error = %e, "could not write the amcheck state file");
         }
     }

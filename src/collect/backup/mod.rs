@@ -6,6 +6,12 @@
 //! minutes (each call reads the repository). It does not use the
 //! PostgreSQL session: backups stay visible while the server is down. A
 //! missing or failing pgbackrest is this collector's error, nothing more.
+//!
+//! Beside it, on their own schedules, `pgbackrest verify` ([`verify`]) and
+//! the daemon's restore test ([`restore`]). Their last results live in the
+//! state file ([`report::BackupReport`], `backup-<target>.json`), read at
+//! the first run and written when a result changes, so a restart neither
+//! forgets them nor runs them again before their period.
 
 use std::process::Stdio;
 
@@ -14,6 +20,7 @@ use serde_json::Value;
 
 use super::{CollectError, Collected, Standalone};
 
+pub mod report;
 pub mod restore;
 pub(crate) mod verify;
 use crate::config::Backup as Settings;
@@ -64,6 +71,8 @@ pub struct Backup {
     settings: Settings,
     verifier: verify::Verifier,
     restorer: restore::Scheduled,
+    /// What the state file holds, once read.
+    saved: Option<report::BackupReport>,
 }
 
 impl Backup {
@@ -73,7 +82,61 @@ impl Backup {
             settings,
             verifier: verify::Verifier::default(),
             restorer: restore::Scheduled::default(),
+            saved: None,
         }
+    }
+
+    /// At the first run, the results the state file kept; a file of
+    /// another stanza, or one that cannot be read, is not used (said).
+    fn load(&mut self) {
+        if self.saved.is_some() {
+            return;
+        }
+        let path = &self.settings.state_file;
+        let kept = match crate::state_file::read::<report::BackupReport>(path) {
+            Ok(Some(r)) if r.stanza == self.settings.stanza => r,
+            Ok(Some(r)) => {
+                tracing::info!(path = %path.display(), stanza = %r.stanza, "backup state file is about another stanza; not used");
+                report::BackupReport::default()
+            }
+            Ok(None) => report::BackupReport::default(),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "backup state file unreadable or invalid; verify and restore test results start afresh");
+                report::BackupReport::default()
+            }
+        };
+        self.verifier.last = kept.verify.clone();
+        self.restorer.last = kept.restore_test.clone();
+        self.restorer.last_success = kept.restore_success.clone();
+        self.saved = Some(kept);
+    }
+
+    /// The results as they stand, written to the state file when they
+    /// changed since it was read or written.
+    fn report(&mut self) -> report::BackupReport {
+        let now = report::BackupReport {
+            stanza: self.settings.stanza.clone(),
+            verify: self.verifier.last.clone(),
+            restore_test: self.restorer.last.clone(),
+            restore_success: self.restorer.last_success.clone(),
+        };
+        let unchanged = self.saved.as_ref().is_some_and(|s| {
+            s.verify == now.verify
+                && s.restore_test == now.restore_test
+                && s.restore_success == now.restore_success
+        });
+        if !unchanged {
+            let path = &self.settings.state_file;
+            let bytes = serde_json::to_vec(&now).unwrap_or_default();
+            match crate::state_file::write_atomically(path, &bytes) {
+                Ok(()) => self.saved = Some(now.clone()),
+                // Results stay published; only a restart would forget them.
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "could not write the backup state file")
+                }
+            }
+        }
+        now
     }
 
     async fn info(&self) -> Result<Value, CollectError> {
@@ -131,13 +194,20 @@ impl Backup {
 #[async_trait]
 impl Standalone for Backup {
     async fn collect(&mut self) -> Result<Collected, CollectError> {
-        // Verify runs beside info, on its own schedule, whatever info says.
+        self.load();
+        // Verify and the restore test run beside info, on their own
+        // schedules, whatever info says.
         let mut verified = self.verifier.tick(&self.settings);
         verified.extend(self.restorer.tick(&self.settings));
+        let report = self.report();
         let info = self.info().await?;
         let mut families = families(&info, &self.settings);
         families.extend(verified);
-        Ok(families.into())
+        Ok(Collected {
+            families,
+            detail: (!report.is_empty())
+                .then(|| crate::snapshot::Detail::Backup(std::sync::Arc::new(report))),
+        })
     }
 }
 
@@ -229,6 +299,7 @@ mod tests {
             restore_test: None,
             restore_rto_objective: Duration::from_secs(3600),
             restore_rpo_objective: Duration::from_secs(900),
+            state_file: "/nonexistent/backup-test.json".into(),
         }
     }
 

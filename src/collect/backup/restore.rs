@@ -25,6 +25,7 @@ use anyhow::{Context as _, anyhow, bail};
 
 use tokio::task::JoinHandle;
 
+pub use super::report::{Outcome, Tested};
 use crate::config::Backup;
 use crate::desc;
 use crate::metric::{Desc, Family};
@@ -39,16 +40,16 @@ pub static TIMESTAMP: Desc = desc!(Gauge "pg_backup_restore_test_timestamp", uni
     only_when = "[target.backup] restore_test is set and a test has finished");
 /// `pg_backup_restore_test_last_success_timestamp_seconds`.
 pub static LAST_SUCCESS: Desc = desc!(Gauge "pg_backup_restore_test_last_success_timestamp", unit = Seconds, ["stanza"],
-    "When a restore test of the daemon last succeeded, as a Unix time (since the agent started).",
-    only_when = "a restore test succeeded since the agent started");
+    "When a restore test of the daemon last succeeded, as a Unix time (kept across restarts in the state file).",
+    only_when = "a restore test of the daemon has succeeded");
 /// `pg_backup_restore_test_duration_seconds`.
 pub static DURATION: Desc = desc!(Gauge "pg_backup_restore_test_duration", unit = Seconds, ["stanza"],
     "The last successful restore test's recovery time: from the start of the restore to the end of recovery, the RTO a restore would take today.",
-    only_when = "a restore test succeeded since the agent started");
+    only_when = "a restore test of the daemon has succeeded");
 /// `pg_backup_restore_test_recovery_point_age_seconds`.
 pub static RECOVERY_POINT_AGE: Desc = desc!(Gauge "pg_backup_restore_test_recovery_point_age", unit = Seconds, ["stanza"],
     "How far behind its source the last successfully restored copy was: the test's start minus the last transaction it replayed (the achieved RPO; on an idle source it overstates).",
-    only_when = "a restore test succeeded since the agent started and replayed a transaction");
+    only_when = "a restore test of the daemon has succeeded and replayed a transaction");
 /// `pg_backup_restore_test_period_seconds`.
 pub static PERIOD: Desc = desc!(Gauge "pg_backup_restore_test_period", unit = Seconds, ["stanza"],
     "[target.backup] restore_test: how often the daemon runs a restore test.",
@@ -63,15 +64,17 @@ pub static RPO_OBJECTIVE: Desc = desc!(Gauge "pg_backup_restore_test_rpo_objecti
     only_when = "[target.backup] restore_test is set");
 
 /// The daemon's restore tests: one at a time in a task of its own, the
-/// first at the backup collector's second run after the agent starts,
-/// then every `restore_test`.
+/// first at the backup collector's second run after the agent starts
+/// unless the state file holds one that started less than a period ago,
+/// then every `restore_test` from the start of the last one.
 #[derive(Debug, Default)]
 pub struct Scheduled {
     ticks: u64,
-    started: Option<Instant>,
-    running: Option<JoinHandle<Result<Outcome, String>>>,
-    last: Option<(f64, bool)>,
-    last_success: Option<(f64, Outcome)>,
+    running: Option<(f64, JoinHandle<Result<Outcome, String>>)>,
+    /// The last finished test, from the state file until one finishes.
+    pub last: Option<Tested>,
+    /// The last successful test, likewise.
+    pub last_success: Option<Tested>,
 }
 
 impl Scheduled {
@@ -81,35 +84,53 @@ impl Scheduled {
         let Some(every) = b.restore_test else {
             return Vec::new();
         };
-        if self.running.as_ref().is_some_and(|h| h.is_finished())
-            && let Some(handle) = self.running.take()
+        if self.running.as_ref().is_some_and(|(_, h)| h.is_finished())
+            && let Some((started_at, handle)) = self.running.take()
             && let Some(result) = super::verify::finished(handle)
         {
-            let now = crate::snapshot::unix_now();
-            match result {
+            let finished_at = crate::snapshot::unix_now();
+            let tested = match result {
                 Ok(o) => {
                     tracing::info!(stanza = %b.stanza, "{}", o.line(&b.stanza));
-                    self.last = Some((now, true));
-                    self.last_success = Some((now, o));
+                    Tested {
+                        started_at,
+                        finished_at,
+                        outcome: Some(o),
+                        reason: None,
+                    }
                 }
                 Err(why) => {
                     tracing::warn!(stanza = %b.stanza, reason = %why, "restore test failed");
-                    self.last = Some((now, false));
+                    Tested {
+                        started_at,
+                        finished_at,
+                        outcome: None,
+                        reason: Some(why),
+                    }
                 }
+            };
+            if tested.success() {
+                self.last_success = Some(tested.clone());
             }
+            self.last = Some(tested);
         }
         // Not on the collector's first run: a one-shot `pgvigil once` runs
         // it once and must not start a test it would abandon.
         self.ticks += 1;
+        let now = crate::snapshot::unix_now();
         if self.ticks >= 2
             && self.running.is_none()
-            && self.started.is_none_or(|s| s.elapsed() >= every)
+            && self
+                .last
+                .as_ref()
+                .is_none_or(|t| now - t.started_at >= every.as_secs_f64())
         {
-            self.started = Some(Instant::now());
+            tracing::info!(stanza = %b.stanza, "restore test started");
             let b = b.clone();
-            self.running = Some(tokio::spawn(async move {
-                run(&b).await.map_err(|e| format!("{e:#}"))
-            }));
+            self.running = Some((
+                now,
+                tokio::spawn(async move { run(&b).await.map_err(|e| format!("{e:#}")) }),
+            ));
         }
         let stanza = [b.stanza.as_str()];
         let mut out = Vec::new();
@@ -121,12 +142,14 @@ impl Scheduled {
         push(&PERIOD, every.as_secs_f64());
         push(&RTO_OBJECTIVE, b.restore_rto_objective.as_secs_f64());
         push(&RPO_OBJECTIVE, b.restore_rpo_objective.as_secs_f64());
-        if let Some((at, ok)) = self.last {
-            push(&SUCCESS, f64::from(u8::from(ok)));
-            push(&TIMESTAMP, at);
+        if let Some(t) = &self.last {
+            push(&SUCCESS, f64::from(u8::from(t.success())));
+            push(&TIMESTAMP, t.finished_at);
         }
-        if let Some((at, o)) = &self.last_success {
-            push(&LAST_SUCCESS, *at);
+        if let Some(t) = &self.last_success
+            && let Some(o) = &t.outcome
+        {
+            push(&LAST_SUCCESS, t.finished_at);
             push(&DURATION, o.recovery_seconds);
             if let Some(age) = o.recovery_point_age_seconds {
                 push(&RECOVERY_POINT_AGE, age);
@@ -139,33 +162,6 @@ impl Scheduled {
 /// The file that marks a directory as a restore test's, so a test
 /// interrupted by a crash is cleaned up by the next.
 pub const MARKER: &str = ".pgvigil-restore-test";
-
-/// What a successful test measured.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    /// The backup restored.
-    pub label: String,
-    /// Restore start to end of recovery.
-    pub recovery_seconds: f64,
-    /// Test start minus the last replayed transaction's time.
-    pub recovery_point_age_seconds: Option<f64>,
-    /// Indexes amcheck found clean.
-    pub indexes_checked: i64,
-}
-
-impl Outcome {
-    /// The one line the command prints.
-    pub fn line(&self, stanza: &str) -> String {
-        format!(
-            "restore test of stanza {stanza} ok: backup {} restored and recovered in {:.1}s, recovery point {}, amcheck clean on {} indexes",
-            self.label,
-            self.recovery_seconds,
-            self.recovery_point_age_seconds
-                .map_or("unknown".to_string(), |a| format!("{a:.1}s behind")),
-            self.indexes_checked
-        )
-    }
-}
 
 /// Runs one restore test.
 pub async fn run(b: &Backup) -> anyhow::Result<Outcome> {

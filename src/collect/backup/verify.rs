@@ -9,10 +9,15 @@
 //! due and publishes the newest finished result. pgBackRest before 2.30
 //! has no verify command; then nothing is published and the log says so
 //! once. Only the daemon runs it: it starts at the collector's second run,
-//! which a one-shot `pgvigil once` never has.
+//! which a one-shot `pgvigil once` never has. The last result is kept in
+//! the collector's state file: a restarted agent publishes it at once and
+//! verifies again when `verify` has passed since that one started, not at
+//! every start.
 
 use std::process::Stdio;
 use std::time::Instant;
+
+pub use super::report::Verified;
 
 use tokio::task::JoinHandle;
 
@@ -37,28 +42,13 @@ pub static FINISHED: Desc = desc!(Gauge "pg_backup_verify_timestamp", unit = Sec
     "When the last pgbackrest verify finished, as a Unix time.",
     only_when = "a verify has finished (backup.verify, every 7 days by default)");
 
-/// What one verify found.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Verified {
-    /// No error at all.
-    pub success: bool,
-    /// Files with an error.
-    pub errors: u64,
-    /// Wall time.
-    pub seconds: f64,
-    /// When it finished, as a Unix time.
-    pub finished_at: f64,
-    /// The first problem, in one line.
-    pub reason: Option<String>,
-}
-
 /// The schedule and the latest result.
 #[derive(Debug, Default)]
 pub struct Verifier {
     ticks: u64,
-    started: Option<Instant>,
     running: Option<JoinHandle<Option<Verified>>>,
-    last: Option<Verified>,
+    /// The last finished verify, from the state file until one finishes.
+    pub last: Option<Verified>,
     unsupported: bool,
 }
 
@@ -88,9 +78,12 @@ impl Verifier {
             && self.ticks >= 2
             && !self.unsupported
             && self.running.is_none()
-            && self.started.is_none_or(|s| s.elapsed() >= every)
+            && self
+                .last
+                .as_ref()
+                .is_none_or(|v| crate::snapshot::unix_now() - v.started_at() >= every.as_secs_f64())
         {
-            self.started = Some(Instant::now());
+            tracing::info!(stanza = %settings.stanza, "pgbackrest verify started");
             self.running = Some(tokio::spawn(run(settings.clone())));
         }
         self.families(&settings.stanza)

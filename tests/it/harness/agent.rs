@@ -218,7 +218,11 @@ impl RunningAgent {
             "RUST_LOG",
             std::env::var("PGVIGIL_TEST_LOG").unwrap_or_else(|_| "info".into()),
         )
-        .env_remove("PGVIGIL_DSN");
+        .env_remove("PGVIGIL_DSN")
+        // State files (amcheck's, the backup collector's) in the test's
+        // directory, not /var/lib/pgvigil: agents started in the same
+        // directory share them, as a restarted daemon would.
+        .env("STATE_DIRECTORY", dir);
         for (k, v) in env {
             cmd.env(k, v);
         }
