@@ -180,6 +180,8 @@ pub struct Backup {
     pub restore_timeout: Duration,
     /// Read-only query run on the restored copy.
     pub restore_smoke_query: Option<String>,
+    /// The database the smoke query runs in.
+    pub restore_smoke_database: String,
     /// How often the daemon runs the restore test; `None`: never.
     pub restore_test: Option<Duration>,
     /// Recovery time objective.

@@ -497,6 +497,8 @@ pub struct RawBackup {
     pub restore_timeout: Duration,
     /// An optional read-only query run on the restored copy (inside BEGIN READ ONLY); an error fails the test.
     pub restore_smoke_query: Option<String>,
+    /// The database of the restored copy the smoke query runs in.
+    pub restore_smoke_database: String,
     /// How often the daemon runs the restore test itself (from the start of the last one, kept in state_file; the first at start when none is on record), publishing pg_backup_restore_test_*; "off" (the default) leaves it to `pgvigil restore-test`. Needs restore_dir.
     pub restore_test: Interval,
     /// The recovery time objective: a restore test that took longer fires PostgresRestoreObjectivesMissed.
@@ -525,6 +527,7 @@ impl Default for RawBackup {
             restore_port: 0,
             restore_timeout: Duration::from_secs(3600),
             restore_smoke_query: None,
+            restore_smoke_database: "postgres".into(),
             restore_test: Interval::Off,
             restore_rto_objective: Duration::from_secs(3600),
             restore_rpo_objective: Duration::from_secs(900),

@@ -259,6 +259,7 @@ fn validate_backup(
         restore_port: b.restore_port,
         restore_timeout: b.restore_timeout,
         restore_smoke_query: b.restore_smoke_query.clone(),
+        restore_smoke_database: b.restore_smoke_database.clone(),
         restore_test: match b.restore_test {
             Interval::Off => None,
             Interval::Every(d) => Some(d),

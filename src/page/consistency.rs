@@ -68,3 +68,53 @@ pub fn section(view: &TargetView, out: &mut String) {
     }
     out.push_str("</table>\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::collect::backup::report::{BackupReport, Tested};
+    use crate::snapshot::{Collected, Detail, Outcome, Store};
+
+    #[test]
+    fn a_failed_restore_test_is_critical_and_its_reason_escaped() {
+        let now = unix_now();
+        let report = BackupReport {
+            stanza: "main".into(),
+            verify: None,
+            restore_test: Some(Tested {
+                started_at: now - 10.0,
+                finished_at: now - 5.0,
+                outcome: None,
+                reason: Some("smoke query: <script>alert(1)</script>".into()),
+            }),
+            restore_success: None,
+        };
+        let store = Store::new(vec![("x".into(), vec!["backup"])]);
+        store.record(
+            "x",
+            "backup",
+            Outcome::plain(
+                Ok(Collected {
+                    families: vec![],
+                    detail: Some(Detail::Backup(Arc::new(report))),
+                }),
+                Duration::ZERO,
+            ),
+        );
+        let mut out = String::new();
+        backup_section(&store.view(None)[0], &mut out);
+        assert!(
+            out.contains("<h3>backup checks (stanza main)</h3>"),
+            "{out}"
+        );
+        assert!(
+            out.contains("<p class=\"critical\">restore test FAILED"),
+            "{out}"
+        );
+        assert!(!out.contains("<script>"), "{out}");
+        assert!(out.contains("&lt;script&gt;"), "{out}");
+    }
+}

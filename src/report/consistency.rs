@@ -191,6 +191,7 @@ mod tests {
                 recovery_seconds: 4.2,
                 recovery_point_age_seconds: Some(0.3),
                 indexes_checked: 50,
+                databases_checked: 2,
             }),
             reason: None,
         };

@@ -197,20 +197,30 @@ async fn restore_test_restores_recovers_and_checks_the_newest_backup() {
         return;
     };
     let admin = fx.pg.connect().await;
-    admin
-        .batch_execute(
-            "CREATE TABLE orders (id int PRIMARY KEY, at timestamptz DEFAULT now());
-             INSERT INTO orders (id) SELECT generate_series(1, 1000);",
+    // The application's data in a database of its own, as usual: the
+    // smoke query must run there and the amcheck sample cover it.
+    admin.batch_execute("CREATE DATABASE shop").await.unwrap();
+    let shop = fx.pg.connect_to("shop").await;
+    shop.batch_execute(
+        "CREATE TABLE orders (id int PRIMARY KEY, at timestamptz DEFAULT now());
+         INSERT INTO orders (id) SELECT generate_series(1, 1000);",
+    )
+    .await
+    .unwrap();
+    let databases: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_database WHERE datallowconn AND NOT datistemplate",
+            &[],
         )
         .await
-        .unwrap();
+        .unwrap()
+        .get(0);
     repo.run(&["--type=full", "backup"]);
     // Rows after the backup, in archived WAL only: recovery must replay them.
-    admin
-        .batch_execute("INSERT INTO orders (id) SELECT generate_series(1001, 1500)")
+    shop.batch_execute("INSERT INTO orders (id) SELECT generate_series(1001, 1500)")
         .await
         .unwrap();
-    let last_row: f64 = admin
+    let last_row: f64 = shop
         .query_one(
             "SELECT date_part('epoch', max(at))::float8 FROM orders",
             &[],
@@ -235,7 +245,7 @@ async fn restore_test_restores_recovers_and_checks_the_newest_backup() {
     let restore_dir = fx.pg.scratch().join("restore");
     let config = fx.pg.scratch().join("restore.toml");
     let backup = format!(
-        "[target.backup]\npgbackrest_stanza = \"main\"\npgbackrest_config = \"{}\"\nrestore_dir = \"{}\"\nrestore_smoke_query = \"SELECT count(*) FROM orders\"",
+        "[target.backup]\npgbackrest_stanza = \"main\"\npgbackrest_config = \"{}\"\nrestore_dir = \"{}\"\nrestore_smoke_query = \"SELECT count(*) FROM orders\"\nrestore_smoke_database = \"shop\"",
         repo.config().display(),
         restore_dir.display()
     );
@@ -266,14 +276,19 @@ async fn restore_test_restores_recovers_and_checks_the_newest_backup() {
         "{behind} vs {}",
         began - last_row
     );
-    assert!(stdout.contains("amcheck clean on"), "{stdout}");
+    // Every database of the source sampled (shop's primary key among
+    // them); the smoke query found `orders`, which only shop has.
+    assert!(
+        stdout.contains(&format!("indexes in {databases} databases")),
+        "{databases} databases: {stdout}"
+    );
     assert_eq!(
         std::fs::read_dir(&restore_dir).unwrap().count(),
         0,
         "scratch emptied"
     );
     // The source was not touched: still a primary with its rows.
-    let n: i64 = admin
+    let n: i64 = shop
         .query_one("SELECT count(*) FROM orders", &[])
         .await
         .unwrap()
@@ -292,25 +307,40 @@ async fn restore_test_restores_recovers_and_checks_the_newest_backup() {
     // A test killed mid-way (SIGKILL once the restored copy runs) leaves
     // the instance running and its files behind; the next test stops it,
     // removes them, and succeeds.
-    let mut child = Command::new(crate::harness::agent::binary())
-        .args([
-            "restore-test",
-            "--config",
-            config.to_str().unwrap(),
-            "--target",
-            "main",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    // The copy runs for a second or two; a test that finished before it
+    // was seen running is started again.
     let pid_file = restore_dir.join("data/postmaster.pid");
-    crate::harness::pg::eventually(WAIT, "the restored copy running", || async {
-        pid_file.exists().then_some(())
-    })
-    .await;
-    child.kill().unwrap();
-    let _ = child.wait();
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let mut child = Command::new(crate::harness::agent::binary())
+            .args([
+                "restore-test",
+                "--config",
+                config.to_str().unwrap(),
+                "--target",
+                "main",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let seen = loop {
+            if pid_file.exists() {
+                break true;
+            }
+            if child.try_wait().unwrap().is_some() {
+                break false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        if seen {
+            child.kill().unwrap();
+            let _ = child.wait();
+            break;
+        }
+        assert!(attempts < 5, "the restored copy was never seen running");
+    }
     assert!(restore_dir.join(".pgvigil-restore-test").exists());
     let (ok, stdout, stderr) = restore_test(&config);
     assert!(ok, "{stdout}{stderr}");

@@ -112,7 +112,8 @@ impl Backup {
     }
 
     /// The results as they stand, written to the state file when they
-    /// changed since it was read or written.
+    /// changed since it was read or last written (a failed write is said
+    /// once per change, not at every run).
     fn report(&mut self) -> report::BackupReport {
         let now = report::BackupReport {
             stanza: self.settings.stanza.clone(),
@@ -128,13 +129,11 @@ impl Backup {
         if !unchanged {
             let path = &self.settings.state_file;
             let bytes = serde_json::to_vec(&now).unwrap_or_default();
-            match crate::state_file::write_atomically(path, &bytes) {
-                Ok(()) => self.saved = Some(now.clone()),
+            if let Err(e) = crate::state_file::write_atomically(path, &bytes) {
                 // Results stay published; only a restart would forget them.
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "could not write the backup state file")
-                }
+                tracing::warn!(path = %path.display(), error = %e, "could not write the backup state file; a restart will forget the last verify and restore test");
             }
+            self.saved = Some(now.clone());
         }
         now
     }
@@ -296,6 +295,7 @@ mod tests {
             restore_port: 0,
             restore_timeout: Duration::from_secs(60),
             restore_smoke_query: None,
+            restore_smoke_database: "postgres".into(),
             restore_test: None,
             restore_rto_objective: Duration::from_secs(3600),
             restore_rpo_objective: Duration::from_secs(900),

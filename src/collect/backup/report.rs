@@ -82,18 +82,67 @@ pub struct Outcome {
     pub recovery_point_age_seconds: Option<f64>,
     /// Indexes amcheck found clean.
     pub indexes_checked: i64,
+    /// Databases they were sampled from (every one that takes
+    /// connections, templates aside).
+    #[serde(default)]
+    pub databases_checked: i64,
 }
 
 impl Outcome {
     /// The one line the command prints.
     pub fn line(&self, stanza: &str) -> String {
         format!(
-            "restore test of stanza {stanza} ok: backup {} restored and recovered in {:.1}s, recovery point {}, amcheck clean on {} indexes",
+            "restore test of stanza {stanza} ok: backup {} restored and recovered in {:.1}s, recovery point {}, amcheck clean on {} indexes in {} databases",
             self.label,
             self.recovery_seconds,
             self.recovery_point_age_seconds
                 .map_or("unknown".to_string(), |a| format!("{a:.1}s behind")),
-            self.indexes_checked
+            self.indexes_checked,
+            self.databases_checked
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_file_gives_back_exactly_what_was_published() {
+        // Floats must come back bit for bit: a restarted agent publishes
+        // the same recovery time, and a file without newer fields reads.
+        let report = BackupReport {
+            stanza: "main".into(),
+            verify: None,
+            restore_test: None,
+            restore_success: Some(Tested {
+                started_at: 1_796_353_525.123_456_7,
+                finished_at: 1_796_353_527.104_998_3,
+                outcome: Some(Outcome {
+                    label: "20261204-031231F".into(),
+                    recovery_seconds: 1.981_542_558_000_000_1,
+                    recovery_point_age_seconds: Some(0.1 + 0.2),
+                    indexes_checked: 50,
+                    databases_checked: 2,
+                }),
+                reason: None,
+            }),
+        };
+        let text = serde_json::to_string(&report).unwrap();
+        let back: BackupReport = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, report);
+        let older: BackupReport = serde_json::from_str(
+            r#"{"stanza":"main","restore_test":{"started_at":1.0,"finished_at":2.0,"outcome":{"label":"x","recovery_seconds":1.5,"recovery_point_age_seconds":null,"indexes_checked":3},"reason":null}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            older
+                .restore_test
+                .unwrap()
+                .outcome
+                .unwrap()
+                .databases_checked,
+            0
+        );
     }
 }

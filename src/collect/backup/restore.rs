@@ -336,42 +336,96 @@ async fn restore_and_check(
         .await?
         .get(0);
     let recovery_point_age_seconds = replayed.map(|t| (began_unix - t).max(0.0));
-    let _ = client
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS amcheck")
-        .await;
-    let checked: i64 = client
-        .query_one(
-            "SELECT count(*) FROM (SELECT bt_index_check(c.oid::pg_catalog.regclass, false)
-               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
-              WHERE c.relam = 403 AND i.indisvalid ORDER BY random() LIMIT 50) s",
+    let databases: Vec<String> = client
+        .query(
+            "SELECT datname FROM pg_catalog.pg_database
+              WHERE datallowconn AND NOT datistemplate ORDER BY datname",
             &[],
         )
-        .await
-        .map_err(|e| {
-            anyhow!(
-                "amcheck on the restored copy: {}",
-                crate::connection::session::describe(&e)
-            )
-        })?
-        .get(0);
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    drop(client);
+    // The sample is spread over every database: the data that matters is
+    // rarely in `postgres`.
+    let per_database = (SAMPLED_INDEXES / databases.len().max(1) as i64).max(MIN_PER_DATABASE);
+    let mut checked = 0;
+    for datname in &databases {
+        let client = connect(&cfg, datname).await?;
+        checked += check_indexes(&client, datname, per_database).await?;
+    }
     if let Some(sql) = &b.restore_smoke_query {
+        let client = connect(&cfg, &b.restore_smoke_database).await?;
         client.batch_execute("BEGIN READ ONLY").await?;
         let r = client.simple_query(sql).await;
         let _ = client.batch_execute("ROLLBACK").await;
         r.map_err(|e| {
             anyhow!(
-                "smoke query on the restored copy: {}",
+                "smoke query on the restored copy (database {}): {}",
+                b.restore_smoke_database,
                 crate::connection::session::describe(&e)
             )
         })?;
     }
-    drop(client);
     Ok(Outcome {
         label: label.to_string(),
         recovery_seconds,
         recovery_point_age_seconds,
         indexes_checked: checked,
+        databases_checked: databases.len() as i64,
     })
+}
+
+/// Valid B-tree indexes checked in a restored copy, at most, spread over
+/// its databases.
+const SAMPLED_INDEXES: i64 = 50;
+/// Indexes checked per database, at least, however many there are.
+const MIN_PER_DATABASE: i64 = 5;
+
+/// A session to `datname` of the restored copy.
+async fn connect(
+    cfg: &tokio_postgres::Config,
+    datname: &str,
+) -> anyhow::Result<tokio_postgres::Client> {
+    let mut cfg = cfg.clone();
+    cfg.dbname(datname);
+    let (client, conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("connecting to database {datname} of the restored copy"))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// `bt_index_check` on up to `limit` random valid B-tree indexes of the
+/// database `client` is in, installing amcheck there first (the copy is
+/// thrown away); how many were checked.
+async fn check_indexes(
+    client: &tokio_postgres::Client,
+    datname: &str,
+    limit: i64,
+) -> anyhow::Result<i64> {
+    let _ = client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+        .await;
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM (SELECT bt_index_check(c.oid::pg_catalog.regclass, false)
+               FROM pg_catalog.pg_class c JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid
+              WHERE c.relam = 403 AND i.indisvalid ORDER BY random() LIMIT $1) s",
+            &[&limit],
+        )
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "amcheck on database {datname} of the restored copy: {}",
+                crate::connection::session::describe(&e)
+            )
+        })?;
+    Ok(row.get(0))
 }
 
 /// Checks and readies `dir`: created if missing; an interrupted test's
