@@ -350,7 +350,9 @@ async fn a_missing_pgbackrest_fails_only_the_backup_collector() {
         .wait_for(WAIT, "the backup collector to fail, the server up", |m| {
             let failed =
                 m.get("pgvigil_collector_success", &[("collector", "backup")]) == Some(0.0);
-            (failed && m.get("pg_up", &[]).is_some()).then(|| m.clone())
+            // The server collector too: pg_up is known before its first run ends.
+            let server = m.get("pgvigil_collector_success", &[("collector", "server")]);
+            (failed && m.get("pg_up", &[]).is_some() && server.is_some()).then(|| m.clone())
         })
         .await;
     assert_eq!(m.get("pg_up", &[]), Some(1.0));
