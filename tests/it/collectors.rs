@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::harness::pg::flush_stats;
-use crate::harness::{Fixture, RunningAgent};
+use crate::harness::{Fixture, Metrics, RunningAgent};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -355,8 +355,12 @@ async fn server_identity_sizes_and_limits_match_the_server() {
     let agent = RunningAgent::start(&fx.pg.scratch(), &fx.config("")).await;
     let m = agent
         .wait_for(WAIT, "server and database metrics", |m| {
-            m.get("pg_database_size_bytes", &[("datname", "postgres")])
-                .map(|_| m.clone())
+            // Each collector's first run ends on its own time: wait for all
+            // the ones this test reads.
+            (ran(m, &["server", "connections", "databases"])
+                && m.get("pg_database_size_bytes", &[("datname", "postgres")])
+                    .is_some())
+            .then(|| m.clone())
         })
         .await;
     assert_eq!(
@@ -392,6 +396,16 @@ async fn server_identity_sizes_and_limits_match_the_server() {
     assert!(m.get("process_resident_memory_bytes", &[]).unwrap() > 1e6);
 }
 
+/// Whether each of `collectors` has finished a run (successful or not):
+/// pg_up is known from the first collector that ran, the others' first
+/// runs end on their own time.
+fn ran(m: &Metrics, collectors: &[&str]) -> bool {
+    collectors.iter().all(|c| {
+        m.get("pgvigil_collector_success", &[("collector", c)])
+            .is_some()
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_collector_fails_alone_and_recovers() {
     let fx = Fixture::start().await;
@@ -409,6 +423,7 @@ async fn a_failing_collector_fails_alone_and_recovers() {
                 &[("collector", "database_size")],
             )
             .filter(|v| *v == 0.0)
+            .filter(|_| ran(m, &["server", "connections", "databases"]))
             .map(|_| m.clone())
         })
         .await;
