@@ -93,16 +93,20 @@ impl Backup {
             return;
         }
         let path = &self.settings.state_file;
+        let afresh = || report::BackupReport {
+            stanza: self.settings.stanza.clone(),
+            ..Default::default()
+        };
         let kept = match crate::state_file::read::<report::BackupReport>(path) {
             Ok(Some(r)) if r.stanza == self.settings.stanza => r,
             Ok(Some(r)) => {
                 tracing::info!(path = %path.display(), stanza = %r.stanza, "backup state file is about another stanza; not used");
-                report::BackupReport::default()
+                afresh()
             }
-            Ok(None) => report::BackupReport::default(),
+            Ok(None) => afresh(),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "backup state file unreadable or invalid; verify and restore test results start afresh");
-                report::BackupReport::default()
+                afresh()
             }
         };
         self.verifier.last = kept.verify.clone();
@@ -121,12 +125,7 @@ impl Backup {
             restore_test: self.restorer.last.clone(),
             restore_success: self.restorer.last_success.clone(),
         };
-        let unchanged = self.saved.as_ref().is_some_and(|s| {
-            s.verify == now.verify
-                && s.restore_test == now.restore_test
-                && s.restore_success == now.restore_success
-        });
-        if !unchanged {
+        if self.saved.as_ref() != Some(&now) {
             let path = &self.settings.state_file;
             let bytes = serde_json::to_vec(&now).unwrap_or_default();
             if let Err(e) = crate::state_file::write_atomically(path, &bytes) {
